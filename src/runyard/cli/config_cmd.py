@@ -1,0 +1,144 @@
+"""``runyard config``: canonical config versions (content-addressed JSON snapshots)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.syntax import Syntax
+from rich.text import Text
+
+from runyard.cli.common import AfterOption, JsonOption, LimitOption, yard_from
+from runyard.cli.output import (
+    console,
+    handles_errors,
+    key_values,
+    next_page_hint,
+    print_json,
+    table,
+    when,
+)
+from runyard.errors import Invalid
+from runyard.models import ConfigVersion
+from runyard.registry import configs
+
+app = typer.Typer(help="Config versions: immutable canonical JSON snapshots; the id is the "
+                  "content.", no_args_is_help=True)
+
+IdArg = Annotated[str, typer.Argument(help="Config version id (cfg-…).", metavar="ID")]
+
+
+def _read(file: str) -> str:
+    if file == "-":
+        return sys.stdin.read()
+    try:
+        return Path(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise Invalid(f"no such file: {file}") from None
+    except IsADirectoryError:
+        raise Invalid(f"{file} is a folder, not a JSON file") from None
+    except UnicodeDecodeError:
+        raise Invalid(f"{file} is not UTF-8 text") from None
+    except OSError as exc:
+        raise Invalid(f"cannot read {file}: {exc.strerror}") from None
+
+
+def _show(config: ConfigVersion, title: str) -> None:
+    out = console()
+    out.print(key_values(title, [
+        ("config_version_id", config.config_version_id),
+        ("name", config.name),
+        ("created", when(config.created_at)),
+        ("sha256", config.digest),
+    ]))
+    out.print(Syntax(json.dumps(config.content, indent=2, ensure_ascii=False), "json",
+                     theme="ansi_dark", background_color="default"))
+
+
+@app.command("add")
+@handles_errors
+def add(
+    ctx: typer.Context,
+    file: Annotated[str, typer.Argument(help="A JSON file with one object ('-' reads stdin).",
+                                        metavar="FILE.json")],
+    name: Annotated[str | None, typer.Option("--name", help="A label for people.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Store a config snapshot; identical content gives back the existing id."""
+    text = _read(file)
+    with yard_from(ctx) as yard, yard.write() as conn:
+        added = configs.add_config(conn, text, name=name, source=file)
+    if json_output:
+        print_json(added)
+        return
+    if added.created:
+        _show(added, "Added config version")
+    else:
+        console().print(Text(f"Same content as existing config version "
+                             f"{added.config_version_id}; nothing added.", style="yellow"))
+
+
+@app.command("list")
+@handles_errors
+def list_(
+    ctx: typer.Context,
+    limit: LimitOption = 100,
+    after: AfterOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List config versions, newest first."""
+    with yard_from(ctx) as yard, yard.read() as conn:
+        page = configs.list_configs(conn, limit=limit, after=after)
+    if json_output:
+        print_json(page)
+        return
+    out = console()
+    out.print(table(None, ["config_version_id", "name", "created", "keys"], [
+        (c.config_version_id, c.name, when(c.created_at), ", ".join(list(c.content)[:6]))
+        for c in page.items
+    ]))
+    next_page_hint(out, page.next_cursor, "runyard config list")
+
+
+@app.command("show")
+@handles_errors
+def show(ctx: typer.Context, config_id: IdArg, json_output: JsonOption = False) -> None:
+    """Show a config version and its JSON."""
+    with yard_from(ctx) as yard, yard.read() as conn:
+        config = configs.get_config(conn, config_id)
+    if json_output:
+        print_json(config)
+    else:
+        _show(config, "Config version")
+
+
+@app.command("diff")
+@handles_errors
+def diff(
+    ctx: typer.Context,
+    id_a: Annotated[str, typer.Argument(help="The older config version.", metavar="ID1")],
+    id_b: Annotated[str, typer.Argument(help="The newer config version.", metavar="ID2")],
+    json_output: JsonOption = False,
+) -> None:
+    """Show what changed between two config versions."""
+    with yard_from(ctx) as yard, yard.read() as conn:
+        result = configs.diff_configs(conn, id_a, id_b)
+    if json_output:
+        print_json(result)
+        return
+    out = console()
+    if result.identical:
+        out.print(f"{id_a} and {id_b} have identical content.")
+        return
+    out.print(table(f"{len(result.changes)} change(s) from {id_a} to {id_b}",
+                    ["path", "change", "old", "new"], [
+        (c.path, c.change,
+         "" if c.change == "added" else json.dumps(c.old, ensure_ascii=False),
+         "" if c.change == "removed" else json.dumps(c.new, ensure_ascii=False))
+        for c in result.changes
+    ]))
+    out.print(Syntax(result.unified_diff, "diff", theme="ansi_dark",
+                     background_color="default"))

@@ -1,0 +1,53 @@
+"""The ``runyard`` command: the root app, its global options, and the command groups."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from runyard import __version__
+from runyard.cli import config_cmd, db_cmd, plan_cmd, run_cmd, scenario_cmd, yard_cmd
+
+app = typer.Typer(
+    name="runyard",
+    help="A registry of pipeline runs with plan lineage, and a safe lifecycle for run folders.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"runyard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    yard: Annotated[
+        str | None,
+        typer.Option("--yard", help="The yard folder (default: RUNYARD_YARD, else search "
+                     "upward from here for runyard.toml).", metavar="PATH"),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True,
+                           help="Print the version and exit.")
+    ] = False,
+) -> None:
+    ctx.obj = {"yard": yard}
+
+
+yard_cmd.register(app)
+app.add_typer(db_cmd.app, name="db")
+app.add_typer(scenario_cmd.app, name="scenario")
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(plan_cmd.app, name="plan")
+app.add_typer(run_cmd.app, name="run")
+
+
+def main() -> None:
+    app()

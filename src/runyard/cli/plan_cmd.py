@@ -1,0 +1,121 @@
+"""``runyard plan``: plan versions, the only way a run is made."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from runyard.cli.common import AfterOption, JsonOption, LimitOption, parse_key_values, yard_from
+from runyard.cli.output import (
+    console,
+    handles_errors,
+    key_values,
+    next_page_hint,
+    print_json,
+    short_json,
+    styled_status,
+    table,
+    when,
+)
+from runyard.models import PlanVersion
+from runyard.registry import plans
+from runyard.registry.lineage import plan_detail
+
+app = typer.Typer(help="Plan versions: base scenario + config version + parameters, immutable.",
+                  no_args_is_help=True)
+
+
+def _summary_pairs(plan: PlanVersion) -> list[tuple[str, object]]:
+    return [
+        ("plan_version_id", plan.plan_version_id),
+        ("label", plan.label),
+        ("scenario_id", plan.scenario_id),
+        ("config_version_id", plan.config_version_id),
+        ("runner", plan.runner),
+        ("params", json.dumps(plan.params, ensure_ascii=False) if plan.params else "-"),
+        ("created", when(plan.created_at)),
+    ]
+
+
+@app.command("create")
+@handles_errors
+def create(
+    ctx: typer.Context,
+    scenario: Annotated[str, typer.Option("--scenario", help="Base scenario id or name.")],
+    config: Annotated[str, typer.Option("--config", help="Config version id.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="KEY=VALUE, repeatable; VALUE is JSON when it parses "
+                     "(52, true, [1,2]), else text.", metavar="KEY=VALUE"),
+    ] = None,
+    label: Annotated[str | None, typer.Option("--label", help="A label for people.")] = None,
+    runner: Annotated[str, typer.Option("--runner", help="Runner name (runyard.toml).")]
+    = "default",
+    json_output: JsonOption = False,
+) -> None:
+    """Create a plan version (refused on a locked scenario)."""
+    params = parse_key_values(param, "--param", json_values=True)
+    with yard_from(ctx) as yard, yard.write() as conn:
+        plan = plans.create_plan(conn, scenario, config, params, label=label, runner=runner)
+    if json_output:
+        print_json(plan)
+        return
+    console().print(key_values("Created plan version", _summary_pairs(plan)))
+    console().print(f"Next: runyard run start --plan {plan.plan_version_id}")
+
+
+@app.command("list")
+@handles_errors
+def list_(
+    ctx: typer.Context,
+    scenario: Annotated[str | None, typer.Option("--scenario", help="Scenario id or name.")]
+    = None,
+    config: Annotated[str | None, typer.Option("--config", help="Config version id.")] = None,
+    limit: LimitOption = 100,
+    after: AfterOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List plan versions, newest first."""
+    with yard_from(ctx) as yard, yard.read() as conn:
+        page = plans.list_plans(conn, limit=limit, after=after, scenario=scenario,
+                                config_version_id=config)
+    if json_output:
+        print_json(page)
+        return
+    out = console()
+    out.print(table(None, ["plan_version_id", "label", "scenario_id", "config_version_id",
+                           "params", "created"], [
+        (p.plan_version_id, p.label, p.scenario_id, p.config_version_id, short_json(p.params),
+         when(p.created_at))
+        for p in page.items
+    ]))
+    next_page_hint(out, page.next_cursor, "runyard plan list")
+
+
+@app.command("show")
+@handles_errors
+def show(
+    ctx: typer.Context,
+    plan_id: Annotated[str, typer.Argument(help="Plan version id (pv-…).", metavar="ID")],
+    runs: Annotated[int, typer.Option("--runs", help="How many of its newest runs to show.")]
+    = 20,
+    json_output: JsonOption = False,
+) -> None:
+    """Show a plan version with its scenario, config version and runs."""
+    with yard_from(ctx) as yard:
+        detail = plan_detail(yard, plan_id, run_limit=max(0, min(runs, 1000)))
+    if json_output:
+        print_json(detail)
+        return
+    out = console()
+    pairs = _summary_pairs(detail)
+    pairs[2] = ("scenario", f"{detail.scenario.name} ({detail.scenario_id})"
+                + (" [locked]" if detail.scenario.locked else ""))
+    pairs[3] = ("config", f"{detail.config_version.name or ''} ({detail.config_version_id})")
+    out.print(key_values("Plan version", pairs))
+    out.print(table(f"Runs ({detail.run_count})", ["run_id", "status", "group", "started"], [
+        (r.run_id, styled_status(r.status.value), r.group, when(r.started_at))
+        for r in detail.runs
+    ]))

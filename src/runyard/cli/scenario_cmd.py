@@ -1,0 +1,117 @@
+"""``runyard scenario``: named base inputs, and their locks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from runyard.cli.common import AfterOption, JsonOption, LimitOption, yard_from
+from runyard.cli.output import (
+    console,
+    handles_errors,
+    key_values,
+    next_page_hint,
+    print_json,
+    table,
+    when,
+)
+from runyard.models import Scenario
+from runyard.registry import scenarios
+
+app = typer.Typer(help="Scenarios: named base inputs; a locked one takes no new plans or runs.",
+                  no_args_is_help=True)
+
+IdArg = Annotated[str, typer.Argument(help="Scenario id or name.", metavar="ID")]
+
+
+def _show(scenario: Scenario, title: str) -> None:
+    console().print(key_values(title, [
+        ("scenario_id", scenario.scenario_id),
+        ("name", scenario.name),
+        ("description", scenario.description),
+        ("locked", f"yes ({scenario.locked_reason})" if scenario.locked and
+         scenario.locked_reason else ("yes" if scenario.locked else "no")),
+        ("created", when(scenario.created_at)),
+    ]))
+
+
+@app.command("add")
+@handles_errors
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Unique name.")],
+    description: Annotated[str, typer.Option("--description", help="Free text.")] = "",
+    json_output: JsonOption = False,
+) -> None:
+    """Create a scenario."""
+    with yard_from(ctx) as yard, yard.write() as conn:
+        scenario = scenarios.add_scenario(conn, name, description)
+    if json_output:
+        print_json(scenario)
+    else:
+        _show(scenario, "Created scenario")
+
+
+@app.command("list")
+@handles_errors
+def list_(
+    ctx: typer.Context,
+    limit: LimitOption = 100,
+    after: AfterOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List scenarios by name."""
+    with yard_from(ctx) as yard, yard.read() as conn:
+        page = scenarios.list_scenarios(conn, limit=limit, after=after)
+    if json_output:
+        print_json(page)
+        return
+    out = console()
+    out.print(table(None, ["scenario_id", "name", "locked", "created", "description"], [
+        (s.scenario_id, s.name, "locked" if s.locked else "", when(s.created_at), s.description)
+        for s in page.items
+    ]))
+    next_page_hint(out, page.next_cursor, "runyard scenario list")
+
+
+@app.command("show")
+@handles_errors
+def show(ctx: typer.Context, scenario_id: IdArg, json_output: JsonOption = False) -> None:
+    """Show one scenario."""
+    with yard_from(ctx) as yard, yard.read() as conn:
+        scenario = scenarios.get_scenario(conn, scenario_id)
+    if json_output:
+        print_json(scenario)
+    else:
+        _show(scenario, "Scenario")
+
+
+@app.command("lock")
+@handles_errors
+def lock(
+    ctx: typer.Context,
+    scenario_id: IdArg,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why, shown in refusals.")]
+    = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Lock a scenario: new plans and runs on it are refused."""
+    with yard_from(ctx) as yard, yard.write() as conn:
+        scenario = scenarios.set_locked(conn, scenario_id, True, reason)
+    if json_output:
+        print_json(scenario)
+    else:
+        _show(scenario, "Locked scenario")
+
+
+@app.command("unlock")
+@handles_errors
+def unlock(ctx: typer.Context, scenario_id: IdArg, json_output: JsonOption = False) -> None:
+    """Unlock a scenario."""
+    with yard_from(ctx) as yard, yard.write() as conn:
+        scenario = scenarios.set_locked(conn, scenario_id, False)
+    if json_output:
+        print_json(scenario)
+    else:
+        _show(scenario, "Unlocked scenario")

@@ -1,0 +1,48 @@
+"""``runyard init``: make a yard."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from runyard.cli.common import JsonOption
+from runyard.cli.output import console, handles_errors, key_values, print_json
+from runyard.presets import PRESETS
+from runyard.yard import init_yard
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+
+
+@handles_errors
+def init(
+    path: Annotated[str, typer.Argument(help="Folder of the new yard (made if missing).")] = ".",
+    preset: Annotated[
+        str, typer.Option("--preset", help=f"Layout and defaults: {' or '.join(PRESETS)}.")
+    ] = "planning",
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Registry database (SQLAlchemy URL or SQLite path), "
+                     "written into runyard.toml. Default: registry.db in the yard.",
+                     metavar="URL"),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Create a yard: runyard.toml, the runs, archive and logs folders, and the registry."""
+    result = init_yard(path, preset=preset, db_url=db)
+    if json_output:
+        print_json(result.to_dict())
+        return
+    out = console()
+    out.print(Text(f"Created yard {result.yard_id} at {result.yard_path}", style="bold green"))
+    out.print(key_values("", [
+        ("preset", result.preset),
+        ("registry", f"{result.to_dict()['db_url']} ({result.db_url_source})"),
+        ("created", ", ".join(result.created) or "-"),
+        ("kept as they were", ", ".join(result.existing) or "-"),
+    ]))
+    out.print(Text("Next: runyard scenario add NAME, then runyard config add FILE.json",
+                   style="dim"))

@@ -1,0 +1,285 @@
+"""Settings: a yard's ``runyard.toml`` merged with ``RUNYARD_*`` environment variables.
+
+One ``Settings`` object is built by ``load_settings`` and passed to whatever
+needs it; nothing here is global. The file is validated strictly (unknown keys
+and wrong types are refused, naming the file, the key and the reason) because a
+typo in a guard setting would otherwise silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from runyard.errors import ConfigFileError, Invalid, YardNotFound
+
+CONFIG_FILENAME = "runyard.toml"
+DEFAULT_SQLITE_FILENAME = "registry.db"
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+
+
+def _check_regex(value: str, key: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression for {key}: {exc}") from exc
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ReferenceRule(_Strict):
+    """A file outside the runs that names a run: every file matching ``glob``,
+    read as JSON, holds a run id at the dotted ``json_path``."""
+
+    glob: str = Field(min_length=1)
+    json_path: str = Field(min_length=1)
+
+
+class DbSection(_Strict):
+    url: str | None = None
+
+
+class RetentionSection(_Strict):
+    max_active_runs: PositiveInt | None = None
+
+
+class YardFile(_Strict):
+    """The contents of ``runyard.toml``; every key is documented in docs/configuration.md."""
+
+    yard_id: str = Field(min_length=1)
+    preset: Literal["planning", "video"] = "planning"
+    runs_root: str = Field(default="runs", min_length=1)
+    archive_root: str = Field(default="_archive", min_length=1)
+    logs_dir: str = Field(default="logs", min_length=1)
+    group_pattern: str | None = None
+    legacy_patterns: list[str] = Field(default_factory=list)
+    keep_recent_minutes: NonNegativeInt = 60
+    keep_last_runs: NonNegativeInt = 2
+    keep_marker: str = Field(default=".keep", min_length=1)
+    references: list[ReferenceRule] = Field(default_factory=list)
+    db: DbSection = Field(default_factory=DbSection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)
+
+    @field_validator("group_pattern")
+    @classmethod
+    def _group_pattern_is_regex(cls, value: str | None) -> str | None:
+        return None if value is None else _check_regex(value, "group_pattern")
+
+    @field_validator("legacy_patterns")
+    @classmethod
+    def _legacy_patterns_are_regexes(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            _check_regex(pattern, "legacy_patterns")
+        return value
+
+
+class EnvOverrides(BaseSettings):
+    """``RUNYARD_*`` environment variables; each wins over the file."""
+
+    model_config = SettingsConfigDict(env_prefix="RUNYARD_", extra="ignore")
+
+    yard: str | None = None
+    db: str | None = None
+    max_runs: PositiveInt | None = None
+    skip_simulation: bool = False
+    token: str | None = None
+
+
+ENV_VARIABLES = {
+    "RUNYARD_YARD": "yard folder (instead of searching upward for runyard.toml)",
+    "RUNYARD_DB": "registry database: SQLAlchemy URL or SQLite file path",
+    "RUNYARD_MAX_RUNS": "cap on active runs (retention.max_active_runs)",
+    "RUNYARD_SKIP_SIMULATION": "skip the runner of planning jobs (tests, CI)",
+    "RUNYARD_TOKEN": "token that protects every write of the web server",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A yard's resolved settings: absolute paths, compiled patterns, env applied."""
+
+    yard_path: Path
+    file: YardFile
+    db_url: str
+    db_url_source: str
+    max_active_runs: int | None
+    skip_simulation: bool
+    token: str | None
+
+    @property
+    def config_file(self) -> Path:
+        return self.yard_path / CONFIG_FILENAME
+
+    @property
+    def yard_id(self) -> str:
+        return self.file.yard_id
+
+    @property
+    def runs_root(self) -> Path:
+        return self._resolve(self.file.runs_root)
+
+    @property
+    def archive_root(self) -> Path:
+        return self._resolve(self.file.archive_root)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self._resolve(self.file.logs_dir)
+
+    @property
+    def group_regex(self) -> re.Pattern[str] | None:
+        pattern = self.file.group_pattern
+        return re.compile(pattern) if pattern else None
+
+    def _resolve(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self.yard_path / path
+
+
+def _env_error(exc: ValidationError) -> Invalid:
+    parts = []
+    for err in exc.errors():
+        name = "RUNYARD_" + str(err["loc"][0]).upper() if err["loc"] else "environment"
+        parts.append(f"{name}: {err['msg']} (got {err.get('input')!r})")
+    return Invalid("bad environment variable: " + "; ".join(parts))
+
+
+def read_env_overrides(environ: Mapping[str, str] | None = None) -> EnvOverrides:
+    """Parse ``RUNYARD_*`` variables (from ``environ`` when given, else the process)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in EnvOverrides.model_fields:
+        raw = env.get("RUNYARD_" + field.upper())
+        if raw is not None and raw != "":
+            values[field] = raw
+    try:
+        # Pass values explicitly so a caller-supplied environ is honoured.
+        return EnvOverrides.model_validate(values)
+    except ValidationError as exc:
+        raise _env_error(exc) from None
+
+
+def _format_file_errors(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            reason = "unknown key"
+        elif err["type"] == "missing":
+            reason = "missing required key"
+        else:
+            reason = err["msg"]
+            if "input" in err and err["type"] != "value_error":
+                reason += f" (got {err['input']!r})"
+        lines.append(f"{path}: key `{key}`: {reason}")
+    return "\n".join(lines)
+
+
+def parse_yard_file(path: Path) -> YardFile:
+    """Read and validate ``runyard.toml``; raise ConfigFileError naming file, key, reason."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigFileError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError(f"{path}: not UTF-8 text: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigFileError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        parsed = YardFile.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigFileError(_format_file_errors(path, exc)) from None
+    _check_roots(path, parsed)
+    return parsed
+
+
+def _check_roots(path: Path, parsed: YardFile) -> None:
+    roots = {"runs_root": parsed.runs_root, "archive_root": parsed.archive_root}
+    normalized = {k: os.path.normpath(v) for k, v in roots.items()}
+    runs, archive = normalized["runs_root"], normalized["archive_root"]
+    if runs == archive or archive.startswith(runs + os.sep) or runs.startswith(archive + os.sep):
+        raise ConfigFileError(
+            f"{path}: key `archive_root`: must not be the same as, inside, or around "
+            f"runs_root ({parsed.runs_root!r} vs {parsed.archive_root!r})"
+        )
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def normalize_db_url(value: str, base: Path) -> str:
+    """A SQLAlchemy URL from ``value``: URLs pass (``postgresql://`` gets the psycopg
+    driver), anything else is a SQLite file path, relative to ``base``."""
+    if "://" in value:
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base / path
+    return sqlite_url(path)
+
+
+def find_yard(start: Path | None = None, explicit: str | None = None,
+              environ: Mapping[str, str] | None = None) -> Path:
+    """The yard folder: ``explicit`` (``--yard``), else ``RUNYARD_YARD``, else the nearest
+    folder at or above ``start`` holding ``runyard.toml``."""
+    env = os.environ if environ is None else environ
+    chosen, source = explicit, "--yard"
+    if not chosen and env.get("RUNYARD_YARD"):
+        chosen, source = env["RUNYARD_YARD"], "RUNYARD_YARD"
+    if chosen:
+        path = Path(chosen).expanduser().resolve()
+        if not (path / CONFIG_FILENAME).is_file():
+            raise YardNotFound(
+                f"no yard at {path} (from {source}): {CONFIG_FILENAME} is missing",
+                hint=f"create one with `runyard init {chosen}`",
+            )
+        return path
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILENAME).is_file():
+            return folder
+    raise YardNotFound(
+        f"no yard found: no {CONFIG_FILENAME} in {here} or any folder above it",
+        hint="run `runyard init PATH` to create a yard, or pass --yard PATH / set RUNYARD_YARD",
+    )
+
+
+def load_settings(yard_path: Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings of the yard at ``yard_path`` (its ``runyard.toml`` plus the environment)."""
+    yard_path = yard_path.resolve()
+    file = parse_yard_file(yard_path / CONFIG_FILENAME)
+    env = read_env_overrides(environ)
+    if env.db:
+        db_url, source = normalize_db_url(env.db, Path.cwd()), "RUNYARD_DB"
+    elif file.db.url:
+        db_url, source = normalize_db_url(file.db.url, yard_path), "runyard.toml db.url"
+    else:
+        db_url, source = sqlite_url(yard_path / DEFAULT_SQLITE_FILENAME), "default"
+    max_runs = env.max_runs if env.max_runs is not None else file.retention.max_active_runs
+    return Settings(
+        yard_path=yard_path,
+        file=file,
+        db_url=db_url,
+        db_url_source=source,
+        max_active_runs=max_runs,
+        skip_simulation=env.skip_simulation,
+        token=env.token,
+    )

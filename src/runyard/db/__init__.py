@@ -1,0 +1,1 @@
+"""The database layer: engine and transactions, tables, migrations, schema checks."""

@@ -1,0 +1,113 @@
+"""The registry's tables (SQLAlchemy Core), and nothing else.
+
+Times are naive UTC. Every run carries its plan version, config version and
+scenario as indexed columns; each list filter has an index that ends in
+(started_at, run_id), the keyset of "newest first", so any page of a filtered
+list is one index seek.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(64)
+
+runyard_meta = Table(
+    "runyard_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+scenarios = Table(
+    "scenarios",
+    metadata,
+    Column("scenario_id", ID, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("description", Text, nullable=False, default=""),
+    Column("locked", Boolean, nullable=False, default=False),
+    Column("locked_reason", Text, nullable=True),
+    Column("locked_at", DateTime, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+)
+
+config_versions = Table(
+    "config_versions",
+    metadata,
+    Column("config_version_id", ID, primary_key=True),
+    Column("name", String(200), nullable=True),
+    Column("content", Text, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_config_versions_created", "created_at", "config_version_id"),
+)
+
+plan_versions = Table(
+    "plan_versions",
+    metadata,
+    Column("plan_version_id", ID, primary_key=True),
+    Column("scenario_id", ID, ForeignKey("scenarios.scenario_id"), nullable=False),
+    Column(
+        "config_version_id", ID, ForeignKey("config_versions.config_version_id"), nullable=False
+    ),
+    Column("params", Text, nullable=False),
+    Column("label", String(200), nullable=True),
+    Column("runner", String(64), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_plan_versions_created", "created_at", "plan_version_id"),
+    Index("ix_plan_versions_scenario", "scenario_id", "created_at", "plan_version_id"),
+    Index("ix_plan_versions_config", "config_version_id", "created_at", "plan_version_id"),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(128), primary_key=True),
+    Column(
+        "plan_version_id", ID, ForeignKey("plan_versions.plan_version_id"), nullable=True
+    ),
+    Column(
+        "config_version_id", ID, ForeignKey("config_versions.config_version_id"), nullable=True
+    ),
+    Column("scenario_id", ID, ForeignKey("scenarios.scenario_id"), nullable=True),
+    Column("group_name", String(200), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("legacy", Boolean, nullable=False, default=False),
+    Column("location", String(16), nullable=False, default="active"),
+    Column("pinned", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime, nullable=True),
+    Column("summary", Text, nullable=False, default="{}"),
+    Column("tags", Text, nullable=False, default="{}"),
+    Column("error", Text, nullable=True),
+    Index("ix_runs_started", "started_at", "run_id"),
+    Index("ix_runs_plan", "plan_version_id", "started_at", "run_id"),
+    Index("ix_runs_scenario", "scenario_id", "started_at", "run_id"),
+    Index("ix_runs_config", "config_version_id", "started_at", "run_id"),
+    Index("ix_runs_status", "status", "started_at", "run_id"),
+    Index("ix_runs_group", "group_name", "started_at", "run_id"),
+    Index("ix_runs_location", "location", "started_at", "run_id"),
+    Index("ix_runs_legacy", "legacy", "started_at", "run_id"),
+)
+
+REGISTRY_TABLES = ("runyard_meta", "scenarios", "config_versions", "plan_versions", "runs")

@@ -1,0 +1,136 @@
+"""The types core functions return: pydantic models, never ORM rows.
+
+Their JSON form (``model_dump(mode="json")``) is what ``--json`` prints and,
+later, what the HTTP API answers; every object carries its id key at the top.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class RunStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+    unknown = "unknown"  # legacy runs imported without a manifest
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled})
+FINISH_STATUSES = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled)
+
+
+class RunLocation(StrEnum):
+    active = "active"
+    archived = "archived"
+    missing = "missing"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Scenario(_Model):
+    scenario_id: str
+    name: str
+    description: str
+    locked: bool
+    locked_reason: str | None = None
+    locked_at: datetime | None = None
+    created_at: datetime
+
+
+class ConfigVersion(_Model):
+    config_version_id: str
+    name: str | None
+    digest: str
+    created_at: datetime
+    content: dict[str, Any] = Field(description="the canonical JSON snapshot")
+
+
+class ConfigAdded(ConfigVersion):
+    created: bool = Field(description="false when identical content was already stored")
+
+
+class ConfigChange(_Model):
+    path: str
+    change: str  # "added" | "removed" | "changed"
+    old: Any = None
+    new: Any = None
+
+
+class ConfigDiff(_Model):
+    config_version_id_a: str
+    config_version_id_b: str
+    identical: bool
+    changes: list[ConfigChange]
+    unified_diff: str
+
+
+class PlanVersion(_Model):
+    plan_version_id: str
+    scenario_id: str
+    config_version_id: str
+    params: dict[str, Any]
+    label: str | None
+    runner: str
+    created_at: datetime
+
+
+class Run(_Model):
+    run_id: str
+    plan_version_id: str | None
+    config_version_id: str | None
+    scenario_id: str | None
+    group: str | None
+    status: RunStatus
+    legacy: bool
+    location: RunLocation
+    pinned: bool
+    created_at: datetime
+    started_at: datetime
+    finished_at: datetime | None
+    summary: dict[str, Any]
+    tags: dict[str, str]
+    error: str | None
+    path: str = Field(description="the run directory, absolute")
+
+
+class PlanDetail(PlanVersion):
+    scenario: Scenario
+    config_version: ConfigVersion
+    run_count: int
+    runs: list[Run]
+
+
+T = TypeVar("T")
+
+
+class Page(_Model, Generic[T]):
+    items: list[T]
+    next_cursor: str | None = Field(description="pass as --after/after to get the next page")
+
+
+class ImportOutcome(_Model):
+    path: str
+    run_id: str | None
+    outcome: str  # "imported" | "legacy" | "already_registered" | "error"
+    message: str | None = None
+
+
+class ImportResult(_Model):
+    items: list[ImportOutcome]
+    imported: int
+    legacy: int
+    already_registered: int
+    errors: int

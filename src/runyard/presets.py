@@ -1,0 +1,72 @@
+"""The presets of ``runyard init``: the ``runyard.toml`` each one writes.
+
+``planning`` is the second seed's flow (scenarios, configs, plans, runs in
+``runs/``). ``video`` is the first seed's workspace layout, so that a yard can
+be created inside an existing workspace of that shape without moving anything.
+"""
+
+from __future__ import annotations
+
+import json
+
+PRESETS = ("planning", "video")
+
+_COMMON_TAIL = """
+[db]
+# SQLAlchemy URL or SQLite file path (relative to this folder). RUNYARD_DB wins over it.
+# Default: registry.db in this folder.
+{db_line}
+
+[retention]
+# Cap on active runs; acting on it comes with `runyard archive` (RUNYARD_MAX_RUNS wins).
+# max_active_runs = 200
+"""
+
+_PLANNING = """# runyard yard configuration; every key is described in docs/configuration.md
+yard_id = "{yard_id}"
+preset = "planning"
+
+runs_root = "runs"
+archive_root = "_archive"
+logs_dir = "logs"
+
+# Archive guards.
+keep_recent_minutes = 60
+keep_last_runs = 2
+keep_marker = ".keep"
+
+# A regex applied to run ids; its named groups, joined with "/", give the run's group.
+# group_pattern = '^(?P<channel>CH\\d+)-(?P<episode>\\d+)'
+legacy_patterns = []
+"""
+
+_VIDEO = """# runyard yard configuration (video preset); keys are described in docs/configuration.md
+yard_id = "{yard_id}"
+preset = "video"
+
+runs_root = "video/runs"
+archive_root = "video/_archive"
+logs_dir = "logs/regression"
+
+# Archive guards: skip runs changed within a day, runs with a .keep marker,
+# and the newest 2 runs of each episode.
+keep_recent_minutes = 1440
+keep_last_runs = 2
+keep_marker = ".keep"
+
+# Runs not tied to an episode: numeric ids (192), api_*, jinsei*, CHxx-*.
+legacy_patterns = ['^[0-9]+$', '^api_', '^jinsei', '^CH[0-9]{{2}}-']
+
+# An episode's status.json names its adopted run; the two wildcard parts of the
+# path (channel/episode, e.g. CH01/003) are that run's group.
+[[references]]
+glob = "scripts/*/*/status.json"
+json_path = "metadata.video_run_id"
+"""
+
+
+def render_config(preset: str, yard_id: str, db_url: str | None = None) -> str:
+    """The text of a new ``runyard.toml`` for ``preset``."""
+    body = {"planning": _PLANNING, "video": _VIDEO}[preset].format(yard_id=yard_id)
+    db_line = f"url = {json.dumps(db_url)}" if db_url else '# url = "postgresql+psycopg://user@host/dbname"'
+    return body + _COMMON_TAIL.format(db_line=db_line)

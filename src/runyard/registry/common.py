@@ -1,0 +1,77 @@
+"""Helpers shared by the registry modules: time, keyset cursors, JSON columns."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from runyard.errors import Invalid
+
+
+def utcnow() -> datetime:
+    """Now, as the naive UTC datetime the tables store."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def to_utc_naive(value: datetime) -> datetime:
+    """A datetime as naive UTC (naive input is taken to be UTC already)."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def as_aware(value: datetime | None) -> datetime | None:
+    """A stored naive UTC datetime, with its timezone attached for output."""
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+def encode_cursor(*parts: Any) -> str:
+    raw = json.dumps([p.isoformat() if isinstance(p, datetime) else p for p in parts])
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, kinds: tuple[type, ...]) -> list[Any]:
+    """Decode a cursor made by ``encode_cursor``; ``kinds`` says what each part is."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
+        if not isinstance(parts, list) or len(parts) != len(kinds):
+            raise ValueError("wrong shape")
+        out: list[Any] = []
+        for part, kind in zip(parts, kinds, strict=True):
+            if kind is datetime:
+                out.append(datetime.fromisoformat(part))
+            elif isinstance(part, kind):
+                out.append(part)
+            else:
+                raise ValueError("wrong type")
+        return out
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise Invalid(
+            f"invalid cursor {cursor!r}: pass the next_cursor value of a previous page"
+        ) from None
+
+
+def dump_json_object(value: dict[str, Any], what: str) -> str:
+    """Serialize a JSON object column; refuse NaN/Infinity and non-JSON values."""
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise Invalid(f"{what} is not storable as JSON: {exc}") from None
+
+
+def load_json_object(text: str) -> dict[str, Any]:
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}
+
+
+MAX_PAGE_SIZE = 1000
+
+
+def check_limit(limit: int) -> int:
+    if limit < 1 or limit > MAX_PAGE_SIZE:
+        raise Invalid(f"limit must be between 1 and {MAX_PAGE_SIZE} (got {limit})")
+    return limit

@@ -1,0 +1,629 @@
+"""Runs: one execution of a plan version, a row in the registry and a folder on disk.
+
+The plan-centric rule lives here: a new run needs an existing plan version on an
+unlocked scenario, and records that plan's config version and scenario as its
+own indexed columns. Registry row and ``run.json`` change in one step: the
+manifest is written inside the database transaction, so a failure of either
+leaves neither changed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    false,
+    func,
+    literal,
+    select,
+    true,
+    tuple_,
+)
+from sqlalchemy.exc import IntegrityError
+
+from runyard.db.tables import plan_versions, runs, scenarios
+from runyard.errors import (
+    Conflict,
+    Invalid,
+    LegacyPathClosed,
+    ManifestError,
+    NotFound,
+    Refused,
+)
+from runyard.ids import new_run_id, run_id_problem, validate_label, validate_run_id
+from runyard.fsutil import write_atomic
+from runyard.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
+from runyard.models import (
+    FINISH_STATUSES,
+    ImportOutcome,
+    ImportResult,
+    Page,
+    Run,
+    RunLocation,
+    RunStatus,
+)
+from runyard.registry.common import (
+    as_aware,
+    check_limit,
+    decode_cursor,
+    dump_json_object,
+    encode_cursor,
+    load_json_object,
+    to_utc_naive,
+    utcnow,
+)
+from runyard.registry.configs import get_config
+from runyard.registry.plans import get_plan
+from runyard.registry.scenarios import ensure_unlocked, get_scenario
+
+if TYPE_CHECKING:
+    from runyard.config import Settings
+    from runyard.yard import Yard
+
+TAG_KEY_MAX = 100
+TAG_VALUE_MAX = 1000
+_IMPORT_BATCH = 500
+
+
+def _to_model(row: Any, settings: Settings) -> Run:
+    return Run(
+        run_id=row.run_id,
+        plan_version_id=row.plan_version_id,
+        config_version_id=row.config_version_id,
+        scenario_id=row.scenario_id,
+        group=row.group_name,
+        status=RunStatus(row.status),
+        legacy=row.legacy,
+        location=RunLocation(row.location),
+        pinned=row.pinned,
+        created_at=as_aware(row.created_at),
+        started_at=as_aware(row.started_at),
+        finished_at=as_aware(row.finished_at),
+        summary=load_json_object(row.summary),
+        tags=load_json_object(row.tags),
+        error=row.error,
+        path=str(settings.runs_root / row.run_id),
+    )
+
+
+def derive_group(settings: Settings, run_id: str, explicit: str | None) -> str | None:
+    """The run's group: ``explicit``, else what ``group_pattern`` finds in the run id.
+
+    Named groups of the pattern are joined with '/' (``CH01`` + ``003`` → ``CH01/003``);
+    a pattern without groups gives its whole match.
+    """
+    if explicit is not None:
+        return validate_label(explicit, "group")
+    regex = settings.group_regex
+    if regex is None:
+        return None
+    match = regex.search(run_id)
+    if match is None:
+        return None
+    names = sorted(regex.groupindex, key=regex.groupindex.__getitem__)
+    parts = [match.group(n) for n in names] if names else list(match.groups())
+    parts = [p for p in parts if p]
+    if not parts and not regex.groups:
+        parts = [match.group(0)]
+    return "/".join(parts) or None
+
+
+def validate_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in (tags or {}).items():
+        validate_label(str(key), "tag key", TAG_KEY_MAX)
+        if not isinstance(value, str):
+            value = str(value)
+        if len(value) > TAG_VALUE_MAX:
+            raise Invalid(f"tag {key!r}: value is at most {TAG_VALUE_MAX} characters")
+        out[str(key)] = value
+    return out
+
+
+def _require_runs_root(settings: Settings) -> Path:
+    root = settings.runs_root
+    if not root.is_dir():
+        raise Refused(
+            f"the runs root {root} does not exist",
+            hint=f"create it (mkdir -p {root}) or fix runs_root in {settings.config_file}",
+        )
+    return root
+
+
+_PLAN_FOR_RUN = (
+    select(
+        plan_versions.c.config_version_id,
+        plan_versions.c.scenario_id,
+        scenarios.c.locked,
+    )
+    .join(scenarios, scenarios.c.scenario_id == plan_versions.c.scenario_id)
+    .where(plan_versions.c.plan_version_id == bindparam("plan_version_id"))
+)
+_INSERT_IF_UNLOCKED = runs.insert().from_select(
+    [
+        "run_id", "plan_version_id", "config_version_id", "scenario_id", "group_name",
+        "status", "legacy", "location", "pinned", "created_at", "started_at", "summary",
+        "tags",
+    ],
+    select(
+        bindparam("n_run_id", type_=runs.c.run_id.type),
+        plan_versions.c.plan_version_id,
+        plan_versions.c.config_version_id,
+        plan_versions.c.scenario_id,
+        bindparam("n_group", type_=runs.c.group_name.type),
+        bindparam("n_status", type_=runs.c.status.type),
+        false(),
+        bindparam("n_location", type_=runs.c.location.type),
+        false(),
+        bindparam("n_now", type_=runs.c.created_at.type),
+        bindparam("n_now", type_=runs.c.started_at.type),
+        literal("{}"),
+        bindparam("n_tags", type_=runs.c.tags.type),
+    )
+    .select_from(plan_versions.join(
+        scenarios, scenarios.c.scenario_id == plan_versions.c.scenario_id
+    ))
+    .where(plan_versions.c.plan_version_id == bindparam("n_plan_version_id"))
+    .where(scenarios.c.locked == false()),
+)
+_RUN_BY_ID = select(runs).where(runs.c.run_id == bindparam("run_id"))
+_FINISH = (
+    runs.update()
+    .where(runs.c.run_id == bindparam("b_run_id"))
+    .where(runs.c.status == bindparam("b_status"))
+)
+
+
+def _plan_for_run(yard: Yard, plan_version_id: str, conn: Connection | None = None,
+                  cached: bool = True) -> Any:
+    """The plan's config version and scenario, refusing a missing plan or a locked scenario.
+
+    A plan's lineage never changes, so it is remembered per yard; the lock is checked
+    again by the insert itself.
+    """
+    cache: dict[str, Any] = yard.plan_cache
+    if cached and plan_version_id in cache:
+        return cache[plan_version_id]
+    if conn is None:
+        with yard.read() as read_conn:
+            return _plan_for_run(yard, plan_version_id, conn=read_conn, cached=False)
+    plan = conn.execute(_PLAN_FOR_RUN, {"plan_version_id": plan_version_id}).first()
+    if plan is None:
+        raise NotFound(
+            f"no plan version {plan_version_id!r}: a run can only be started from an "
+            "existing plan version",
+            hint="create one with `runyard plan create`; `runyard plan list` shows them",
+        )
+    if plan.locked:
+        ensure_unlocked(get_scenario(conn, plan.scenario_id), "starting a run")
+    cache[plan_version_id] = plan
+    return plan
+
+
+def start_run(
+    yard: Yard,
+    plan_version_id: str | None,
+    group: str | None = None,
+    run_id: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> Run:
+    """Register a new run of a plan version as running, and create its folder and manifest.
+
+    The folder and manifest are made first (``mkdir`` is what makes a run id exclusive on
+    disk), then the row; if the row cannot be written the folder is removed again. A crash
+    in between leaves a folder with a manifest, which ``run import`` registers as recorded.
+    """
+    if not plan_version_id:
+        raise LegacyPathClosed(
+            "a run needs a plan version: the legacy path (runs without a plan) is closed",
+            hint="create a plan with `runyard plan create --scenario ID --config ID`, "
+            "then `runyard run start --plan PLAN_VERSION_ID`",
+        )
+    settings = yard.settings
+    run_id = validate_run_id(run_id) if run_id is not None else new_run_id()
+    group = derive_group(settings, run_id, group)
+    clean_tags = validate_tags(tags)
+    tags_text = dump_json_object(clean_tags, "tags")
+    run_dir = _require_runs_root(settings) / run_id
+    plan = _plan_for_run(yard, plan_version_id)
+    now = utcnow()
+    run = Run(
+        run_id=run_id,
+        plan_version_id=plan_version_id,
+        config_version_id=plan.config_version_id,
+        scenario_id=plan.scenario_id,
+        group=group,
+        status=RunStatus.running,
+        legacy=False,
+        location=RunLocation.active,
+        pinned=False,
+        created_at=as_aware(now),
+        started_at=as_aware(now),
+        finished_at=None,
+        summary={},
+        tags=clean_tags,
+        error=None,
+        path=str(run_dir),
+    )
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        raise Conflict(
+            f"the folder {run_dir} already exists",
+            hint=f"register an existing folder with `runyard run import {run_dir}`",
+        ) from None
+    try:
+        write_manifest(run_dir, run, settings.yard_id)
+        with yard.write() as conn:
+            inserted = conn.execute(_INSERT_IF_UNLOCKED, {
+                "n_run_id": run_id,
+                "n_plan_version_id": plan_version_id,
+                "n_group": group,
+                "n_status": RunStatus.running.value,
+                "n_location": RunLocation.active.value,
+                "n_now": now,
+                "n_tags": tags_text,
+            }).rowcount
+            if inserted != 1:  # locked (or gone) since it was looked up
+                _plan_for_run(yard, plan_version_id, conn=conn, cached=False)
+                raise Conflict(f"plan version {plan_version_id!r} cannot take runs now")
+    except BaseException as exc:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if isinstance(exc, IntegrityError):
+            raise Conflict(f"a run with id {run_id!r} already exists") from None
+        raise
+    return run
+
+
+def finish_run(
+    yard: Yard,
+    run_id: str,
+    status: RunStatus | str,
+    summary: Mapping[str, Any] | None = None,
+    error: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    known: Run | None = None,
+) -> Run:
+    """Move a queued or running run to succeeded, failed or cancelled.
+
+    ``summary`` and ``tags`` are merged into the run's own. The manifest is rewritten
+    first, then the row is updated only if its status is still the one read; if it
+    changed meanwhile the old manifest is put back and the call is refused. ``known`` is
+    the run as the caller last saw it (the Python API's handle), which saves a read.
+    """
+    try:
+        target = RunStatus(status)
+    except ValueError:
+        target = None
+    if target not in FINISH_STATUSES:
+        allowed = ", ".join(s.value for s in FINISH_STATUSES)
+        raise Invalid(f"cannot finish a run as {status!r}: use one of {allowed}")
+    assert target is not None
+    validate_run_id(run_id)
+    summary_update = dict(summary or {})
+    tags_update = validate_tags(tags)
+    if known is None:
+        with yard.read() as conn:
+            row = conn.execute(_RUN_BY_ID, {"run_id": run_id}).first()
+        if row is None:
+            raise NotFound(f"no run {run_id!r}", hint="`runyard run list` shows them")
+        known = _to_model(row, yard.settings)
+    current = known.status
+    if current not in (RunStatus.queued, RunStatus.running):
+        raise Conflict(
+            f"run {run_id!r} is {current.value}; only a queued or running run can be "
+            f"finished (as {target.value})"
+        )
+    merged = {**known.summary, **summary_update}
+    merged_tags = {**known.tags, **tags_update}
+    summary_text = dump_json_object(merged, "summary")
+    tags_text = dump_json_object(merged_tags, "tags")
+    now = utcnow()
+    run = known.model_copy(
+        update={
+            "status": target,
+            "finished_at": as_aware(now),
+            "summary": merged,
+            "tags": merged_tags,
+            "error": error,
+        }
+    )
+    run_dir = Path(run.path)
+    manifest_path = run_dir / MANIFEST_NAME
+    try:
+        previous = manifest_path.read_bytes()
+    except FileNotFoundError:
+        previous = None
+    if not run_dir.is_dir():
+        raise Refused(
+            f"the folder of run {run_id!r} ({run_dir}) is missing; nothing was changed",
+            hint="`runyard run show` tells where the registry expects it",
+        )
+    write_manifest(run_dir, run, yard.settings.yard_id)
+    try:
+        with yard.write() as conn:
+            updated = conn.execute(_FINISH, {
+                "b_run_id": run_id,
+                "b_status": current.value,
+                "status": target.value,
+                "finished_at": now,
+                "summary": summary_text,
+                "tags": tags_text,
+                "error": error,
+            }).rowcount
+        if updated != 1:
+            raise Conflict(f"run {run_id!r} changed status while finishing; nothing was changed")
+    except BaseException:
+        if previous is None:
+            manifest_path.unlink(missing_ok=True)
+        else:
+            write_atomic(manifest_path, previous)
+        raise
+    return run
+
+
+def get_run(yard: Yard, run_id: str) -> Run:
+    validate_run_id(run_id)
+    with yard.read() as conn:
+        row = conn.execute(_RUN_BY_ID, {"run_id": run_id}).first()
+    if row is None:
+        raise NotFound(f"no run {run_id!r}", hint="`runyard run list` shows them")
+    return _to_model(row, yard.settings)
+
+
+def set_pinned(yard: Yard, run_id: str, pinned: bool) -> Run:
+    """Pin (protect from archiving) or unpin a run; idempotent."""
+    validate_run_id(run_id)
+    with yard.write() as conn:
+        result = conn.execute(runs.update().where(runs.c.run_id == run_id).values(pinned=pinned))
+        if result.rowcount == 0:
+            raise NotFound(f"no run {run_id!r}", hint="`runyard run list` shows them")
+    return get_run(yard, run_id)
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """What ``list_runs`` keeps; every field is optional and they combine with AND."""
+
+    plan_version_id: str | None = None
+    scenario: str | None = None  # id or name
+    config_version_id: str | None = None
+    status: RunStatus | None = None
+    group: str | None = None
+    location: RunLocation | None = None
+    legacy: bool | None = None
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+
+
+def _filter_clauses(conn: Connection, f: RunFilter) -> list[Any]:
+    clauses: list[Any] = []
+    if f.plan_version_id is not None:
+        clauses.append(runs.c.plan_version_id == get_plan(conn, f.plan_version_id).plan_version_id)
+    if f.scenario is not None:
+        clauses.append(runs.c.scenario_id == get_scenario(conn, f.scenario).scenario_id)
+    if f.config_version_id is not None:
+        cid = get_config(conn, f.config_version_id).config_version_id
+        clauses.append(runs.c.config_version_id == cid)
+    if f.status is not None:
+        clauses.append(runs.c.status == RunStatus(f.status).value)
+    if f.group is not None:
+        clauses.append(runs.c.group_name == f.group)
+    if f.location is not None:
+        clauses.append(runs.c.location == RunLocation(f.location).value)
+    if f.legacy is not None:
+        clauses.append(runs.c.legacy == f.legacy)
+    if f.started_after is not None:
+        clauses.append(runs.c.started_at >= to_utc_naive(f.started_after))
+    if f.started_before is not None:
+        clauses.append(runs.c.started_at < to_utc_naive(f.started_before))
+    return clauses
+
+
+def list_runs(
+    yard: Yard, filters: RunFilter | None = None, limit: int = 50, after: str | None = None
+) -> Page[Run]:
+    """Runs newest first (by start time, then run id), a keyset page at a time."""
+    check_limit(limit)
+    with yard.read() as conn:
+        clauses = _filter_clauses(conn, filters or RunFilter())
+        if after:
+            started, last_id = decode_cursor(after, (datetime, str))
+            clauses.append(tuple_(runs.c.started_at, runs.c.run_id) < tuple_(started, last_id))
+        query = (
+            select(runs)
+            .where(and_(true(), *clauses))
+            .order_by(runs.c.started_at.desc(), runs.c.run_id.desc())
+            .limit(limit + 1)
+        )
+        rows = conn.execute(query).all()
+    items = [_to_model(r, yard.settings) for r in rows[:limit]]
+    cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]
+        cursor = encode_cursor(last.started_at, last.run_id)
+    return Page[Run](items=items, next_cursor=cursor)
+
+
+def runs_of_plan(conn: Connection, settings: Settings, plan_version_id: str,
+                 limit: int) -> tuple[int, list[Run]]:
+    """How many runs a plan version has, and its newest ``limit``."""
+    count = conn.execute(
+        select(func.count()).select_from(runs).where(runs.c.plan_version_id == plan_version_id)
+    ).scalar_one()
+    rows = conn.execute(
+        select(runs)
+        .where(runs.c.plan_version_id == plan_version_id)
+        .order_by(runs.c.started_at.desc(), runs.c.run_id.desc())
+        .limit(limit)
+    ).all()
+    return count, [_to_model(r, settings) for r in rows]
+
+
+# --- import -------------------------------------------------------------------
+
+
+def _import_candidates(settings: Settings, paths: Iterable[Path], scan_all: bool
+                       ) -> tuple[list[Path], list[ImportOutcome]]:
+    root = settings.runs_root.resolve()
+    chosen: dict[str, Path] = {}
+    errors: list[ImportOutcome] = []
+    if scan_all:
+        with os.scandir(root) as entries:
+            for entry in entries:
+                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                    continue
+                chosen.setdefault(entry.name, Path(entry.path))
+    for raw in paths:
+        path = Path(raw)
+        absolute = path if path.is_absolute() else Path.cwd() / path
+        parent = Path(os.path.normpath(absolute)).parent
+        if parent.resolve() != root:
+            errors.append(ImportOutcome(
+                path=str(path), run_id=None, outcome="error",
+                message=f"not directly inside the runs root {root}; move it there first",
+            ))
+            continue
+        absolute = parent.resolve() / absolute.name
+        if absolute.is_symlink() or not absolute.is_dir():
+            errors.append(ImportOutcome(
+                path=str(path), run_id=None, outcome="error",
+                message="not a directory" + (" (a symlink)" if absolute.is_symlink() else ""),
+            ))
+            continue
+        chosen.setdefault(absolute.name, absolute)
+    return sorted(chosen.values()), errors
+
+
+def import_runs(yard: Yard, paths: Iterable[Path], scan_all: bool = False) -> ImportResult:
+    """Register existing run folders: by manifest where one is valid, as legacy where none.
+
+    A corrupt manifest is reported and that folder skipped; the rest are imported.
+    Folders are never modified.
+    """
+    settings = yard.settings
+    _require_runs_root(settings)
+    candidates, outcomes = _import_candidates(settings, paths, scan_all)
+    parsed: list[tuple[Path, Manifest | None]] = []
+    for path in candidates:
+        problem = run_id_problem(path.name)
+        if problem:
+            outcomes.append(ImportOutcome(path=str(path), run_id=None, outcome="error",
+                                          message=f"folder name is not a valid run id: {problem}"))
+            continue
+        try:
+            manifest = read_manifest(path)
+        except ManifestError as exc:
+            outcomes.append(ImportOutcome(path=str(path), run_id=path.name, outcome="error",
+                                          message=exc.message))
+            continue
+        if manifest is not None and manifest.run_id != path.name:
+            outcomes.append(ImportOutcome(
+                path=str(path), run_id=path.name, outcome="error",
+                message=f"manifest run_id {manifest.run_id!r} does not match the folder name",
+            ))
+            continue
+        parsed.append((path, manifest))
+
+    now = utcnow()
+    with yard.write() as conn:
+        known: set[str] = set()
+        names = [p.name for p, _ in parsed]
+        for i in range(0, len(names), _IMPORT_BATCH):
+            chunk = names[i:i + _IMPORT_BATCH]
+            known.update(conn.execute(select(runs.c.run_id).where(runs.c.run_id.in_(chunk)))
+                         .scalars())
+        plan_ids = {m.plan_version_id for _, m in parsed if m and m.plan_version_id}
+        plans: dict[str, Any] = {}
+        plan_list = sorted(plan_ids)
+        for i in range(0, len(plan_list), _IMPORT_BATCH):
+            for row in conn.execute(
+                select(plan_versions.c.plan_version_id, plan_versions.c.config_version_id,
+                       plan_versions.c.scenario_id)
+                .where(plan_versions.c.plan_version_id.in_(plan_list[i:i + _IMPORT_BATCH]))
+            ):
+                plans[row.plan_version_id] = row
+        rows: list[dict[str, Any]] = []
+        for path, manifest in parsed:
+            run_id = path.name
+            if run_id in known:
+                outcomes.append(ImportOutcome(path=str(path), run_id=run_id,
+                                              outcome="already_registered"))
+                continue
+            try:
+                row = _import_row(settings, path, manifest, plans, now)
+            except (Invalid, NotFound) as exc:
+                outcomes.append(ImportOutcome(path=str(path), run_id=run_id, outcome="error",
+                                              message=exc.message))
+                continue
+            rows.append(row)
+            outcomes.append(ImportOutcome(path=str(path), run_id=run_id,
+                                          outcome="legacy" if row["legacy"] else "imported"))
+        if rows:
+            conn.execute(runs.insert(), rows)
+    counts = {k: sum(1 for o in outcomes if o.outcome == k)
+              for k in ("imported", "legacy", "already_registered", "error")}
+    return ImportResult(
+        items=sorted(outcomes, key=lambda o: o.path),
+        imported=counts["imported"],
+        legacy=counts["legacy"],
+        already_registered=counts["already_registered"],
+        errors=counts["error"],
+    )
+
+
+def _import_row(settings: Settings, path: Path, manifest: Manifest | None,
+                plans: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    run_id = path.name
+    if manifest is None:
+        started = datetime.fromtimestamp(path.stat().st_mtime)
+        return {
+            "run_id": run_id, "plan_version_id": None, "config_version_id": None,
+            "scenario_id": None, "group_name": derive_group(settings, run_id, None),
+            "status": RunStatus.unknown.value, "legacy": True,
+            "location": RunLocation.active.value, "pinned": False, "created_at": now,
+            "started_at": to_utc_naive(started.astimezone()), "finished_at": None,
+            "summary": "{}", "tags": "{}", "error": None,
+        }
+    plan = None
+    if manifest.plan_version_id:
+        plan = plans.get(manifest.plan_version_id)
+        if plan is None:
+            raise NotFound(
+                f"its manifest names plan version {manifest.plan_version_id!r}, which is not "
+                "in the registry"
+            )
+        for key in ("config_version_id", "scenario_id"):
+            stated = getattr(manifest, key)
+            if stated is not None and stated != getattr(plan, key):
+                raise Invalid(
+                    f"its manifest says {key} {stated!r} but plan version "
+                    f"{manifest.plan_version_id} has {getattr(plan, key)!r}"
+                )
+    group = manifest.group if manifest.group is not None else derive_group(settings, run_id, None)
+    return {
+        "run_id": run_id,
+        "plan_version_id": manifest.plan_version_id,
+        "config_version_id": plan.config_version_id if plan else None,
+        "scenario_id": plan.scenario_id if plan else None,
+        "group_name": validate_label(group, "group") if group is not None else None,
+        "status": manifest.status.value,
+        "legacy": plan is None,
+        "location": RunLocation.active.value,
+        "pinned": False,
+        "created_at": to_utc_naive(manifest.created_at) if manifest.created_at else now,
+        "started_at": to_utc_naive(manifest.started_at),
+        "finished_at": to_utc_naive(manifest.finished_at) if manifest.finished_at else None,
+        "summary": dump_json_object(manifest.summary, "summary"),
+        "tags": dump_json_object(validate_tags(manifest.tags), "tags"),
+        "error": manifest.error,
+    }

@@ -1,0 +1,109 @@
+"""Scenarios: named base inputs; a locked scenario takes no new plans or runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
+
+from runyard.db.tables import scenarios
+from runyard.errors import Conflict, Invalid, Locked, NotFound
+from runyard.ids import new_id, validate_label
+from runyard.models import Page, Scenario
+from runyard.registry.common import as_aware, check_limit, decode_cursor, encode_cursor, utcnow
+
+SCENARIO_ID_PREFIX = "sc"
+
+
+def _to_model(row: Any) -> Scenario:
+    return Scenario(
+        scenario_id=row.scenario_id,
+        name=row.name,
+        description=row.description,
+        locked=row.locked,
+        locked_reason=row.locked_reason,
+        locked_at=as_aware(row.locked_at),
+        created_at=as_aware(row.created_at),
+    )
+
+
+def add_scenario(conn: Connection, name: str, description: str = "") -> Scenario:
+    """Create a scenario; names are unique."""
+    validate_label(name, "scenario name")
+    if name.startswith(SCENARIO_ID_PREFIX + "-"):
+        raise Invalid(f"scenario name {name!r} cannot start with 'sc-' (reserved for ids)")
+    if conn.execute(select(scenarios.c.scenario_id).where(scenarios.c.name == name)).first():
+        raise Conflict(f"a scenario named {name!r} already exists")
+    values = {
+        "scenario_id": new_id(SCENARIO_ID_PREFIX),
+        "name": name,
+        "description": description,
+        "locked": False,
+        "created_at": utcnow(),
+    }
+    try:
+        with conn.begin_nested():
+            conn.execute(scenarios.insert().values(**values))
+    except IntegrityError:
+        raise Conflict(f"a scenario named {name!r} already exists") from None
+    return get_scenario(conn, values["scenario_id"])
+
+
+def find_scenario(conn: Connection, id_or_name: str) -> Scenario | None:
+    """The scenario with this id, else with this name, else None."""
+    row = conn.execute(select(scenarios).where(scenarios.c.scenario_id == id_or_name)).first()
+    if row is None:
+        row = conn.execute(select(scenarios).where(scenarios.c.name == id_or_name)).first()
+    return None if row is None else _to_model(row)
+
+
+def get_scenario(conn: Connection, id_or_name: str) -> Scenario:
+    """The scenario by id or name; NotFound otherwise."""
+    found = find_scenario(conn, id_or_name)
+    if found is None:
+        raise NotFound(
+            f"no scenario with id or name {id_or_name!r}",
+            hint="`runyard scenario list` shows them",
+        )
+    return found
+
+
+def list_scenarios(conn: Connection, limit: int = 100, after: str | None = None) -> Page[Scenario]:
+    """Scenarios by name, a page at a time."""
+    check_limit(limit)
+    query = select(scenarios).order_by(scenarios.c.name).limit(limit + 1)
+    if after:
+        (name,) = decode_cursor(after, (str,))
+        query = query.where(scenarios.c.name > name)
+    rows = conn.execute(query).all()
+    items = [_to_model(r) for r in rows[:limit]]
+    cursor = encode_cursor(items[-1].name) if len(rows) > limit else None
+    return Page[Scenario](items=items, next_cursor=cursor)
+
+
+def set_locked(
+    conn: Connection, id_or_name: str, locked: bool, reason: str | None = None
+) -> Scenario:
+    """Lock or unlock a scenario (idempotent); a lock may carry a reason."""
+    scenario = get_scenario(conn, id_or_name)
+    conn.execute(
+        scenarios.update()
+        .where(scenarios.c.scenario_id == scenario.scenario_id)
+        .values(
+            locked=locked,
+            locked_reason=reason if locked else None,
+            locked_at=utcnow() if locked else None,
+        )
+    )
+    return get_scenario(conn, scenario.scenario_id)
+
+
+def ensure_unlocked(scenario: Scenario, action: str) -> None:
+    """Raise Locked when ``scenario`` is locked, saying what was refused."""
+    if scenario.locked:
+        why = f" ({scenario.locked_reason})" if scenario.locked_reason else ""
+        raise Locked(
+            f"scenario {scenario.name!r} ({scenario.scenario_id}) is locked{why}: {action} refused",
+            hint=f"`runyard scenario unlock {scenario.scenario_id}` if it should take new work",
+        )
