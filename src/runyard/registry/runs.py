@@ -174,7 +174,7 @@ _INSERT_IF_UNLOCKED = runs.insert().from_select(
     ))
     .where(plan_versions.c.plan_version_id == bindparam("n_plan_version_id"))
     .where(scenarios.c.locked == false()),
-)
+).returning(runs.c.run_id)
 _RUN_BY_ID = select(runs).where(runs.c.run_id == bindparam("run_id"))
 _FINISH = (
     runs.update()
@@ -272,8 +272,8 @@ def start_run(
                 "n_location": RunLocation.active.value,
                 "n_now": now,
                 "n_tags": tags_text,
-            }).rowcount
-            if inserted != 1:  # locked (or gone) since it was looked up
+            }).first()
+            if inserted is None:  # locked (or gone) since it was looked up
                 _plan_for_run(yard, plan_version_id, conn=conn, cached=False)
                 raise Conflict(f"plan version {plan_version_id!r} cannot take runs now")
     except BaseException as exc:

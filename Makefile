@@ -1,0 +1,47 @@
+# Everything runs from a virtual environment this Makefile creates (.venv).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-fast lint fmt bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	touch $@ $(VENV)/.installed-run
+
+## demo: install runyard and run the end-to-end demo on SQLite
+demo: $(VENV)/.installed-run
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
+
+## test: install the test dependencies and run the whole suite (PostgreSQL tests included)
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
+
+## test-fast: the suite without the slow stress tests
+test-fast: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -n auto -m "not slow" $(PYTEST_ARGS)
+
+## lint: ruff and mypy (strict on src/)
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+## fmt: sort imports and fix what ruff can fix
+fmt: $(VENV)/.installed-test
+	$(BIN)/ruff check --fix src tests bench
+
+## bench: the registry benchmark (see bench/README.md)
+bench: $(VENV)/.installed-run
+	$(BIN)/python bench/registry.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The end-to-end demo on SQLite: a yard, a scenario, two config versions, a plan,
+# a few runs (CLI and Python API), a legacy folder imported, and the history listed.
+# Usage: scripts/demo.sh [FOLDER]   (default: a new temporary folder)
+set -euo pipefail
+demo_dir=${1:-$(mktemp -d "${TMPDIR:-/tmp}/runyard-demo-XXXXXX")}
+yard="$demo_dir/yard"
+say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+run() { say "$*"; "$@"; }
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
+
+unset RUNYARD_YARD RUNYARD_DB
+run runyard init "$yard"
+cd "$yard"
+
+run runyard scenario add weekly-demand --description "1 SKU, 8 weeks of demand"
+cat > policy-v1.json <<'JSON'
+{"policy": {"safety_stock_periods": 2, "lot_size": 50}, "costs": {"holding": 0.5, "backorder": 4.0}}
+JSON
+cat > policy-v2.json <<'JSON'
+{"costs": {"backorder": 4.0, "holding": 0.5}, "policy": {"lot_size": 50, "safety_stock_periods": 3}}
+JSON
+say runyard config add policy-v1.json --name policy-v1 --json
+cfg1=$(runyard config add policy-v1.json --name policy-v1 --json | json_field config_version_id)
+echo "$cfg1"
+say runyard config add policy-v2.json --name policy-v2 --json
+cfg2=$(runyard config add policy-v2.json --name policy-v2 --json | json_field config_version_id)
+echo "$cfg2"
+run runyard config diff "$cfg1" "$cfg2"
+
+say runyard plan create --scenario weekly-demand --config "$cfg2" --param horizon=8 --label "ss=3" --json
+plan=$(runyard plan create --scenario weekly-demand --config "$cfg2" --param horizon=8 \
+  --label "ss=3" --json | json_field plan_version_id)
+echo "$plan"
+
+say "runyard run start (without a plan: the legacy path is closed)"
+runyard run start || echo "(exit $? — as expected)"
+
+for group in CH01/001 CH01/002; do
+  say runyard run start --plan "$plan" --group "$group" --json
+  run_id=$(runyard run start --plan "$plan" --group "$group" --json | json_field run_id)
+  echo "$run_id"
+  echo "week,inventory" > "runs/$run_id/inventory.csv"
+  run runyard run finish "$run_id" --status succeeded --summary '{"fill_rate": 0.97, "cost": 1234.5}'
+done
+
+say "python: record a run with the Python API"
+RUNYARD_DEMO_PLAN="$plan" python3 - <<'PY'
+import os
+import runyard
+
+with runyard.open_yard() as yard:
+    with yard.start_run(plan_version_id=os.environ["RUNYARD_DEMO_PLAN"], group="CH01/003") as run:
+        (run.path / "result.txt").write_text("done\n")
+        run.log_summary({"fill_rate": 0.99, "cost": 1180.0})
+        run.set_tags({"owner": "demo"})
+    print("recorded", run.run_id)
+PY
+
+say "mkdir runs/192 (a legacy folder with no manifest), then import it"
+mkdir -p runs/192
+run runyard run import --all
+
+run runyard run list
+run runyard run list --plan "$plan" --status succeeded --limit 2
+run runyard plan show "$plan"
+printf '\nDemo yard: %s\n' "$yard"
