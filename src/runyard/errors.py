@@ -15,7 +15,8 @@ exit codes or HTTP statuses, through ``exit_code`` and ``code``::
     │   └── ManifestError                    "bad_manifest"        a run.json
     └── RegistryStateError          exit 6   "registry_state"  the database needs attention
         ├── SchemaOutdated                   "schema_outdated"     run `runyard db upgrade`
-        └── NotARegistry                     "not_a_registry"
+        ├── NotARegistry                     "not_a_registry"
+        └── ForeignRegistry                  "other_yard"          another yard's registry
 
 Exit code 2 is reserved for usage errors (unknown option, missing argument),
 which the command-line parser reports itself.
@@ -92,3 +93,7 @@ class SchemaOutdated(RegistryStateError):
 
 class NotARegistry(RegistryStateError):
     code = "not_a_registry"
+
+
+class ForeignRegistry(RegistryStateError):
+    code = "other_yard"

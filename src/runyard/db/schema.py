@@ -18,17 +18,13 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from runyard.db.engine import is_sqlite, read_scope, redact, sqlite_path, write_scope
 from runyard.db.tables import REGISTRY_TABLES, runyard_meta
-from runyard.errors import NotARegistry, RegistryStateError, SchemaOutdated
+from runyard.errors import ForeignRegistry, NotARegistry, RegistryStateError, SchemaOutdated
 
 VERSION_TABLE = "runyard_alembic_version"
 REVISIONS = ("0001_initial",)
 HEAD_REVISION = REVISIONS[-1]
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 UPGRADE_HINT = "run `runyard db upgrade` to bring it to the current schema"
-
-
-class ForeignRegistry(RegistryStateError):
-    code = "other_yard"
 
 
 @dataclass(frozen=True)
