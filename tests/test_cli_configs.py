@@ -15,7 +15,7 @@ def test_same_content_same_id(cli, tmp_path):
     a = cli.ok("config", "add", _write(tmp_path, "a.json", '{"b": 1.0, "a": [1, 2]}'),
                "--name", "first")
     b = cli.ok("config", "add", _write(tmp_path, "b.json", '{\n  "a": [1,2],\n  "b": 1\n}'))
-    assert list(a)[0] == "config_version_id"
+    assert next(iter(a)) == "config_version_id"
     assert a["created"] is True and b["created"] is False
     assert a["config_version_id"] == b["config_version_id"]
     assert b["name"] == "first"  # the stored snapshot keeps its first name

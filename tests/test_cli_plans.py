@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def test_create_and_show(cli, lineage):
     plan = cli.ok("plan", "show", lineage["plan_version_id"])
-    assert list(plan)[0] == "plan_version_id"
+    assert next(iter(plan)) == "plan_version_id"
     assert plan["scenario_id"] == lineage["scenario_id"]
     assert plan["config_version_id"] == lineage["config_version_id"]
     assert plan["params"] == {"horizon": 52}

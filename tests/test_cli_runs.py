@@ -26,7 +26,7 @@ def test_start_without_plan_is_the_closed_legacy_path(cli, lineage, snapshot):
 def test_start_records_lineage_folder_and_manifest(cli, lineage, yard_path):
     run = cli.ok("run", "start", "--plan", lineage["plan_version_id"], "--group", "CH01/003",
                  "--tag", "owner=ops", "--tag", "note=a=b")
-    assert list(run)[0] == "run_id"
+    assert next(iter(run)) == "run_id"
     for key in ("plan_version_id", "config_version_id", "scenario_id"):
         assert run[key] == lineage[key]
     assert run["status"] == "running" and run["group"] == "CH01/003"

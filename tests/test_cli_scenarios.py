@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def test_add_show_list(cli):
     created = cli.ok("scenario", "add", "weekly", "--description", "8 weeks")
-    assert list(created)[0] == "scenario_id"
+    assert next(iter(created)) == "scenario_id"
     assert created["scenario_id"].startswith("sc-")
     assert created["name"] == "weekly" and created["locked"] is False
     assert cli.ok("scenario", "show", created["scenario_id"]) == created

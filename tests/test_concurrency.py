@@ -33,7 +33,7 @@ def test_concurrent_writers(yard_path, lineage, cli, writers, per_writer):
         cli.ok("run", "start", "--plan", lineage["plan_version_id"])
         cli.ok("run", "list", "--limit", "5")
     for proc in procs:
-        out, err = proc.communicate(timeout=300)
+        _out, err = proc.communicate(timeout=300)
         assert proc.returncode == 0, err
         assert "locked" not in err
     total = 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
+from typing import Any
+
 import typer
 
 from runyard.cli.main import app
@@ -13,10 +14,10 @@ from runyard.config import ENV_VARIABLES, YardFile
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-def _commands(group: click.Group, prefix: str) -> list[str]:
+def _commands(group: Any, prefix: str) -> list[str]:
     out = []
     for name, command in sorted(group.commands.items()):
-        if isinstance(command, click.Group):
+        if hasattr(command, "commands"):  # a group
             out += _commands(command, f"{prefix} {name}")
         else:
             out.append(f"{prefix} {name}")
@@ -25,7 +26,6 @@ def _commands(group: click.Group, prefix: str) -> list[str]:
 
 def test_every_cli_command_is_in_docs_cli_md():
     root = typer.main.get_command(app)
-    assert isinstance(root, click.Group)
     commands = _commands(root, "runyard")
     assert "runyard run start" in commands and "runyard init" in commands
     text = (DOCS / "cli.md").read_text()

@@ -32,10 +32,10 @@ def test_normal_exit_succeeds(yard, lineage):
 
 
 def test_exception_fails_the_run_and_reraises(yard, lineage):
-    with pytest.raises(ZeroDivisionError):
-        with yard.start_run(plan_version_id=lineage["plan_version_id"]) as run:
-            run.log_summary({"step": 1})
-            1 / 0
+    with pytest.raises(ZeroDivisionError), \
+            yard.start_run(plan_version_id=lineage["plan_version_id"]) as run:
+        run.log_summary({"step": 1})
+        _ = 1 / 0
     stored = runs.get_run(yard, run.run_id)
     assert stored.status == "failed"
     assert "ZeroDivisionError" in stored.error
@@ -44,9 +44,10 @@ def test_exception_fails_the_run_and_reraises(yard, lineage):
 
 
 def test_keyboard_interrupt_cancels(yard, lineage):
-    with pytest.raises(KeyboardInterrupt):
-        with yard.start_run(plan_version_id=lineage["plan_version_id"]) as run:
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), \
+            yard.start_run(plan_version_id=lineage["plan_version_id"]):
+        raise KeyboardInterrupt
+    run = runs.list_runs(yard).items[0]
     assert runs.get_run(yard, run.run_id).status == "cancelled"
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from datetime import datetime
 import json
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select

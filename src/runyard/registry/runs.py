@@ -39,8 +39,8 @@ from runyard.errors import (
     NotFound,
     Refused,
 )
-from runyard.ids import new_run_id, run_id_problem, validate_label, validate_run_id
 from runyard.fsutil import write_atomic
+from runyard.ids import new_run_id, run_id_problem, validate_label, validate_run_id
 from runyard.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
 from runyard.models import (
     FINISH_STATUSES,
@@ -560,14 +560,14 @@ def import_runs(yard: Yard, paths: Iterable[Path], scan_all: bool = False) -> Im
                                               outcome="already_registered"))
                 continue
             try:
-                row = _import_row(settings, path, manifest, plans, now)
+                new_row = _import_row(settings, path, manifest, plans, now)
             except (Invalid, NotFound) as exc:
                 outcomes.append(ImportOutcome(path=str(path), run_id=run_id, outcome="error",
                                               message=exc.message))
                 continue
-            rows.append(row)
+            rows.append(new_row)
             outcomes.append(ImportOutcome(path=str(path), run_id=run_id,
-                                          outcome="legacy" if row["legacy"] else "imported"))
+                                          outcome="legacy" if new_row["legacy"] else "imported"))
         if rows:
             conn.execute(runs.insert(), rows)
     counts = {k: sum(1 for o in outcomes if o.outcome == k)

@@ -35,8 +35,9 @@ def add_scenario(conn: Connection, name: str, description: str = "") -> Scenario
         raise Invalid(f"scenario name {name!r} cannot start with 'sc-' (reserved for ids)")
     if conn.execute(select(scenarios.c.scenario_id).where(scenarios.c.name == name)).first():
         raise Conflict(f"a scenario named {name!r} already exists")
+    scenario_id = new_id(SCENARIO_ID_PREFIX)
     values = {
-        "scenario_id": new_id(SCENARIO_ID_PREFIX),
+        "scenario_id": scenario_id,
         "name": name,
         "description": description,
         "locked": False,
@@ -47,7 +48,7 @@ def add_scenario(conn: Connection, name: str, description: str = "") -> Scenario
             conn.execute(scenarios.insert().values(**values))
     except IntegrityError:
         raise Conflict(f"a scenario named {name!r} already exists") from None
-    return get_scenario(conn, values["scenario_id"])
+    return get_scenario(conn, scenario_id)
 
 
 def find_scenario(conn: Connection, id_or_name: str) -> Scenario | None:
