@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -28,8 +29,9 @@ from runyard.cli.output import (
     table,
     when,
 )
+from runyard.errors import Invalid
 from runyard.models import Run, RunLocation, RunStatus
-from runyard.registry import runs
+from runyard.registry import run_import, runs
 
 app = typer.Typer(help="Runs: one execution of a plan version, and its folder.",
                   no_args_is_help=True)
@@ -204,14 +206,10 @@ def import_(
 
     Exits 5 when any folder could not be imported (the others are imported).
     """
-    from pathlib import Path
-
-    from runyard.errors import Invalid
-
     if not paths and not all_:
         raise Invalid("give the run folders to import, or --all")
     with yard_from(ctx) as yard:
-        result = runs.import_runs(yard, [Path(p) for p in paths or []], scan_all=all_)
+        result = run_import.import_runs(yard, [Path(p) for p in paths or []], scan_all=all_)
     if json_output:
         print_json(result)
     else:

@@ -9,9 +9,8 @@ leaves neither changed.
 
 from __future__ import annotations
 
-import os
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,17 +34,14 @@ from runyard.errors import (
     Conflict,
     Invalid,
     LegacyPathClosed,
-    ManifestError,
     NotFound,
     Refused,
 )
 from runyard.fsutil import write_atomic
-from runyard.ids import new_run_id, run_id_problem, validate_label, validate_run_id
-from runyard.manifest import MANIFEST_NAME, Manifest, read_manifest, write_manifest
+from runyard.ids import new_run_id, validate_label, validate_run_id
+from runyard.manifest import MANIFEST_NAME, write_manifest
 from runyard.models import (
     FINISH_STATUSES,
-    ImportOutcome,
-    ImportResult,
     Page,
     Run,
     RunLocation,
@@ -71,7 +67,6 @@ if TYPE_CHECKING:
 
 TAG_KEY_MAX = 100
 TAG_VALUE_MAX = 1000
-_IMPORT_BATCH = 500
 
 
 def _to_model(row: Any, settings: Settings) -> Run:
@@ -129,7 +124,7 @@ def validate_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
     return out
 
 
-def _require_runs_root(settings: Settings) -> Path:
+def require_runs_root(settings: Settings) -> Path:
     root = settings.runs_root
     if not root.is_dir():
         raise Refused(
@@ -233,7 +228,7 @@ def start_run(
     group = derive_group(settings, run_id, group)
     clean_tags = validate_tags(tags)
     tags_text = dump_json_object(clean_tags, "tags")
-    run_dir = _require_runs_root(settings) / run_id
+    run_dir = require_runs_root(settings) / run_id
     plan = _plan_for_run(yard, plan_version_id)
     now = utcnow()
     run = Run(
@@ -467,163 +462,3 @@ def runs_of_plan(conn: Connection, settings: Settings, plan_version_id: str,
         .limit(limit)
     ).all()
     return count, [_to_model(r, settings) for r in rows]
-
-
-# --- import -------------------------------------------------------------------
-
-
-def _import_candidates(settings: Settings, paths: Iterable[Path], scan_all: bool
-                       ) -> tuple[list[Path], list[ImportOutcome]]:
-    root = settings.runs_root.resolve()
-    chosen: dict[str, Path] = {}
-    errors: list[ImportOutcome] = []
-    if scan_all:
-        with os.scandir(root) as entries:
-            for entry in entries:
-                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
-                    continue
-                chosen.setdefault(entry.name, Path(entry.path))
-    for raw in paths:
-        path = Path(raw)
-        absolute = path if path.is_absolute() else Path.cwd() / path
-        parent = Path(os.path.normpath(absolute)).parent
-        if parent.resolve() != root:
-            errors.append(ImportOutcome(
-                path=str(path), run_id=None, outcome="error",
-                message=f"not directly inside the runs root {root}; move it there first",
-            ))
-            continue
-        absolute = parent.resolve() / absolute.name
-        if absolute.is_symlink() or not absolute.is_dir():
-            errors.append(ImportOutcome(
-                path=str(path), run_id=None, outcome="error",
-                message="not a directory" + (" (a symlink)" if absolute.is_symlink() else ""),
-            ))
-            continue
-        chosen.setdefault(absolute.name, absolute)
-    return sorted(chosen.values()), errors
-
-
-def import_runs(yard: Yard, paths: Iterable[Path], scan_all: bool = False) -> ImportResult:
-    """Register existing run folders: by manifest where one is valid, as legacy where none.
-
-    A corrupt manifest is reported and that folder skipped; the rest are imported.
-    Folders are never modified.
-    """
-    settings = yard.settings
-    _require_runs_root(settings)
-    candidates, outcomes = _import_candidates(settings, paths, scan_all)
-    parsed: list[tuple[Path, Manifest | None]] = []
-    for path in candidates:
-        problem = run_id_problem(path.name)
-        if problem:
-            outcomes.append(ImportOutcome(path=str(path), run_id=None, outcome="error",
-                                          message=f"folder name is not a valid run id: {problem}"))
-            continue
-        try:
-            manifest = read_manifest(path)
-        except ManifestError as exc:
-            outcomes.append(ImportOutcome(path=str(path), run_id=path.name, outcome="error",
-                                          message=exc.message))
-            continue
-        if manifest is not None and manifest.run_id != path.name:
-            outcomes.append(ImportOutcome(
-                path=str(path), run_id=path.name, outcome="error",
-                message=f"manifest run_id {manifest.run_id!r} does not match the folder name",
-            ))
-            continue
-        parsed.append((path, manifest))
-
-    now = utcnow()
-    with yard.write() as conn:
-        known: set[str] = set()
-        names = [p.name for p, _ in parsed]
-        for i in range(0, len(names), _IMPORT_BATCH):
-            chunk = names[i:i + _IMPORT_BATCH]
-            known.update(conn.execute(select(runs.c.run_id).where(runs.c.run_id.in_(chunk)))
-                         .scalars())
-        plan_ids = {m.plan_version_id for _, m in parsed if m and m.plan_version_id}
-        plans: dict[str, Any] = {}
-        plan_list = sorted(plan_ids)
-        for i in range(0, len(plan_list), _IMPORT_BATCH):
-            for row in conn.execute(
-                select(plan_versions.c.plan_version_id, plan_versions.c.config_version_id,
-                       plan_versions.c.scenario_id)
-                .where(plan_versions.c.plan_version_id.in_(plan_list[i:i + _IMPORT_BATCH]))
-            ):
-                plans[row.plan_version_id] = row
-        rows: list[dict[str, Any]] = []
-        for path, manifest in parsed:
-            run_id = path.name
-            if run_id in known:
-                outcomes.append(ImportOutcome(path=str(path), run_id=run_id,
-                                              outcome="already_registered"))
-                continue
-            try:
-                new_row = _import_row(settings, path, manifest, plans, now)
-            except (Invalid, NotFound) as exc:
-                outcomes.append(ImportOutcome(path=str(path), run_id=run_id, outcome="error",
-                                              message=exc.message))
-                continue
-            rows.append(new_row)
-            outcomes.append(ImportOutcome(path=str(path), run_id=run_id,
-                                          outcome="legacy" if new_row["legacy"] else "imported"))
-        if rows:
-            conn.execute(runs.insert(), rows)
-    counts = {k: sum(1 for o in outcomes if o.outcome == k)
-              for k in ("imported", "legacy", "already_registered", "error")}
-    return ImportResult(
-        items=sorted(outcomes, key=lambda o: o.path),
-        imported=counts["imported"],
-        legacy=counts["legacy"],
-        already_registered=counts["already_registered"],
-        errors=counts["error"],
-    )
-
-
-def _import_row(settings: Settings, path: Path, manifest: Manifest | None,
-                plans: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    run_id = path.name
-    if manifest is None:
-        started = datetime.fromtimestamp(path.stat().st_mtime)
-        return {
-            "run_id": run_id, "plan_version_id": None, "config_version_id": None,
-            "scenario_id": None, "group_name": derive_group(settings, run_id, None),
-            "status": RunStatus.unknown.value, "legacy": True,
-            "location": RunLocation.active.value, "pinned": False, "created_at": now,
-            "started_at": to_utc_naive(started.astimezone()), "finished_at": None,
-            "summary": "{}", "tags": "{}", "error": None,
-        }
-    plan = None
-    if manifest.plan_version_id:
-        plan = plans.get(manifest.plan_version_id)
-        if plan is None:
-            raise NotFound(
-                f"its manifest names plan version {manifest.plan_version_id!r}, which is not "
-                "in the registry"
-            )
-        for key in ("config_version_id", "scenario_id"):
-            stated = getattr(manifest, key)
-            if stated is not None and stated != getattr(plan, key):
-                raise Invalid(
-                    f"its manifest says {key} {stated!r} but plan version "
-                    f"{manifest.plan_version_id} has {getattr(plan, key)!r}"
-                )
-    group = manifest.group if manifest.group is not None else derive_group(settings, run_id, None)
-    return {
-        "run_id": run_id,
-        "plan_version_id": manifest.plan_version_id,
-        "config_version_id": plan.config_version_id if plan else None,
-        "scenario_id": plan.scenario_id if plan else None,
-        "group_name": validate_label(group, "group") if group is not None else None,
-        "status": manifest.status.value,
-        "legacy": plan is None,
-        "location": RunLocation.active.value,
-        "pinned": False,
-        "created_at": to_utc_naive(manifest.created_at) if manifest.created_at else now,
-        "started_at": to_utc_naive(manifest.started_at),
-        "finished_at": to_utc_naive(manifest.finished_at) if manifest.finished_at else None,
-        "summary": dump_json_object(manifest.summary, "summary"),
-        "tags": dump_json_object(validate_tags(manifest.tags), "tags"),
-        "error": manifest.error,
-    }
