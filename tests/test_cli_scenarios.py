@@ -66,3 +66,10 @@ def test_human_output_is_a_table(cli):
     out = cli("scenario", "list").stdout
     assert "weekly" in out and "scenario_id" in out
     assert "[bold]not markup[/bold]" in out  # user text is shown literally
+
+
+def test_undecodable_text_refused(cli, snapshot):
+    before = snapshot()
+    result = cli("scenario", "add", "ok", "--description", "bad\udcff")
+    assert result.exit_code == 5 and "not valid text" in result.stderr
+    assert snapshot() == before

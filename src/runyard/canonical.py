@@ -44,8 +44,9 @@ def parse_exact(text: str, what: str = "JSON") -> Any:
             object_pairs_hook=_pairs_without_duplicates,
         )
     except json.JSONDecodeError as exc:
-        raise Invalid(f"{what} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")\
-            from None
+        raise Invalid(
+            f"{what} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
     except ValueError as exc:
         raise Invalid(f"{what} is not valid JSON: {exc}") from None
 
@@ -55,15 +56,36 @@ def _number_text(value: Decimal) -> str:
         raise Invalid("NaN and Infinity are not valid JSON numbers")
     if value.is_zero():
         return "0"
-    value = value.normalize()
-    if -_PLAIN_EXPONENT_LIMIT <= value.adjusted() <= _PLAIN_EXPONENT_LIMIT:
-        return format(value, "f")
+    # Trailing zeros are stripped by hand: Decimal.normalize() rounds to the context's
+    # 28 digits (merging values that differ further down) and overflows past 1e999999.
     sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
-    mantissa = "".join(map(str, digits))
+    coefficient = "".join(map(str, digits))
+    mantissa = coefficient.rstrip("0")
+    exponent += len(coefficient) - len(mantissa)
     adjusted = exponent + len(mantissa) - 1
+    minus = "-" if sign else ""
+    if -_PLAIN_EXPONENT_LIMIT <= adjusted <= _PLAIN_EXPONENT_LIMIT:
+        if exponent >= 0:
+            return minus + mantissa + "0" * exponent
+        point = len(mantissa) + exponent
+        if point > 0:
+            return f"{minus}{mantissa[:point]}.{mantissa[point:]}"
+        return f"{minus}0.{'0' * -point}{mantissa}"
     head = mantissa[0] + ("." + mantissa[1:] if len(mantissa) > 1 else "")
-    return f"{'-' if sign else ''}{head}e{adjusted:+d}"
+    return f"{minus}{head}e{adjusted:+d}"
+
+
+def _string_text(value: str) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # "\ud800" parses to a lone surrogate, which no UTF-8 text (or database) can hold.
+        shown = json.dumps(value)  # ASCII: the message itself must be printable
+        raise Invalid(f"string {shown[:60]} holds an unpaired surrogate (\\ud800-\\udfff)")\
+            from None
+    return text
 
 
 def _write(value: Any, out: list[str]) -> None:
@@ -72,7 +94,7 @@ def _write(value: Any, out: list[str]) -> None:
         for i, key in enumerate(sorted(value)):
             if i:
                 out.append(",")
-            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(_string_text(key))
             out.append(":")
             _write(value[key], out)
         out.append("}")
@@ -83,12 +105,14 @@ def _write(value: Any, out: list[str]) -> None:
                 out.append(",")
             _write(item, out)
         out.append("]")
-    elif value is None or isinstance(value, bool | str):
-        out.append(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, str):
+        out.append(_string_text(value))
+    elif value is None or isinstance(value, bool):
+        out.append(json.dumps(value))
     elif isinstance(value, Decimal):
         out.append(_number_text(value))
     elif isinstance(value, int):
-        out.append(str(value))
+        out.append(_number_text(Decimal(value)))  # 10**31 and 1e31 are one value
     elif isinstance(value, float):
         out.append(_number_text(Decimal(repr(value))))
     else:

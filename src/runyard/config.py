@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from runyard.errors import ConfigFileError, Invalid, YardNotFound
 
@@ -32,7 +31,7 @@ def _check_regex(value: str, key: str) -> str:
     try:
         re.compile(value)
     except re.error as exc:
-        raise ValueError(f"not a valid regular expression for {key}: {exc}") from exc
+        raise ValueError(f"not a valid regular expression for {key}: {value!r}: {exc}") from exc
     return value
 
 
@@ -86,10 +85,14 @@ class YardFile(_Strict):
         return value
 
 
-class EnvOverrides(BaseSettings):
-    """``RUNYARD_*`` environment variables; each wins over the file."""
+class EnvOverrides(BaseModel):
+    """``RUNYARD_*`` environment variables; each wins over the file.
 
-    model_config = SettingsConfigDict(env_prefix="RUNYARD_", extra="ignore")
+    A plain model, filled by ``read_env_overrides`` only: a BaseSettings would also read
+    the process environment, even when the caller passed its own ``environ``.
+    """
+
+    model_config = ConfigDict(extra="ignore")
 
     yard: str | None = None
     db: str | None = None
@@ -209,10 +212,10 @@ def parse_yard_file(path: Path) -> YardFile:
 
 
 def _check_roots(path: Path, parsed: YardFile) -> None:
-    roots = {"runs_root": parsed.runs_root, "archive_root": parsed.archive_root}
-    normalized = {k: os.path.normpath(v) for k, v in roots.items()}
-    runs, archive = normalized["runs_root"], normalized["archive_root"]
-    if runs == archive or archive.startswith(runs + os.sep) or runs.startswith(archive + os.sep):
+    # Both as absolute paths from the yard folder, so "." and absolute spellings compare too.
+    runs = os.path.abspath(os.path.join(path.parent, parsed.runs_root))
+    archive = os.path.abspath(os.path.join(path.parent, parsed.archive_root))
+    if os.path.commonpath([runs, archive]) in (runs, archive):
         raise ConfigFileError(
             f"{path}: key `archive_root`: must not be the same as, inside, or around "
             f"runs_root ({parsed.runs_root!r} vs {parsed.archive_root!r})"

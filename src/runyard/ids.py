@@ -24,10 +24,14 @@ NAME_MAX_LENGTH = 200
 # (no leading dot: hidden; no leading dash: would read as a command-line option).
 _RUN_ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# C0, DEL and C1 (\x9b is an 8-bit CSI: a terminal escape sequence in disguise).
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Lone surrogates: what undecodable bytes (argv, file names) become; UTF-8 cannot hold them.
+_SURROGATE_RE = re.compile(r"[\ud800-\udfff]")
 
 _clock_lock = threading.Lock()
 _last_micros = 0
+_last_ulid = (0, 0)  # (milliseconds, random part) of the last new_id
 
 
 def _monotonic_utc_micros() -> int:
@@ -51,8 +55,18 @@ def _base32(value: int, length: int) -> str:
 
 def new_id(prefix: str) -> str:
     """A ULID-like id (48-bit milliseconds + 80 random bits) with a prefix: ``pv-01j…``."""
+    global _last_ulid
     millis = _monotonic_utc_micros() // 1000
     rand = int.from_bytes(os.urandom(10), "big")
+    with _clock_lock:
+        last_millis, last_rand = _last_ulid
+        if millis <= last_millis:
+            # Same millisecond as the previous id: the next value after it (monotonic ULID),
+            # else ids made in one millisecond would sort at random.
+            millis, rand = last_millis, last_rand + 1
+            if rand >> 80:
+                millis, rand = millis + 1, 0
+        _last_ulid = (millis, rand)
     return f"{prefix}-{_base32(millis, 10)}{_base32(rand, 16)}"
 
 
@@ -102,4 +116,18 @@ def validate_label(value: str, what: str, max_length: int = NAME_MAX_LENGTH) -> 
         raise Invalid(f"{what} is at most {max_length} characters (got {len(value)})")
     if _CONTROL_RE.search(value):
         raise Invalid(f"{what} {value!r} contains control characters")
+    if _SURROGATE_RE.search(value):
+        raise Invalid(f"{what} {value!r} is not valid text (undecodable bytes, not UTF-8?)")
+    return value
+
+
+TEXT_MAX_LENGTH = 10_000
+
+
+def validate_text(value: str, what: str, max_length: int = TEXT_MAX_LENGTH) -> str:
+    """Free text (a description, an error message): bounded and storable as UTF-8."""
+    if len(value) > max_length:
+        raise Invalid(f"{what} is at most {max_length} characters (got {len(value)})")
+    if _SURROGATE_RE.search(value):
+        raise Invalid(f"{what} is not valid text (undecodable bytes, not UTF-8?)")
     return value

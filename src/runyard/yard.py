@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +34,8 @@ from runyard.ids import new_id
 from runyard.presets import PRESETS, render_config
 
 if TYPE_CHECKING:
+    from runyard.models import Run
+    from runyard.registry.bulk import RunRecord
     from runyard.tracking import RunContext
 
 
@@ -96,6 +98,17 @@ class Yard:
         from runyard.tracking import RunContext
 
         return RunContext(self, plan_version_id, group=group, run_id=run_id, tags=tags)
+
+    def record_runs(self, records: Iterable[RunRecord | Mapping[str, Any]]) -> list[Run]:
+        """Register runs that have already executed, many at once, all or none.
+
+        Each record names its plan version and may give run_id, group, status (succeeded,
+        failed or cancelled), summary, tags, error, started_at and finished_at. Folders
+        and manifests are written as ``start_run`` writes them, far faster per run.
+        """
+        from runyard.registry.bulk import record_runs
+
+        return record_runs(self, records)
 
     def __repr__(self) -> str:
         return f"Yard({str(self.path)!r}, db={redact(self.settings.db_url)!r})"

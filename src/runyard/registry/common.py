@@ -58,9 +58,13 @@ def decode_cursor(cursor: str, kinds: tuple[type, ...]) -> list[Any]:
 def dump_json_object(value: dict[str, Any], what: str) -> str:
     """Serialize a JSON object column; refuse NaN/Infinity and non-JSON values."""
     try:
-        return json.dumps(value, allow_nan=False, ensure_ascii=False, sort_keys=True)
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, sort_keys=True)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Invalid(f"{what} holds text that is not valid UTF-8 (a lone surrogate)") from None
     except (TypeError, ValueError) as exc:
         raise Invalid(f"{what} is not storable as JSON: {exc}") from None
+    return text
 
 
 def load_json_object(text: str) -> dict[str, Any]:

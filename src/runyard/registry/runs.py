@@ -38,7 +38,7 @@ from runyard.errors import (
     Refused,
 )
 from runyard.fsutil import write_atomic
-from runyard.ids import new_run_id, validate_label, validate_run_id
+from runyard.ids import new_run_id, validate_label, validate_run_id, validate_text
 from runyard.manifest import MANIFEST_NAME, write_manifest
 from runyard.models import (
     FINISH_STATUSES,
@@ -118,9 +118,7 @@ def validate_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
         validate_label(str(key), "tag key", TAG_KEY_MAX)
         if not isinstance(value, str):
             value = str(value)
-        if len(value) > TAG_VALUE_MAX:
-            raise Invalid(f"tag {key!r}: value is at most {TAG_VALUE_MAX} characters")
-        out[str(key)] = value
+        out[str(key)] = validate_text(value, f"tag {key!r}", TAG_VALUE_MAX)
     return out
 
 
@@ -304,6 +302,8 @@ def finish_run(
         raise Invalid(f"cannot finish a run as {status!r}: use one of {allowed}")
     assert target is not None
     validate_run_id(run_id)
+    if error is not None:
+        validate_text(error, "error")
     summary_update = dict(summary or {})
     tags_update = validate_tags(tags)
     if known is None:

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from runyard.db.tables import scenarios
 from runyard.errors import Conflict, Invalid, Locked, NotFound
-from runyard.ids import new_id, validate_label
+from runyard.ids import new_id, validate_label, validate_text
 from runyard.models import Page, Scenario
 from runyard.registry.common import as_aware, check_limit, decode_cursor, encode_cursor, utcnow
 
@@ -31,6 +31,7 @@ def _to_model(row: Any) -> Scenario:
 def add_scenario(conn: Connection, name: str, description: str = "") -> Scenario:
     """Create a scenario; names are unique."""
     validate_label(name, "scenario name")
+    validate_text(description, "scenario description")
     if name.startswith(SCENARIO_ID_PREFIX + "-"):
         raise Invalid(f"scenario name {name!r} cannot start with 'sc-' (reserved for ids)")
     if conn.execute(select(scenarios.c.scenario_id).where(scenarios.c.name == name)).first():
@@ -87,6 +88,8 @@ def set_locked(
     conn: Connection, id_or_name: str, locked: bool, reason: str | None = None
 ) -> Scenario:
     """Lock or unlock a scenario (idempotent); a lock may carry a reason."""
+    if reason is not None:
+        validate_text(reason, "lock reason", 1000)
     scenario = get_scenario(conn, id_or_name)
     conn.execute(
         scenarios.update()
