@@ -18,7 +18,6 @@ import platform
 import random
 import shutil
 import sqlite3
-import statistics
 import sys
 import tempfile
 import time
@@ -281,9 +280,9 @@ def explain(yard: runyard.Yard, statement: str, parameters: Any) -> list[str]:
 def bench_pages(yard: runyard.Yard, size: int, head_plan: str, repetitions: int,
                 plans_explained: dict[str, list[str]]) -> list[Latency]:
     cases = [
-        ("plan version (busiest)", RunFilter(plan_version_id=head_plan),
+        ("plan (busiest)", RunFilter(plan_version_id=head_plan),
          runs.c.plan_version_id == head_plan),
-        ("status = failed", RunFilter(status=RunStatus.failed), runs.c.status == "failed"),
+        ("status=failed", RunFilter(status=RunStatus.failed), runs.c.status == "failed"),
         ("none", RunFilter(), None),
     ]
     out = []
@@ -387,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="random seed for the seeded runs")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
-    console = Console()
+    # Wide enough for the tables when the output goes to a file or a pipe.
+    console = Console(width=None if sys.stdout.isatty() else 110)
     rng = random.Random(args.seed)
     console.print(environment())
 

@@ -288,7 +288,7 @@ def test_import_refuses_folders_outside_runs_root(cli, lineage, yard_path, tmp_p
     assert any("runs root" in m for m in messages)
     assert any("not a directory" in m for m in messages)
     assert snapshot() == before
-    assert cli("run", "import").exit_code == 5  # nothing to import
+    assert cli("run", "import").exit_code == 2  # usage: nothing to import
 
 
 def test_import_manifest_with_unknown_plan(cli, lineage, yard_path):
@@ -311,3 +311,34 @@ def test_import_manifest_whose_id_disagrees(cli, lineage, yard_path):
         "status": "succeeded", "started_at": "2026-01-01T00:00:00Z"}))
     result = cli("run", "import", str(folder), "--json")
     assert result.exit_code == 5 and "does not match" in result.json["items"][0]["message"]
+
+
+def test_import_refuses_a_manifest_of_another_yard(cli, lineage, yard_path):
+    folder = yard_path / "runs" / "foreign"
+    folder.mkdir()
+    (folder / "run.json").write_text(json.dumps({
+        "schema_version": 1, "yard_id": "yd-someoneelse", "run_id": "foreign",
+        "plan_version_id": None, "status": "succeeded", "started_at": "2026-01-01T00:00:00Z"}))
+    result = cli("run", "import", str(folder), "--json")
+    assert result.exit_code == 5 and "another yard" in result.json["items"][0]["message"]
+    assert cli("run", "show", "foreign").exit_code == 3
+
+
+def test_registered_id_gets_the_right_hint(cli, lineage):
+    cli.ok("run", "start", "--plan", lineage["plan_version_id"], "--run-id", "take1")
+    again = cli("run", "start", "--plan", lineage["plan_version_id"], "--run-id", "take1",
+                "--json")
+    assert again.exit_code == 4
+    assert "already exists" in again.json["error"]["message"]
+    assert "run import" not in again.json["error"].get("hint", "")
+
+
+def test_filesystem_errors_are_reported_as_json(cli, lineage):
+    run = cli.ok("run", "start", "--plan", lineage["plan_version_id"])
+    manifest = Path(run["path"]) / "run.json"
+    manifest.unlink()
+    manifest.mkdir()  # a folder where the manifest should be
+    result = cli("run", "finish", run["run_id"], "--status", "succeeded", "--json")
+    assert result.exit_code == 1
+    assert result.json["error"]["code"] == "os_error"
+    assert cli.ok("run", "show", run["run_id"])["status"] == "running"

@@ -73,3 +73,12 @@ def test_undecodable_text_refused(cli, snapshot):
     result = cli("scenario", "add", "ok", "--description", "bad\udcff")
     assert result.exit_code == 5 and "not valid text" in result.stderr
     assert snapshot() == before
+
+
+def test_locking_again_keeps_the_reason(cli):
+    cli.ok("scenario", "add", "weekly")
+    first = cli.ok("scenario", "lock", "weekly", "--reason", "audit")
+    again = cli.ok("scenario", "lock", "weekly")
+    assert again["locked_reason"] == "audit"
+    assert again["locked_at"] == first["locked_at"]
+    assert cli.ok("scenario", "lock", "weekly", "--reason", "new")["locked_reason"] == "new"

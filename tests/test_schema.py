@@ -123,3 +123,20 @@ def test_sqlite_registry_uses_wal(tmp_path):
     runyard.init_yard(tmp_path / "y")
     with sqlite3.connect(tmp_path / "y" / "registry.db") as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_db_status_never_creates_the_file_and_flags_problems(tmp_path, monkeypatch):
+    path = tmp_path / "y"
+    runyard.init_yard(path)
+    other = tmp_path / "other"
+    runyard.init_yard(other)
+    monkeypatch.setenv("RUNYARD_DB", str(tmp_path / "fresh.db"))
+    result = Cli(path)("db", "status", "--json")
+    assert result.exit_code == 6 and result.json["exists"] is False
+    assert result.json["problem"]["code"] == "schema_outdated"
+    assert not (tmp_path / "fresh.db").exists()
+    monkeypatch.setenv("RUNYARD_DB", str(other / "registry.db"))
+    foreign = Cli(path)("db", "status", "--json")
+    assert foreign.exit_code == 6 and foreign.json["problem"]["code"] == "other_yard"
+    monkeypatch.delenv("RUNYARD_DB")
+    assert Cli(path)("db", "status", "--json").json["ok"] is True

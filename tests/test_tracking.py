@@ -74,3 +74,24 @@ def test_open_yard_by_path_and_repr(yard_path, lineage):
         with yard.start_run(plan_version_id=lineage["plan_version_id"]) as run:
             pass
         assert run.result.status == "succeeded"
+
+
+def test_unstorable_summary_refused_where_it_is_logged(yard, lineage):
+    import datetime
+
+    with yard.start_run(plan_version_id=lineage["plan_version_id"]) as run:
+        with pytest.raises(runyard.RunyardError, match="summary"):
+            run.log_summary({"when": datetime.date.today()})
+        run.log_summary({"ok": 1})
+    assert runs.get_run(yard, run.run_id).summary == {"ok": 1}
+
+
+def test_sys_exit_zero_is_success(yard, lineage):
+    with pytest.raises(SystemExit), \
+            yard.start_run(plan_version_id=lineage["plan_version_id"]) as run:
+        raise SystemExit(0)
+    assert runs.get_run(yard, run.run_id).status == "succeeded"
+    with pytest.raises(SystemExit), \
+            yard.start_run(plan_version_id=lineage["plan_version_id"]) as failing:
+        raise SystemExit(3)
+    assert runs.get_run(yard, failing.run_id).status == "failed"

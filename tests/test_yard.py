@@ -145,3 +145,11 @@ def test_console_script_runs(tmp_path):
     module = subprocess.run([__import__("sys").executable, "-m", "runyard", "--help"],
                             capture_output=True, text=True)
     assert module.returncode == 0 and "scenario" in module.stdout
+
+
+def test_init_db_path_in_a_new_folder(tmp_path):
+    doc = Cli(None)("init", str(tmp_path / "y"), "--db", "state/reg.db", "--json",
+                    yard=False).json
+    assert (tmp_path / "y" / "state" / "reg.db").is_file()
+    assert "state" in doc["created"]
+    assert Cli(tmp_path / "y").ok("db", "status")["ok"] is True

@@ -184,7 +184,7 @@ def _format_file_errors(path: Path, exc: ValidationError) -> str:
         elif err["type"] == "missing":
             reason = "missing required key"
         else:
-            reason = err["msg"]
+            reason = err["msg"].removeprefix("Value error, ")
             if "input" in err and err["type"] != "value_error":
                 reason += f" (got {err['input']!r})"
         lines.append(f"{path}: key `{key}`: {reason}")

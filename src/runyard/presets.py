@@ -57,8 +57,9 @@ keep_marker = ".keep"
 # Runs not tied to an episode: numeric ids (192), api_*, jinsei*, CHxx-*.
 legacy_patterns = ['^[0-9]+$', '^api_', '^jinsei', '^CH[0-9]{{2}}-']
 
-# An episode's status.json names its adopted run; the two wildcard parts of the
-# path (channel/episode, e.g. CH01/003) are that run's group.
+# An episode's status.json names its adopted run, which archiving never moves; the
+# two wildcard parts of the path (channel/episode, e.g. CH01/003) name its group.
+# (Used by `runyard archive`, which arrives with the lifecycle release.)
 [[references]]
 glob = "scripts/*/*/status.json"
 json_path = "metadata.video_run_id"

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from runyard.models import Run, RunStatus
 from runyard.registry import runs as run_registry
+from runyard.registry.common import dump_json_object
 
 if TYPE_CHECKING:
     from runyard.yard import Yard
@@ -33,8 +34,14 @@ class RunHandle:
         self.result: Run | None = None
 
     def log_summary(self, values: Mapping[str, Any]) -> None:
-        """Merge ``values`` into the run's summary (written when the run finishes)."""
-        self._summary.update(values)
+        """Merge ``values`` into the run's summary (written when the run finishes).
+
+        Raises Invalid at once for values that cannot be stored as JSON, so the problem
+        shows where it is made, not when the run finishes.
+        """
+        merged = {**self._summary, **values}
+        dump_json_object(merged, "summary")
+        self._summary = merged
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set tags on the run (validated now, written when the run finishes)."""
@@ -73,7 +80,7 @@ class RunContext:
     ) -> None:
         handle = self.handle
         assert handle is not None
-        if exc is None:
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None)):
             status, error = RunStatus.succeeded, None
         else:
             cancelled = isinstance(exc, KeyboardInterrupt)

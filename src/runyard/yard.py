@@ -206,6 +206,9 @@ def init_yard(
             created.extend(to_make)
         db_file = sqlite_path(settings.db_url)
         if db_file is not None and not db_file.exists():
+            missing_parents = [p for p in reversed(db_file.parents) if not p.exists()]
+            db_file.parent.mkdir(parents=True, exist_ok=True)
+            created.extend(missing_parents)
             created.append(db_file)
         engine = make_engine(settings.db_url)
         try:

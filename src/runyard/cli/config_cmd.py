@@ -69,8 +69,9 @@ def add(
 ) -> None:
     """Store a config snapshot; identical content gives back the existing id."""
     text = _read(file)
+    source = "standard input" if file == "-" else file
     with yard_from(ctx) as yard, yard.write() as conn:
-        added = configs.add_config(conn, text, name=name, source=file)
+        added = configs.add_config(conn, text, name=name, source=source)
     if json_output:
         print_json(added)
         return
@@ -133,7 +134,8 @@ def diff(
     if result.identical:
         out.print(f"{id_a} and {id_b} have identical content.")
         return
-    out.print(table(f"{len(result.changes)} change(s) from {id_a} to {id_b}",
+    out.print(f"{id_a} → {id_b}")
+    out.print(table(f"{len(result.changes)} change(s)",
                     ["path", "change", "old", "new"], [
         (c.path, c.change,
          "" if c.change == "added" else json.dumps(c.old, ensure_ascii=False),

@@ -5,9 +5,10 @@ from __future__ import annotations
 import typer
 
 from runyard.cli.common import JsonOption, yard_from
-from runyard.cli.output import console, handles_errors, key_values, print_json
+from runyard.cli.output import console, handles_errors, key_values, print_json, report_error
 from runyard.db.engine import redact
-from runyard.db.schema import HEAD_REVISION, inspect_registry, upgrade_registry
+from runyard.db.schema import HEAD_REVISION, inspect_registry, upgrade_registry, verify_registry
+from runyard.errors import RegistryStateError
 
 app = typer.Typer(help="The registry database: schema status and migrations.",
                   no_args_is_help=True)
@@ -32,20 +33,34 @@ def upgrade(ctx: typer.Context, json_output: JsonOption = False) -> None:
 @app.command("status")
 @handles_errors
 def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
-    """Show which database the yard uses and whether its schema is current."""
+    """Show which database the yard uses and whether it is this yard's current registry.
+
+    Exits 6 when it is not (missing, stale, another yard's), like every other command would.
+    """
+    problem: RegistryStateError | None = None
     with yard_from(ctx, check_schema=False) as yard:
         state = inspect_registry(yard.engine)
+        try:
+            verify_registry(yard.engine, yard.settings.yard_id)
+        except RegistryStateError as exc:
+            problem = exc
         doc = {
             "db_url": redact(yard.settings.db_url),
             "db_url_source": yard.settings.db_url_source,
+            "exists": state.exists,
             "revision": state.revision,
             "head_revision": HEAD_REVISION,
             "current": state.is_current,
             "yard_id": state.yard_id,
+            "ok": problem is None,
+            "problem": problem.to_dict() if problem else None,
         }
     if json_output:
         print_json(doc)
-        return
-    console().print(key_values("Registry", list(doc.items())))
-    if not state.is_current:
-        console().print("Run `runyard db upgrade` to bring it to the current schema.")
+    else:
+        console().print(key_values("Registry", [(k, v) for k, v in doc.items()
+                                               if k != "problem"]))
+        if problem is not None:
+            report_error(problem, json_mode=False)
+    if problem is not None:
+        raise typer.Exit(problem.exit_code)

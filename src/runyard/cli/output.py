@@ -70,11 +70,18 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        json_mode = bool(kwargs.get("json_output"))
         try:
             return fn(*args, **kwargs)
         except RunyardError as exc:
-            report_error(exc, bool(kwargs.get("json_output")))
+            report_error(exc, json_mode)
             raise typer.Exit(exc.exit_code) from None
+        except OSError as exc:
+            # The filesystem said no (permissions, a file where a folder should be …).
+            error = RunyardError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+            error.code = "os_error"
+            report_error(error, json_mode)
+            raise typer.Exit(1) from None
 
     return wrapper
 

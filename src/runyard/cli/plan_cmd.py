@@ -51,7 +51,8 @@ def create(
                      "(52, true, [1,2]), else text.", metavar="KEY=VALUE"),
     ] = None,
     label: Annotated[str | None, typer.Option("--label", help="A label for people.")] = None,
-    runner: Annotated[str, typer.Option("--runner", help="Runner name (runyard.toml).")]
+    runner: Annotated[str, typer.Option("--runner", help="Name of the runner that will "
+                                        "execute the plan (runners come with jobs).")]
     = "default",
     json_output: JsonOption = False,
 ) -> None:
@@ -99,13 +100,13 @@ def list_(
 def show(
     ctx: typer.Context,
     plan_id: Annotated[str, typer.Argument(help="Plan version id (pv-…).", metavar="ID")],
-    runs: Annotated[int, typer.Option("--runs", help="How many of its newest runs to show.")]
-    = 20,
+    runs: Annotated[int, typer.Option("--runs", help="How many of its newest runs to show.",
+                                      min=0, max=1000)] = 20,
     json_output: JsonOption = False,
 ) -> None:
     """Show a plan version with its scenario, config version and runs."""
     with yard_from(ctx) as yard:
-        detail = plan_detail(yard, plan_id, run_limit=max(0, min(runs, 1000)))
+        detail = plan_detail(yard, plan_id, run_limit=runs)
     if json_output:
         print_json(detail)
         return

@@ -197,9 +197,10 @@ def unpin(ctx: typer.Context, run_id: RunIdArg, json_output: JsonOption = False)
 def import_(
     ctx: typer.Context,
     paths: Annotated[list[str] | None, typer.Argument(help="Run folders inside the runs root.",
-                                                       metavar="PATH...")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every folder in the runs root the "
-                                       "registry does not know yet.")] = False,
+                                                       metavar="PATH")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every folder in the runs root (those "
+                                       "already registered are reported and left as they "
+                                       "are).")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Register existing run folders: from run.json, or as legacy runs when there is none.
@@ -207,7 +208,8 @@ def import_(
     Exits 5 when any folder could not be imported (the others are imported).
     """
     if not paths and not all_:
-        raise Invalid("give the run folders to import, or --all")
+        raise typer.BadParameter("give the run folders to import, or --all",
+                                 param_hint="PATH")
     with yard_from(ctx) as yard:
         result = run_import.import_runs(yard, [Path(p) for p in paths or []], scan_all=all_)
     if json_output:

@@ -19,9 +19,11 @@ def register(app: typer.Typer) -> None:
 
 @handles_errors
 def init(
-    path: Annotated[str, typer.Argument(help="Folder of the new yard (made if missing).")] = ".",
+    path: Annotated[str, typer.Argument(help="Folder of the new yard (made if missing).",
+                                        metavar="PATH")] = ".",
     preset: Annotated[
-        str, typer.Option("--preset", help=f"Layout and defaults: {' or '.join(PRESETS)}.")
+        str, typer.Option("--preset", help=f"Layout and defaults: {' or '.join(PRESETS)}.",
+                          metavar="PRESET")
     ] = "planning",
     db: Annotated[
         str | None,
@@ -44,5 +46,9 @@ def init(
         ("created", ", ".join(result.created) or "-"),
         ("kept as they were", ", ".join(result.existing) or "-"),
     ]))
+    if result.db_url_source == "RUNYARD_DB":
+        out.print(Text("Note: the registry was chosen by RUNYARD_DB and is not written into "
+                       "runyard.toml; set RUNYARD_DB for every command, or use `init --db`.",
+                       style="yellow"))
     out.print(Text("Next: runyard scenario add NAME, then runyard config add FILE.json",
                    style="dim"))

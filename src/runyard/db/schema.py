@@ -34,6 +34,7 @@ class RegistryState:
     url: str
     revision: str | None
     yard_id: str | None
+    exists: bool = True
 
     @property
     def is_current(self) -> bool:
@@ -49,6 +50,9 @@ def inspect_registry(engine: Engine) -> RegistryState:
     """Read the registry's revision and yard id; raise NotARegistry for anything else."""
     url = str(engine.url.render_as_string(hide_password=False))
     where = _describe(url)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        return RegistryState(url, None, None, exists=False)  # connecting would create it
     try:
         with read_scope(engine) as conn:
             tables = set(inspect(conn).get_table_names())

@@ -154,6 +154,11 @@ def _import_row(settings: Settings, path: Path, manifest: Manifest | None,
             "started_at": to_utc_naive(started.astimezone()), "finished_at": None,
             "summary": "{}", "tags": "{}", "error": None,
         }
+    if manifest.yard_id is not None and manifest.yard_id != settings.yard_id:
+        raise Invalid(
+            f"its manifest belongs to another yard ({manifest.yard_id}; this is "
+            f"{settings.yard_id})"
+        )
     plan = None
     if manifest.plan_version_id:
         plan = plans.get(manifest.plan_version_id)

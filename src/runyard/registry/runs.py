@@ -250,6 +250,11 @@ def start_run(
     try:
         run_dir.mkdir()
     except FileExistsError:
+        with yard.read() as conn:
+            known = conn.execute(_RUN_BY_ID, {"run_id": run_id}).first() is not None
+        if known:
+            raise Conflict(f"a run with id {run_id!r} already exists",
+                           hint="choose another --run-id, or leave it out") from None
         raise Conflict(
             f"the folder {run_dir} already exists",
             hint=f"register an existing folder with `runyard run import {run_dir}`",

@@ -11,7 +11,14 @@ from runyard.db.tables import scenarios
 from runyard.errors import Conflict, Invalid, Locked, NotFound
 from runyard.ids import new_id, validate_label, validate_text
 from runyard.models import Page, Scenario
-from runyard.registry.common import as_aware, check_limit, decode_cursor, encode_cursor, utcnow
+from runyard.registry.common import (
+    as_aware,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    to_utc_naive,
+    utcnow,
+)
 
 SCENARIO_ID_PREFIX = "sc"
 
@@ -91,13 +98,19 @@ def set_locked(
     if reason is not None:
         validate_text(reason, "lock reason", 1000)
     scenario = get_scenario(conn, id_or_name)
+    locked_at = None
+    if locked:
+        # Locking again keeps when it was first locked, and its reason unless a new one is given.
+        locked_at = to_utc_naive(scenario.locked_at) if scenario.locked_at else utcnow()
+        if reason is None:
+            reason = scenario.locked_reason
     conn.execute(
         scenarios.update()
         .where(scenarios.c.scenario_id == scenario.scenario_id)
         .values(
             locked=locked,
             locked_reason=reason if locked else None,
-            locked_at=utcnow() if locked else None,
+            locked_at=locked_at,
         )
     )
     return get_scenario(conn, scenario.scenario_id)
