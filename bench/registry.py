@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python bench/registry.py            # the full run (a few minutes)
     .venv/bin/python bench/registry.py --quick    # smaller numbers, well under a minute
+    .venv/bin/python bench/registry.py --flush    # only: os.sync() against parallel fsync
 
 Everything happens in a fresh SQLite yard in a temporary folder (``--dir`` chooses where;
 the system's temporary folder by default), removed at the end. bench/README.md says what
@@ -18,6 +19,7 @@ import platform
 import random
 import shutil
 import sqlite3
+import statistics
 import sys
 import tempfile
 import time
@@ -304,6 +306,61 @@ def bench_pages(yard: runyard.Yard, size: int, head_plan: str, repetitions: int,
     return out
 
 
+# --- flush strategies (--flush) -------------------------------------------------------
+
+
+def bench_flush(parent: str | None, repetitions: int = 5) -> list[tuple[str, int, float]]:
+    """How long making 1,000 just-written manifests durable takes, three ways (median ms).
+
+    What ``record_runs`` chose between: one ``os.sync()``, ``fsync`` from a pool of
+    threads (its choice), or ``fsync`` one file after another; with and without unrelated
+    dirty data (another program's output not yet written back), which ``os.sync()`` must
+    write too. Only the flush is timed, not the writing.
+    """
+    from runyard.registry.bulk import _THREADS, _fsync, _fsync_slice, _write_file
+
+    def parallel(files: list[tuple[Path, bytes]]) -> None:
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+            for _ in pool.map(_fsync_slice, [files[i::_THREADS] for i in range(_THREADS)]):
+                pass
+
+    def serial(files: list[tuple[Path, bytes]]) -> None:
+        for path, _ in files:
+            _fsync(path)
+
+    ways: list[tuple[str, Callable[[list[tuple[Path, bytes]]], None]]] = [
+        ("os.sync()", lambda files: os.sync()),
+        (f"fsync, {_THREADS} threads (record_runs)", parallel),
+        ("fsync, one after another", serial),
+    ]
+    folder = Path(tempfile.mkdtemp(prefix="runyard-bench-flush-", dir=parent))
+    samples: dict[tuple[str, int], list[float]] = {}
+    blob = os.urandom(1 << 20)
+    try:
+        for rep in range(repetitions):
+            for dirty_mb in (0, 512):
+                for k, (name, way) in enumerate(ways):
+                    os.sync()
+                    root = folder / f"{rep}-{dirty_mb}-{k}"
+                    root.mkdir()
+                    files = []
+                    for i in range(1_000):
+                        (root / f"r{i}").mkdir()
+                        files.append((root / f"r{i}" / ".run.json.tmp", b"x" * 700))
+                        _write_file(*files[-1])
+                    if dirty_mb:
+                        with open(root / "unrelated.bin", "wb") as out:
+                            for _ in range(dirty_mb):
+                                out.write(blob)
+                    began = time.perf_counter()
+                    way(files)
+                    samples.setdefault((name, dirty_mb), []).append(
+                        (time.perf_counter() - began) * 1000)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return [(name, mb, statistics.median(v)) for (name, mb), v in samples.items()]
+
+
 # --- output ---------------------------------------------------------------------------
 
 
@@ -384,12 +441,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", default=None,
                         help="where to make the temporary yard (default: the system's)")
     parser.add_argument("--seed", type=int, default=7, help="random seed for the seeded runs")
+    parser.add_argument("--flush", action="store_true",
+                        help="only compare the ways of flushing manifests (os.sync vs fsync)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     # Wide enough for the tables when the output goes to a file or a pipe.
     console = Console(width=None if sys.stdout.isatty() else 110)
     rng = random.Random(args.seed)
     console.print(environment())
+    if args.flush:
+        table = Table(title="Making 1,000 just-written manifests durable (median of 5)")
+        table.add_column("way")
+        table.add_column("unrelated dirty data", justify="right")
+        table.add_column("ms", justify="right")
+        for name, dirty_mb, ms in bench_flush(args.dir):
+            table.add_row(name, f"{dirty_mb} MB", f"{ms:.1f}")
+        console.print(table)
+        return 0
 
     with temporary_yard(args.dir) as yard:
         console.print(f"temporary yard: {yard.path} on {filesystem_of(yard.path)}")

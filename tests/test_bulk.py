@@ -252,3 +252,24 @@ def test_a_small_batch_is_written_inline(yard, lineage):
     made = yard.record_runs(_good(lineage["plan_version_id"], bulk._MIN_PARALLEL - 1))
     for run in made:
         assert read_manifest(yard.settings.runs_root / run.run_id) is not None
+
+
+def test_scenario_locked_meanwhile_removes_the_folders(yard, lineage, snapshot, monkeypatch):
+    """Locked after the plans were read but before the insert: refused, folders removed."""
+    from runyard.registry.scenarios import set_locked
+
+    before = snapshot()
+    real = bulk._write_folders
+
+    def then_lock(root, prepared, created):
+        real(root, prepared, created)
+        assert len(os.listdir(root)) == 4
+        with yard.write() as conn:
+            set_locked(conn, lineage["scenario_id"], True, "closed meanwhile")
+
+    monkeypatch.setattr(bulk, "_write_folders", then_lock)
+    with pytest.raises(Locked, match="closed meanwhile"):
+        yard.record_runs(_good(lineage["plan_version_id"], 4))
+    after = snapshot()
+    assert after.files == before.files
+    assert after.rows["runs"] == before.rows["runs"]

@@ -58,7 +58,10 @@ _MIN_PARALLEL = 8
 
 
 class RunRecord(BaseModel):
-    """A run that has already executed, to be registered by ``record_runs``."""
+    """A run that has already executed, to be registered by ``record_runs``.
+
+    Times may carry a timezone; naive ones are taken as UTC, as everywhere in runyard.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
