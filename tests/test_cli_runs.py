@@ -342,3 +342,13 @@ def test_filesystem_errors_are_reported_as_json(cli, lineage):
     assert result.exit_code == 1
     assert result.json["error"]["code"] == "os_error"
     assert cli.ok("run", "show", run["run_id"])["status"] == "running"
+
+
+def test_import_reports_a_start_cut_off_by_a_crash(cli, lineage, yard_path):
+    folder = yard_path / "runs" / "cut-off"
+    folder.mkdir()
+    (folder / ".run.json.4242.tmp").write_text('{"schema_version": 1, "run_id": "cut')
+    result = cli("run", "import", str(folder), "--json")
+    assert result.exit_code == 5
+    assert "unfinished run.json" in result.json["items"][0]["message"]
+    assert cli("run", "show", "cut-off").exit_code == 3

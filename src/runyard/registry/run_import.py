@@ -20,7 +20,7 @@ from sqlalchemy import select
 from runyard.db.tables import plan_versions, runs
 from runyard.errors import Invalid, ManifestError, NotFound
 from runyard.ids import run_id_problem, validate_label
-from runyard.manifest import Manifest, read_manifest
+from runyard.manifest import MANIFEST_NAME, Manifest, read_manifest
 from runyard.models import ImportOutcome, ImportResult, RunLocation, RunStatus
 from runyard.registry.common import dump_json_object, to_utc_naive, utcnow
 from runyard.registry.runs import derive_group, require_runs_root, validate_tags
@@ -64,6 +64,13 @@ def _import_candidates(settings: Settings, paths: Iterable[Path], scan_all: bool
     return sorted(chosen.values()), errors
 
 
+def _has_unfinished_manifest(folder: Path) -> bool:
+    """A temporary manifest left by a crash between writing it and renaming it."""
+    prefix = f".{MANIFEST_NAME}."
+    with os.scandir(folder) as entries:
+        return any(e.name.startswith(prefix) and e.name.endswith(".tmp") for e in entries)
+
+
 def import_runs(yard: Yard, paths: Iterable[Path], scan_all: bool = False) -> ImportResult:
     """Register existing run folders: by manifest where one is valid, as legacy where none.
 
@@ -85,6 +92,14 @@ def import_runs(yard: Yard, paths: Iterable[Path], scan_all: bool = False) -> Im
         except ManifestError as exc:
             outcomes.append(ImportOutcome(path=str(path), run_id=path.name, outcome="error",
                                           message=exc.message))
+            continue
+        if manifest is None and _has_unfinished_manifest(path):
+            outcomes.append(ImportOutcome(
+                path=str(path), run_id=path.name, outcome="error",
+                message=f"an unfinished {MANIFEST_NAME} write is there (.{MANIFEST_NAME}.*.tmp):"
+                " runyard was stopped while starting this run; check the folder, then remove "
+                "the .tmp file to import it as a legacy run",
+            ))
             continue
         if manifest is not None and manifest.run_id != path.name:
             outcomes.append(ImportOutcome(
