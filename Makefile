@@ -30,13 +30,15 @@ test: $(VENV)/.installed-test
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -n auto -m "not slow" $(PYTEST_ARGS)
 
-## lint: ruff and mypy (strict on src/)
+## lint: ruff (lint and format check) and mypy (strict on src/)
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-## fmt: sort imports and fix what ruff can fix
+## fmt: format, sort imports and fix what ruff can fix
 fmt: $(VENV)/.installed-test
+	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
 ## bench: the registry benchmark (see bench/README.md)

@@ -65,12 +65,26 @@ class Sizes:
     seed_chunk: int
 
 
-FULL = Sizes(serial_runs=2_000, threaded_runs=2_000, threads=4, bulk_runs=20_000,
-             bulk_batch=1_000, registry_sizes=(100_000, 1_000_000), repetitions=200,
-             seed_chunk=50_000)
-QUICK = Sizes(serial_runs=300, threaded_runs=300, threads=4, bulk_runs=3_000,
-              bulk_batch=1_000, registry_sizes=(20_000, 100_000), repetitions=50,
-              seed_chunk=25_000)
+FULL = Sizes(
+    serial_runs=2_000,
+    threaded_runs=2_000,
+    threads=4,
+    bulk_runs=20_000,
+    bulk_batch=1_000,
+    registry_sizes=(100_000, 1_000_000),
+    repetitions=200,
+    seed_chunk=50_000,
+)
+QUICK = Sizes(
+    serial_runs=300,
+    threaded_runs=300,
+    threads=4,
+    bulk_runs=3_000,
+    bulk_batch=1_000,
+    registry_sizes=(20_000, 100_000),
+    repetitions=50,
+    seed_chunk=25_000,
+)
 
 
 @dataclass
@@ -114,13 +128,20 @@ def temporary_yard(parent: str | None) -> Iterator[runyard.Yard]:
 def make_plans(yard: runyard.Yard) -> list[str]:
     """Ten scenarios, two config versions, a hundred plan versions spread over them."""
     with yard.write() as conn:
-        scenario_ids = [scenarios.add_scenario(conn, f"bench-{k:02d}").scenario_id
-                        for k in range(N_SCENARIOS)]
-        config_ids = [configs.add_config(conn, f'{{"safety_stock_periods": {k}}}')
-                      .config_version_id for k in (2, 3)]
+        scenario_ids = [
+            scenarios.add_scenario(conn, f"bench-{k:02d}").scenario_id for k in range(N_SCENARIOS)
+        ]
+        config_ids = [
+            configs.add_config(conn, f'{{"safety_stock_periods": {k}}}').config_version_id
+            for k in (2, 3)
+        ]
         return [
-            plans.create_plan(conn, scenario_ids[k % N_SCENARIOS], config_ids[k % 2],
-                              params={"horizon": 52, "variant": k}).plan_version_id
+            plans.create_plan(
+                conn,
+                scenario_ids[k % N_SCENARIOS],
+                config_ids[k % 2],
+                params={"horizon": 52, "variant": k},
+            ).plan_version_id
             for k in range(N_PLANS)
         ]
 
@@ -152,9 +173,14 @@ def bench_threaded(yard: runyard.Yard, plan: str, n: int, threads: int) -> Rate:
 
 def bench_bulk(yard: runyard.Yard, plan: str, n: int, batch: int) -> Rate:
     batches = [
-        [{"plan_version_id": plan, "summary": {"i": i, "fill_rate": 0.97},
-          "status": "failed" if i % 20 == 0 else "succeeded"}
-         for i in range(first, min(n, first + batch))]
+        [
+            {
+                "plan_version_id": plan,
+                "summary": {"i": i, "fill_rate": 0.97},
+                "status": "failed" if i % 20 == 0 else "succeeded",
+            }
+            for i in range(first, min(n, first + batch))
+        ]
         for first in range(0, n, batch)
     ]
     start = time.perf_counter()
@@ -171,8 +197,15 @@ def count_runs(yard: runyard.Yard) -> int:
         return int(conn.execute(select(func.count()).select_from(runs)).scalar_one())
 
 
-def seed(yard: runyard.Yard, plan_ids: list[str], lineage: dict[str, Any], total: int,
-         chunk: int, rng: random.Random, base: datetime) -> float:
+def seed(
+    yard: runyard.Yard,
+    plan_ids: list[str],
+    lineage: dict[str, Any],
+    total: int,
+    chunk: int,
+    rng: random.Random,
+    base: datetime,
+) -> float:
     """Insert rows straight into the runs table until it holds ``total``; the seconds taken.
 
     Rows only (no folders): this measures listing, not registration. Plans follow a
@@ -187,9 +220,11 @@ def seed(yard: runyard.Yard, plan_ids: list[str], lineage: dict[str, Any], total
     statuses = [s for s, _ in STATUS_MIX]
     status_weights = [w for _, w in STATUS_MIX]
     with yard.read() as conn:
-        seeded = int(conn.execute(
-            select(func.count()).select_from(runs).where(runs.c.run_id.like("%Z-s%"))
-        ).scalar_one())
+        seeded = int(
+            conn.execute(
+                select(func.count()).select_from(runs).where(runs.c.run_id.like("%Z-s%"))
+            ).scalar_one()
+        )
     began = time.perf_counter()
     made = 0
     while made < need:
@@ -202,23 +237,27 @@ def seed(yard: runyard.Yard, plan_ids: list[str], lineage: dict[str, Any], total
             started = base + timedelta(seconds=3 * k)
             status = status_of[j]
             plan = plans_of[j]
-            rows.append({
-                "run_id": f"{started:%Y%m%dT%H%M%S}.{started.microsecond:06d}Z-s{k:07x}",
-                "plan_version_id": plan,
-                "config_version_id": lineage[plan][0],
-                "scenario_id": lineage[plan][1],
-                "group_name": f"CH{k % 12:02d}/{k % 400:03d}",
-                "status": status,
-                "legacy": False,
-                "location": "active",
-                "pinned": False,
-                "created_at": started,
-                "started_at": started,
-                "finished_at": None if status == "running" else started + timedelta(minutes=3),
-                "summary": f'{{"fill_rate": {0.8 + (k % 200) / 1000:.3f}}}',
-                "tags": "{}",
-                "error": "RuntimeError: solver did not converge" if status == "failed" else None,
-            })
+            rows.append(
+                {
+                    "run_id": f"{started:%Y%m%dT%H%M%S}.{started.microsecond:06d}Z-s{k:07x}",
+                    "plan_version_id": plan,
+                    "config_version_id": lineage[plan][0],
+                    "scenario_id": lineage[plan][1],
+                    "group_name": f"CH{k % 12:02d}/{k % 400:03d}",
+                    "status": status,
+                    "legacy": False,
+                    "location": "active",
+                    "pinned": False,
+                    "created_at": started,
+                    "started_at": started,
+                    "finished_at": None if status == "running" else started + timedelta(minutes=3),
+                    "summary": f'{{"fill_rate": {0.8 + (k % 200) / 1000:.3f}}}',
+                    "tags": "{}",
+                    "error": "RuntimeError: solver did not converge"
+                    if status == "failed"
+                    else None,
+                }
+            )
         with yard.write() as conn:
             conn.execute(runs.insert(), rows)
         made += size
@@ -230,8 +269,9 @@ def capture_sql(yard: runyard.Yard) -> Iterator[list[tuple[str, Any]]]:
     """The statements the engine runs meanwhile (to EXPLAIN exactly what list_runs ran)."""
     seen: list[tuple[str, Any]] = []
 
-    def listener(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
-                 executemany: bool) -> None:
+    def listener(
+        conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
+    ) -> None:
         seen.append((statement, parameters))
 
     event.listen(yard.engine, "before_cursor_execute", listener)
@@ -249,17 +289,21 @@ def cursor_before_page(yard: runyard.Yard, where: Any, page: int) -> str | None:
     if page == 1:
         return None
     with yard.read() as conn:
-        query = (select(runs.c.started_at, runs.c.run_id)
-                 .order_by(runs.c.started_at.desc(), runs.c.run_id.desc())
-                 .offset((page - 1) * PAGE_SIZE - 1).limit(1))
+        query = (
+            select(runs.c.started_at, runs.c.run_id)
+            .order_by(runs.c.started_at.desc(), runs.c.run_id.desc())
+            .offset((page - 1) * PAGE_SIZE - 1)
+            .limit(1)
+        )
         if where is not None:
             query = query.where(where)
         row = conn.execute(query).one()
     return encode_cursor(row.started_at, row.run_id)
 
 
-def time_page(yard: runyard.Yard, filters: RunFilter, after: str | None,
-              repetitions: int) -> tuple[list[float], list[tuple[str, Any]]]:
+def time_page(
+    yard: runyard.Yard, filters: RunFilter, after: str | None, repetitions: int
+) -> tuple[list[float], list[tuple[str, Any]]]:
     with capture_sql(yard) as statements:
         page = list_runs(yard, filters, limit=PAGE_SIZE, after=after)
     assert len(page.items) == PAGE_SIZE, "the page measured should be full"
@@ -279,11 +323,19 @@ def explain(yard: runyard.Yard, statement: str, parameters: Any) -> list[str]:
     return [str(r[-1]) for r in rows]
 
 
-def bench_pages(yard: runyard.Yard, size: int, head_plan: str, repetitions: int,
-                plans_explained: dict[str, list[str]]) -> list[Latency]:
+def bench_pages(
+    yard: runyard.Yard,
+    size: int,
+    head_plan: str,
+    repetitions: int,
+    plans_explained: dict[str, list[str]],
+) -> list[Latency]:
     cases = [
-        ("plan (busiest)", RunFilter(plan_version_id=head_plan),
-         runs.c.plan_version_id == head_plan),
+        (
+            "plan (busiest)",
+            RunFilter(plan_version_id=head_plan),
+            runs.c.plan_version_id == head_plan,
+        ),
         ("status=failed", RunFilter(status=RunStatus.failed), runs.c.status == "failed"),
         ("none", RunFilter(), None),
     ]
@@ -355,7 +407,8 @@ def bench_flush(parent: str | None, repetitions: int = 5) -> list[tuple[str, int
                     began = time.perf_counter()
                     way(files)
                     samples.setdefault((name, dirty_mb), []).append(
-                        (time.perf_counter() - began) * 1000)
+                        (time.perf_counter() - began) * 1000
+                    )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return [(name, mb, statistics.median(v)) for (name, mb), v in samples.items()]
@@ -366,8 +419,10 @@ def bench_flush(parent: str | None, repetitions: int = 5) -> list[tuple[str, int
 
 def environment() -> str:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return (f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-            f"{os.cpu_count()} CPUs, load average {load}, {platform.system()}")
+    return (
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"{os.cpu_count()} CPUs, load average {load}, {platform.system()}"
+    )
 
 
 def filesystem_of(path: Path) -> str:
@@ -389,9 +444,14 @@ def verdict(ok: bool) -> str:
     return "[green]yes[/green]" if ok else "[red]NO[/red]"
 
 
-def print_results(console: Console, rates: list[Rate], latencies: list[Latency],
-                  plans_explained: dict[str, list[str]], seeding: list[tuple[int, float]],
-                  quick: bool) -> None:
+def print_results(
+    console: Console,
+    rates: list[Rate],
+    latencies: list[Latency],
+    plans_explained: dict[str, list[str]],
+    seeding: list[tuple[int, float]],
+    quick: bool,
+) -> None:
     table = Table(title="Registration (SQLite, manifests included)")
     table.add_column("path")
     table.add_column("runs", justify="right")
@@ -400,9 +460,14 @@ def print_results(console: Console, rates: list[Rate], latencies: list[Latency],
     table.add_column("target", justify="right")
     table.add_column("meets", justify="center")
     for rate in rates:
-        table.add_row(rate.what, f"{rate.runs:,}", f"{rate.seconds:.2f}",
-                      f"{rate.per_second:,.0f}", f"≥ {REGISTRATION_TARGET:,}",
-                      verdict(rate.per_second >= REGISTRATION_TARGET))
+        table.add_row(
+            rate.what,
+            f"{rate.runs:,}",
+            f"{rate.seconds:.2f}",
+            f"{rate.per_second:,.0f}",
+            f"≥ {REGISTRATION_TARGET:,}",
+            verdict(rate.per_second >= REGISTRATION_TARGET),
+        )
     console.print(table)
 
     largest = max(lat.registry_size for lat in latencies)
@@ -419,10 +484,16 @@ def print_results(console: Console, rates: list[Rate], latencies: list[Latency],
         p50 = lat.percentile(0.5)
         page = f"{lat.page:,}" + (" (last)" if lat.page not in (1, DEEP_PAGE) else "")
         judged = lat.registry_size == largest
-        table.add_row(f"{lat.registry_size:,}", lat.filter_name, f"{lat.matching:,}", page,
-                      f"{p50:.2f}", f"{lat.percentile(0.95):.2f}",
-                      f"p50 < {PAGE_TARGET_MS:.0f}" if judged else "",
-                      verdict(p50 < PAGE_TARGET_MS) if judged else "")
+        table.add_row(
+            f"{lat.registry_size:,}",
+            lat.filter_name,
+            f"{lat.matching:,}",
+            page,
+            f"{p50:.2f}",
+            f"{lat.percentile(0.95):.2f}",
+            f"p50 < {PAGE_TARGET_MS:.0f}" if judged else "",
+            verdict(p50 < PAGE_TARGET_MS) if judged else "",
+        )
     console.print(table)
     for size, seconds in seeding:
         if seconds:
@@ -431,18 +502,24 @@ def print_results(console: Console, rates: list[Rate], latencies: list[Latency],
     for key, lines in plans_explained.items():
         console.print(f"  {key}: " + " | ".join(lines))
     if quick:
-        console.print("\n[yellow]--quick: smaller numbers; the 1,000,000-run targets are "
-                      "judged at the largest size measured[/yellow]")
+        console.print(
+            "\n[yellow]--quick: smaller numbers; the 1,000,000-run targets are "
+            "judged at the largest size measured[/yellow]"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller numbers, under a minute")
-    parser.add_argument("--dir", default=None,
-                        help="where to make the temporary yard (default: the system's)")
+    parser.add_argument(
+        "--dir", default=None, help="where to make the temporary yard (default: the system's)"
+    )
     parser.add_argument("--seed", type=int, default=7, help="random seed for the seeded runs")
-    parser.add_argument("--flush", action="store_true",
-                        help="only compare the ways of flushing manifests (os.sync vs fsync)")
+    parser.add_argument(
+        "--flush",
+        action="store_true",
+        help="only compare the ways of flushing manifests (os.sync vs fsync)",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     # Wide enough for the tables when the output goes to a file or a pipe.
@@ -463,8 +540,10 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"temporary yard: {yard.path} on {filesystem_of(yard.path)}")
         plan_ids = make_plans(yard)
         with yard.read() as conn:
-            lineage = {p.plan_version_id: (p.config_version_id, p.scenario_id)
-                       for p in (plans.get_plan(conn, pid) for pid in plan_ids)}
+            lineage = {
+                p.plan_version_id: (p.config_version_id, p.scenario_id)
+                for p in (plans.get_plan(conn, pid) for pid in plan_ids)
+            }
         plan = plan_ids[0]
         # record_runs first: it deletes nothing, while start_run replaces each run.json
         # when the run finishes; see bench/README.md for why that order matters.
@@ -491,8 +570,10 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"  seeded to {size:,} runs ({seconds:.1f} s)")
             with yard.read() as conn:
                 head = conn.execute(
-                    select(runs.c.plan_version_id).group_by(runs.c.plan_version_id)
-                    .order_by(func.count().desc()).limit(1)
+                    select(runs.c.plan_version_id)
+                    .group_by(runs.c.plan_version_id)
+                    .order_by(func.count().desc())
+                    .limit(1)
                 ).scalar_one()
             plans_explained.clear()
             latencies += bench_pages(yard, size, head, sizes.repetitions, plans_explained)

@@ -44,8 +44,10 @@ def pg_database() -> Iterator[str]:
     try:
         admin = psycopg.connect(_psycopg_conninfo(PG_URL), autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        reason = (f"PostgreSQL NOT REACHABLE at {PG_URL} ({str(exc).strip()}); "
-                  "the PostgreSQL variants of the registry and CLI tests did not run")
+        reason = (
+            f"PostgreSQL NOT REACHABLE at {PG_URL} ({str(exc).strip()}); "
+            "the PostgreSQL variants of the registry and CLI tests did not run"
+        )
         if REQUIRE_PG:
             pytest.fail("RUNYARD_REQUIRE_PG=1 but " + reason, pytrace=False)
         _pg_skip_reason.append(reason)
@@ -82,8 +84,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No RUNYARD_* setting of the developer's shell leaks into a test."""
     for key in list(os.environ):
-        if key.startswith("RUNYARD_") and not key.startswith("RUNYARD_TEST_") \
-                and key != "RUNYARD_REQUIRE_PG":
+        if (
+            key.startswith("RUNYARD_")
+            and not key.startswith("RUNYARD_TEST_")
+            and key != "RUNYARD_REQUIRE_PG"
+        ):
             monkeypatch.delenv(key)
 
 
@@ -158,8 +163,16 @@ def lineage(cli: Cli, tmp_path: Path) -> dict[str, str]:
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps({"safety_stock_periods": 2, "lot_size": 10}))
     config = cli.ok("config", "add", str(config_file), "--name", "policy-v1")
-    plan = cli.ok("plan", "create", "--scenario", scenario["scenario_id"],
-                  "--config", config["config_version_id"], "--param", "horizon=52")
+    plan = cli.ok(
+        "plan",
+        "create",
+        "--scenario",
+        scenario["scenario_id"],
+        "--config",
+        config["config_version_id"],
+        "--param",
+        "horizon=52",
+    )
     return {
         "scenario_id": scenario["scenario_id"],
         "config_version_id": config["config_version_id"],

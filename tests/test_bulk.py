@@ -24,15 +24,28 @@ def test_records_become_runs_with_matching_manifests(yard, lineage):
     pv = lineage["plan_version_id"]
     started = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
     cet = timezone(timedelta(hours=1))
-    made = yard.record_runs([
-        {"plan_version_id": pv, "run_id": "CH01-001", "group": "CH01/001",
-         "summary": {"fill_rate": 0.97, "rows": [1, 2]}, "tags": {"owner": "ops", "try": 2},
-         "started_at": started, "finished_at": started + timedelta(minutes=5)},
-        RunRecord(plan_version_id=pv, run_id="CH01-002", status=RunStatus.failed,
-                  error="ValueError: no demand", started_at=datetime(2026, 3, 1, 10, 0, tzinfo=cet),
-                  finished_at=datetime(2026, 3, 1, 10, 1, tzinfo=cet)),
-        {"plan_version_id": pv, "status": "cancelled"},
-    ])
+    made = yard.record_runs(
+        [
+            {
+                "plan_version_id": pv,
+                "run_id": "CH01-001",
+                "group": "CH01/001",
+                "summary": {"fill_rate": 0.97, "rows": [1, 2]},
+                "tags": {"owner": "ops", "try": 2},
+                "started_at": started,
+                "finished_at": started + timedelta(minutes=5),
+            },
+            RunRecord(
+                plan_version_id=pv,
+                run_id="CH01-002",
+                status=RunStatus.failed,
+                error="ValueError: no demand",
+                started_at=datetime(2026, 3, 1, 10, 0, tzinfo=cet),
+                finished_at=datetime(2026, 3, 1, 10, 1, tzinfo=cet),
+            ),
+            {"plan_version_id": pv, "status": "cancelled"},
+        ]
+    )
     assert [r.run_id for r in made[:2]] == ["CH01-001", "CH01-002"]
     assert [r.status for r in made] == ["succeeded", "failed", "cancelled"]
     assert made[0].tags == {"owner": "ops", "try": "2"}
@@ -49,9 +62,20 @@ def test_records_become_runs_with_matching_manifests(yard, lineage):
         manifest = read_manifest(folder)
         assert manifest is not None
         assert manifest.yard_id == yard.settings.yard_id
-        for key in ("run_id", "plan_version_id", "config_version_id", "scenario_id", "group",
-                    "status", "created_at", "started_at", "finished_at", "summary", "tags",
-                    "error"):
+        for key in (
+            "run_id",
+            "plan_version_id",
+            "config_version_id",
+            "scenario_id",
+            "group",
+            "status",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "summary",
+            "tags",
+            "error",
+        ):
             assert getattr(manifest, key) == getattr(stored, key), key
 
 
@@ -69,16 +93,21 @@ def test_defaults(yard, lineage):
 
 def test_group_derived_from_the_pattern(yard_path, lineage):
     toml = yard_path / "runyard.toml"
-    toml.write_text(toml.read_text().replace(
-        "# group_pattern = '^(?P<channel>CH\\d+)-(?P<episode>\\d+)'",
-        "group_pattern = '^(?P<channel>CH\\d+)-(?P<episode>\\d+)'"))
+    toml.write_text(
+        toml.read_text().replace(
+            "# group_pattern = '^(?P<channel>CH\\d+)-(?P<episode>\\d+)'",
+            "group_pattern = '^(?P<channel>CH\\d+)-(?P<episode>\\d+)'",
+        )
+    )
     pv = lineage["plan_version_id"]
     with runyard.open_yard(yard_path) as opened:
-        made = opened.record_runs([
-            {"plan_version_id": pv, "run_id": "CH02-007-x"},
-            {"plan_version_id": pv, "run_id": "misc-1"},
-            {"plan_version_id": pv, "run_id": "CH03-001", "group": "special"},
-        ])
+        made = opened.record_runs(
+            [
+                {"plan_version_id": pv, "run_id": "CH02-007-x"},
+                {"plan_version_id": pv, "run_id": "misc-1"},
+                {"plan_version_id": pv, "run_id": "CH03-001", "group": "special"},
+            ]
+        )
     assert [r.group for r in made] == ["CH02/007", None, "special"]
 
 
@@ -100,9 +129,13 @@ def test_list_runs_sees_them(yard, lineage, cli):
     pv = lineage["plan_version_id"]
     base = datetime(2026, 1, 1, tzinfo=UTC)
     records = [
-        {"plan_version_id": pv, "run_id": f"r{i:03d}",
-         "status": "failed" if i % 3 == 0 else "succeeded",
-         "started_at": base + timedelta(minutes=i), "finished_at": base + timedelta(minutes=i)}
+        {
+            "plan_version_id": pv,
+            "run_id": f"r{i:03d}",
+            "status": "failed" if i % 3 == 0 else "succeeded",
+            "started_at": base + timedelta(minutes=i),
+            "finished_at": base + timedelta(minutes=i),
+        }
         for i in range(120)
     ]
     yard.record_runs(records[:60])
@@ -130,34 +163,74 @@ def _good(pv, n=3, prefix="ok"):
 
 
 BAD_BATCHES = {
-    "unknown plan": (NotFound, "no plan version 'pv-nope'",
-                     lambda pv: [*_good(pv), {"plan_version_id": "pv-nope"}]),
-    "empty plan": (LegacyPathClosed, "needs a plan version",
-                   lambda pv: [*_good(pv), {"plan_version_id": ""}]),
+    "unknown plan": (
+        NotFound,
+        "no plan version 'pv-nope'",
+        lambda pv: [*_good(pv), {"plan_version_id": "pv-nope"}],
+    ),
+    "empty plan": (
+        LegacyPathClosed,
+        "needs a plan version",
+        lambda pv: [*_good(pv), {"plan_version_id": ""}],
+    ),
     "no plan at all": (Invalid, "plan_version_id", lambda pv: [*_good(pv), {"run_id": "x"}]),
-    "invalid run id": (Invalid, "invalid run id '../escape'",
-                       lambda pv: [*_good(pv), {"plan_version_id": pv, "run_id": "../escape"}]),
-    "hidden run id": (Invalid, "cannot start with '.'",
-                      lambda pv: [*_good(pv), {"plan_version_id": pv, "run_id": ".hidden"}]),
-    "duplicate id in the batch": (Invalid, "already used by record 1",
-                                  lambda pv: [*_good(pv), {"plan_version_id": pv,
-                                                           "run_id": "ok-1"}]),
-    "running status": (Invalid, "cannot record a run as 'running'",
-                       lambda pv: [*_good(pv), {"plan_version_id": pv, "status": "running"}]),
-    "queued status": (Invalid, "cannot record a run as 'queued'",
-                      lambda pv: [*_good(pv), {"plan_version_id": pv, "status": "queued"}]),
-    "unknown status": (Invalid, "status", lambda pv: [*_good(pv), {"plan_version_id": pv,
-                                                                   "status": "done"}]),
-    "unknown key": (Invalid, "colour", lambda pv: [*_good(pv), {"plan_version_id": pv,
-                                                                "colour": "red"}]),
-    "bad tag key": (Invalid, "tag key", lambda pv: [*_good(pv), {"plan_version_id": pv,
-                                                                 "tags": {" padded": "x"}}]),
-    "summary not JSON": (Invalid, "summary is not storable as JSON",
-                         lambda pv: [*_good(pv), {"plan_version_id": pv,
-                                                  "summary": {"x": float("nan")}}]),
-    "finished before started": (Invalid, "is before started_at", lambda pv: [*_good(pv), {
-        "plan_version_id": pv, "started_at": datetime(2026, 1, 2, tzinfo=UTC),
-        "finished_at": datetime(2026, 1, 1, tzinfo=UTC)}]),
+    "invalid run id": (
+        Invalid,
+        "invalid run id '../escape'",
+        lambda pv: [*_good(pv), {"plan_version_id": pv, "run_id": "../escape"}],
+    ),
+    "hidden run id": (
+        Invalid,
+        "cannot start with '.'",
+        lambda pv: [*_good(pv), {"plan_version_id": pv, "run_id": ".hidden"}],
+    ),
+    "duplicate id in the batch": (
+        Invalid,
+        "already used by record 1",
+        lambda pv: [*_good(pv), {"plan_version_id": pv, "run_id": "ok-1"}],
+    ),
+    "running status": (
+        Invalid,
+        "cannot record a run as 'running'",
+        lambda pv: [*_good(pv), {"plan_version_id": pv, "status": "running"}],
+    ),
+    "queued status": (
+        Invalid,
+        "cannot record a run as 'queued'",
+        lambda pv: [*_good(pv), {"plan_version_id": pv, "status": "queued"}],
+    ),
+    "unknown status": (
+        Invalid,
+        "status",
+        lambda pv: [*_good(pv), {"plan_version_id": pv, "status": "done"}],
+    ),
+    "unknown key": (
+        Invalid,
+        "colour",
+        lambda pv: [*_good(pv), {"plan_version_id": pv, "colour": "red"}],
+    ),
+    "bad tag key": (
+        Invalid,
+        "tag key",
+        lambda pv: [*_good(pv), {"plan_version_id": pv, "tags": {" padded": "x"}}],
+    ),
+    "summary not JSON": (
+        Invalid,
+        "summary is not storable as JSON",
+        lambda pv: [*_good(pv), {"plan_version_id": pv, "summary": {"x": float("nan")}}],
+    ),
+    "finished before started": (
+        Invalid,
+        "is before started_at",
+        lambda pv: [
+            *_good(pv),
+            {
+                "plan_version_id": pv,
+                "started_at": datetime(2026, 1, 2, tzinfo=UTC),
+                "finished_at": datetime(2026, 1, 1, tzinfo=UTC),
+            },
+        ],
+    ),
 }
 
 

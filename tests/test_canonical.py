@@ -37,12 +37,19 @@ def _decimal(sign: int, coefficient: int, exponent: int) -> Decimal:
 finite_decimals = st.one_of(
     st.integers(min_value=-(10**40), max_value=10**40).map(Decimal),
     st.builds(_decimal, st.integers(0, 1), st.integers(0, 10**35), st.integers(-60, 60)),
-    st.builds(_decimal, st.integers(0, 1), st.integers(1, 999),
-              st.sampled_from([-400, -31, -30, 28, 29, 30, 31, 400])),
+    st.builds(
+        _decimal,
+        st.integers(0, 1),
+        st.integers(1, 999),
+        st.sampled_from([-400, -31, -30, 28, 29, 30, 31, 400]),
+    ),
 )
 keys = st.text(max_size=8)
 leaves = st.one_of(
-    st.none(), st.booleans(), st.text(max_size=12), finite_decimals,
+    st.none(),
+    st.booleans(),
+    st.text(max_size=12),
+    finite_decimals,
 )
 json_values = st.recursive(
     leaves,
@@ -88,8 +95,9 @@ def spell_number(value: Decimal, rng: random.Random) -> str:
         mantissa, exp = coefficient, exponent
     elif form == 1:  # a point inside the coefficient: 2.5e-1
         point = rng.randint(1, len(coefficient))
-        mantissa = coefficient[:point] + ("." + coefficient[point:] if point < len(coefficient)
-                                          else "")
+        mantissa = coefficient[:point] + (
+            "." + coefficient[point:] if point < len(coefficient) else ""
+        )
         exp = exponent + len(coefficient) - point
     else:  # 0.000ddd: 0.25, 0.025e1
         lead = rng.randint(0, 2)
@@ -115,8 +123,11 @@ def write_json(value: Any, rng: random.Random, depth: int = 0) -> str:
     if isinstance(value, dict):
         items = list(value.items())
         rng.shuffle(items)
-        parts = [f"{ws()}{json.dumps(k, ensure_ascii=rng.random() < 0.5)}{ws()}:{ws()}"
-                 f"{write_json(v, rng, depth + 1)}{ws()}" for k, v in items]
+        parts = [
+            f"{ws()}{json.dumps(k, ensure_ascii=rng.random() < 0.5)}{ws()}:{ws()}"
+            f"{write_json(v, rng, depth + 1)}{ws()}"
+            for k, v in items
+        ]
         return "{" + indent + ",".join(parts) + ws() + "}"
     if isinstance(value, list):
         parts = [ws() + write_json(v, rng, depth + 1) + ws() for v in value]
@@ -170,21 +181,25 @@ def test_every_spelling_of_a_value_gets_the_same_id(value, rng_a, rng_b):
 )
 def test_json_dumps_variants_get_the_same_id(value, indent, separators, sort_keys, ascii_):
     plain = json.dumps(value)
-    varied = json.dumps(value, indent=indent, separators=separators, sort_keys=sort_keys,
-                        ensure_ascii=ascii_)
+    varied = json.dumps(
+        value, indent=indent, separators=separators, sort_keys=sort_keys, ensure_ascii=ascii_
+    )
     reversed_keys = json.dumps(dict(reversed(list(value.items()))), indent=indent)
     assert cid(plain) == cid(varied) == cid(reversed_keys)
 
 
-@pytest.mark.parametrize(("spellings"), [
-    ["5", "5.0", "5e0", "50e-1", "0.5e1", "5.000", "5E+0", "500e-2", "0.005e3", "5e00"],
-    ["0.25", "0.250", "2.5e-1", "25E-2", "0.025e1", "250e-3", "2.50E-1"],
-    ["-3", "-3.0", "-30e-1", "-0.3E1"],
-    ["0", "-0", "0.0", "-0.0", "0e10", "-0E-10"],
-    ["1e400", "10e399", "0.1e401", "1.000e+400"],
-    ["1e-400", "0.1e-399", "10E-401"],
-    ["123456789012345678901234567891", "1.23456789012345678901234567891e29"],
-])
+@pytest.mark.parametrize(
+    ("spellings"),
+    [
+        ["5", "5.0", "5e0", "50e-1", "0.5e1", "5.000", "5E+0", "500e-2", "0.005e3", "5e00"],
+        ["0.25", "0.250", "2.5e-1", "25E-2", "0.025e1", "250e-3", "2.50E-1"],
+        ["-3", "-3.0", "-30e-1", "-0.3E1"],
+        ["0", "-0", "0.0", "-0.0", "0e10", "-0E-10"],
+        ["1e400", "10e399", "0.1e401", "1.000e+400"],
+        ["1e-400", "0.1e-399", "10E-401"],
+        ["123456789012345678901234567891", "1.23456789012345678901234567891e29"],
+    ],
+)
 def test_equal_numbers_get_the_same_id(spellings):
     ids = {cid(f'{{"n": {s}}}') for s in spellings}
     assert len(ids) == 1, ids
@@ -196,21 +211,24 @@ def test_minus_zero_is_zero():
     assert canonical_text(-0.0) == canonical_text(0) == "0"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("1e400", "1e+400"),
-    ("-1.50e400", "-1.5e+400"),
-    ("1e-400", "1e-400"),
-    ("1e999999999", "1e+999999999"),
-    ("-2.5e-999999999", "-2.5e-999999999"),
-    ("1e30", "1" + "0" * 30),
-    ("1e31", "1e+31"),
-    ("1e-30", "0." + "0" * 29 + "1"),
-    ("1e-31", "1e-31"),
-    ("0.5", "0.5"),
-    ("100", "100"),
-    ("1.0", "1"),
-    ("-12.3400", "-12.34"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1e400", "1e+400"),
+        ("-1.50e400", "-1.5e+400"),
+        ("1e-400", "1e-400"),
+        ("1e999999999", "1e+999999999"),
+        ("-2.5e-999999999", "-2.5e-999999999"),
+        ("1e30", "1" + "0" * 30),
+        ("1e31", "1e+31"),
+        ("1e-30", "0." + "0" * 29 + "1"),
+        ("1e-31", "1e-31"),
+        ("0.5", "0.5"),
+        ("100", "100"),
+        ("1.0", "1"),
+        ("-12.3400", "-12.34"),
+    ],
+)
 def test_numbers_have_one_compact_finite_text(text, expected):
     assert canonicalize(text) == expected
 
@@ -225,8 +243,15 @@ def test_big_exponents_do_not_expand():
 
 def test_python_ints_and_floats_match_their_json_spelling():
     """canonical_text of Python values (plan params) agrees with the parsed-JSON path."""
-    for value, text in [(10**31, "1e31"), (-(10**40), "-1E40"), (5, "5.0"), (0.25, "25e-2"),
-                        (2**70, str(2**70)), (1e300, "1e300"), (5e-324, "5e-324")]:
+    for value, text in [
+        (10**31, "1e31"),
+        (-(10**40), "-1E40"),
+        (5, "5.0"),
+        (0.25, "25e-2"),
+        (2**70, str(2**70)),
+        (1e300, "1e300"),
+        (5e-324, "5e-324"),
+    ]:
         assert canonical_text(value) == canonicalize(text)
         assert canonical_text({"x": [value]}) == canonicalize(f'{{"x": [{text}]}}')
 
@@ -334,25 +359,28 @@ def test_any_change_of_value_changes_the_id(pair, rng):
     assert cid(write_json(before, rng)) != cid(write_json(after, rng))
 
 
-@pytest.mark.parametrize(("a", "b"), [
-    ('{"n": 1}', '{"n": "1"}'),
-    ('{"n": 1}', '{"n": true}'),
-    ('{"n": 0}', '{"n": false}'),
-    ('{"n": 0}', '{"n": null}'),
-    ('{"n": null}', '{"n": "null"}'),
-    ('{"n": []}', '{"n": {}}'),
-    ('{"n": [1, 2]}', '{"n": [2, 1]}'),
-    ('{"n": 0.1}', '{"n": 0.10000000000000000001}'),
-    ('{"n": 0.25}', '{"n": 0.2500000000000000000025}'),
-    ('{"n": 123456789012345678901234567890}', '{"n": 123456789012345678901234567891}'),
-    ('{"n": 1.00000000000000000000000000001}', '{"n": 1}'),
-    ('{"n": 9007199254740993}', '{"n": 9007199254740992}'),  # equal as binary floats
-    ('{"n": 1e400}', '{"n": 1e401}'),
-    ('{"n": 1e-400}', '{"n": 0}'),
-    ('{"a": 1}', '{"a": 1, "b": 1}'),
-    ('{"a": 1}', '{"A": 1}'),
-    ('{"a": "x"}', '{"a": "x "}'),
-])
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ('{"n": 1}', '{"n": "1"}'),
+        ('{"n": 1}', '{"n": true}'),
+        ('{"n": 0}', '{"n": false}'),
+        ('{"n": 0}', '{"n": null}'),
+        ('{"n": null}', '{"n": "null"}'),
+        ('{"n": []}', '{"n": {}}'),
+        ('{"n": [1, 2]}', '{"n": [2, 1]}'),
+        ('{"n": 0.1}', '{"n": 0.10000000000000000001}'),
+        ('{"n": 0.25}', '{"n": 0.2500000000000000000025}'),
+        ('{"n": 123456789012345678901234567890}', '{"n": 123456789012345678901234567891}'),
+        ('{"n": 1.00000000000000000000000000001}', '{"n": 1}'),
+        ('{"n": 9007199254740993}', '{"n": 9007199254740992}'),  # equal as binary floats
+        ('{"n": 1e400}', '{"n": 1e401}'),
+        ('{"n": 1e-400}', '{"n": 0}'),
+        ('{"a": 1}', '{"a": 1, "b": 1}'),
+        ('{"a": 1}', '{"A": 1}'),
+        ('{"a": "x"}', '{"a": "x "}'),
+    ],
+)
 def test_known_different_values_get_different_ids(a, b):
     assert cid(a) != cid(b)
 
@@ -360,19 +388,30 @@ def test_known_different_values_get_different_ids(a, b):
 # --- refused input --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", [
-    '{"a": 1, "a": 1}',
-    '{"a": 1, "b": {"c": 1, "c": 2}}',
-    '[{"x": 1, "x": 1}]',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": 1, "a": 1}',
+        '{"a": 1, "b": {"c": 1, "c": 2}}',
+        '[{"x": 1, "x": 1}]',
+    ],
+)
 def test_duplicate_keys_are_refused(text):
     with pytest.raises(Invalid, match="duplicate key"):
         canonicalize(text)
 
 
-@pytest.mark.parametrize("text", [
-    "NaN", "Infinity", "-Infinity", '{"a": NaN}', '[1, Infinity]', '{"a": -Infinity}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        '{"a": NaN}',
+        "[1, Infinity]",
+        '{"a": -Infinity}',
+    ],
+)
 def test_nan_and_infinity_are_refused(text):
     with pytest.raises(Invalid, match=r"NaN|Infinity"):
         canonicalize(text)
@@ -384,16 +423,19 @@ def test_python_nan_and_infinity_are_refused():
             canonical_text({"x": bad})
 
 
-@pytest.mark.parametrize(("text", "line", "column"), [
-    ("{", 1, 2),
-    ('{"a": 1,}', 1, 9),
-    ('{\n  "a": 1,\n  "b": tru\n}', 3, 8),
-    ("[1, 2", 1, 6),
-    ('{"a": 01}', 1, 8),
-    ("", 1, 1),
-    ('{"a": 1} x', 1, 10),
-    ("{'a': 1}", 1, 2),
-])
+@pytest.mark.parametrize(
+    ("text", "line", "column"),
+    [
+        ("{", 1, 2),
+        ('{"a": 1,}', 1, 9),
+        ('{\n  "a": 1,\n  "b": tru\n}', 3, 8),
+        ("[1, 2", 1, 6),
+        ('{"a": 01}', 1, 8),
+        ("", 1, 1),
+        ('{"a": 1} x', 1, 10),
+        ("{'a': 1}", 1, 2),
+    ],
+)
 def test_invalid_json_is_refused_with_line_and_column(text, line, column):
     with pytest.raises(Invalid) as caught:
         canonicalize(text, "config.json")
@@ -403,7 +445,7 @@ def test_invalid_json_is_refused_with_line_and_column(text, line, column):
 
 
 def test_lone_surrogates_are_refused_not_crashing():
-    """"\\ud800" is valid JSON syntax, but no UTF-8 text (or database) can hold it."""
+    """ "\\ud800" is valid JSON syntax, but no UTF-8 text (or database) can hold it."""
     for text in ('{"a": "\\ud800"}', '{"\\udfff": 1}', '["x\\udc80y"]'):
         with pytest.raises(Invalid, match="surrogate"):
             cid(text)

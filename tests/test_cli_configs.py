@@ -12,8 +12,9 @@ def _write(tmp_path, name, text):
 
 
 def test_same_content_same_id(cli, tmp_path):
-    a = cli.ok("config", "add", _write(tmp_path, "a.json", '{"b": 1.0, "a": [1, 2]}'),
-               "--name", "first")
+    a = cli.ok(
+        "config", "add", _write(tmp_path, "a.json", '{"b": 1.0, "a": [1, 2]}'), "--name", "first"
+    )
     b = cli.ok("config", "add", _write(tmp_path, "b.json", '{\n  "a": [1,2],\n  "b": 1\n}'))
     assert next(iter(a)) == "config_version_id"
     assert a["created"] is True and b["created"] is False
@@ -41,10 +42,16 @@ def test_add_from_stdin(cli):
 
 
 def test_diff(cli, tmp_path):
-    a = cli.ok("config", "add", _write(tmp_path, "a.json",
-                                       json.dumps({"policy": {"ss": 2, "lot": 10}, "old": 1})))
-    b = cli.ok("config", "add", _write(tmp_path, "b.json",
-                                       json.dumps({"policy": {"ss": 3, "lot": 10}, "new": True})))
+    a = cli.ok(
+        "config",
+        "add",
+        _write(tmp_path, "a.json", json.dumps({"policy": {"ss": 2, "lot": 10}, "old": 1})),
+    )
+    b = cli.ok(
+        "config",
+        "add",
+        _write(tmp_path, "b.json", json.dumps({"policy": {"ss": 3, "lot": 10}, "new": True})),
+    )
     diff = cli.ok("config", "diff", a["config_version_id"], b["config_version_id"])
     changes = {c["path"]: c for c in diff["changes"]}
     assert changes["policy.ss"] == {"path": "policy.ss", "change": "changed", "old": 2, "new": 3}

@@ -18,10 +18,26 @@ def test_create_and_show(cli, lineage):
 
 
 def test_params_are_json_when_they_parse(cli, lineage):
-    plan = cli.ok("plan", "create", "--scenario", "base", "--config",
-                  lineage["config_version_id"], "--param", "n=3", "--param", "flag=true",
-                  "--param", "name=east", "--param", "weights=[1,2]", "--label", "try 2",
-                  "--runner", "psi")
+    plan = cli.ok(
+        "plan",
+        "create",
+        "--scenario",
+        "base",
+        "--config",
+        lineage["config_version_id"],
+        "--param",
+        "n=3",
+        "--param",
+        "flag=true",
+        "--param",
+        "name=east",
+        "--param",
+        "weights=[1,2]",
+        "--label",
+        "try 2",
+        "--runner",
+        "psi",
+    )
     assert plan["params"] == {"n": 3, "flag": True, "name": "east", "weights": [1, 2]}
     assert plan["label"] == "try 2" and plan["runner"] == "psi"
 
@@ -31,7 +47,9 @@ def test_list_newest_first_and_filtered(cli, lineage):
     p2 = cli.ok("plan", "create", "--scenario", other, "--config", lineage["config_version_id"])
     listed = cli.ok("plan", "list")
     assert [p["plan_version_id"] for p in listed["items"]] == [
-        p2["plan_version_id"], lineage["plan_version_id"]]
+        p2["plan_version_id"],
+        lineage["plan_version_id"],
+    ]
     only = cli.ok("plan", "list", "--scenario", "base")
     assert [p["plan_version_id"] for p in only["items"]] == [lineage["plan_version_id"]]
     page1 = cli.ok("plan", "list", "--limit", "1")
@@ -43,8 +61,9 @@ def test_list_newest_first_and_filtered(cli, lineage):
 def test_locked_scenario_refuses_plan(cli, lineage, snapshot):
     cli.ok("scenario", "lock", "base", "--reason", "frozen for audit")
     before = snapshot()
-    result = cli("plan", "create", "--scenario", "base", "--config",
-                 lineage["config_version_id"], "--json")
+    result = cli(
+        "plan", "create", "--scenario", "base", "--config", lineage["config_version_id"], "--json"
+    )
     assert result.exit_code == 4
     assert result.json["error"]["code"] == "locked"
     assert "frozen for audit" in result.json["error"]["message"]
@@ -58,11 +77,16 @@ def test_bad_plan_input(cli, lineage, snapshot):
     assert cli("plan", "create", "--scenario", "base", "--config", "cfg-nope").exit_code == 3
     bad_param = cli("plan", "create", "--scenario", "base", "--config", cfg, "--param", "novalue")
     assert bad_param.exit_code == 5 and "KEY=VALUE" in bad_param.stderr
-    twice = cli("plan", "create", "--scenario", "base", "--config", cfg,
-                "--param", "a=1", "--param", "a=2")
+    twice = cli(
+        "plan", "create", "--scenario", "base", "--config", cfg, "--param", "a=1", "--param", "a=2"
+    )
     assert twice.exit_code == 5
-    assert cli("plan", "create", "--scenario", "base", "--config", cfg,
-               "--runner", "bad/name").exit_code == 5
+    assert (
+        cli(
+            "plan", "create", "--scenario", "base", "--config", cfg, "--runner", "bad/name"
+        ).exit_code
+        == 5
+    )
     assert cli("plan", "create", "--scenario", "base").exit_code == 2  # usage: --config missing
     assert cli("plan", "show", "pv-nope").exit_code == 3
     assert snapshot() == before

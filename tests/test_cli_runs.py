@@ -24,8 +24,18 @@ def test_start_without_plan_is_the_closed_legacy_path(cli, lineage, snapshot):
 
 
 def test_start_records_lineage_folder_and_manifest(cli, lineage, yard_path):
-    run = cli.ok("run", "start", "--plan", lineage["plan_version_id"], "--group", "CH01/003",
-                 "--tag", "owner=ops", "--tag", "note=a=b")
+    run = cli.ok(
+        "run",
+        "start",
+        "--plan",
+        lineage["plan_version_id"],
+        "--group",
+        "CH01/003",
+        "--tag",
+        "owner=ops",
+        "--tag",
+        "note=a=b",
+    )
     assert next(iter(run)) == "run_id"
     for key in ("plan_version_id", "config_version_id", "scenario_id"):
         assert run[key] == lineage[key]
@@ -43,8 +53,7 @@ def test_start_records_lineage_folder_and_manifest(cli, lineage, yard_path):
 
 
 def test_generated_ids_sort_by_creation(cli, lineage):
-    ids = [cli.ok("run", "start", "--plan", lineage["plan_version_id"])["run_id"]
-           for _ in range(5)]
+    ids = [cli.ok("run", "start", "--plan", lineage["plan_version_id"])["run_id"] for _ in range(5)]
     assert ids == sorted(ids)
     listed = [r["run_id"] for r in cli.ok("run", "list")["items"]]
     assert listed == sorted(ids, reverse=True)
@@ -53,8 +62,9 @@ def test_generated_ids_sort_by_creation(cli, lineage):
 def test_invalid_run_ids_create_nothing(cli, lineage, snapshot):
     before = snapshot()
     for bad in ["../escape", "a/b", ".hidden", "-dash", "a..b", "sp ace", "x" * 129, "日本"]:
-        result = cli("run", "start", "--plan", lineage["plan_version_id"], "--run-id", bad,
-                     "--json")
+        result = cli(
+            "run", "start", "--plan", lineage["plan_version_id"], "--run-id", bad, "--json"
+        )
         assert result.exit_code == 5, bad
         assert result.json["error"]["code"] == "invalid"
         assert "run id" in result.json["error"]["message"]
@@ -94,8 +104,9 @@ def test_finish_updates_registry_and_manifest(cli, lineage, tmp_path):
     run = cli.ok("run", "start", "--plan", lineage["plan_version_id"])
     summary_file = tmp_path / "summary.json"
     summary_file.write_text(json.dumps({"cost": 12.5}))
-    finished = cli.ok("run", "finish", run["run_id"], "--status", "succeeded",
-                      "--summary", f"@{summary_file}")
+    finished = cli.ok(
+        "run", "finish", run["run_id"], "--status", "succeeded", "--summary", f"@{summary_file}"
+    )
     assert finished["status"] == "succeeded" and finished["summary"] == {"cost": 12.5}
     assert finished["finished_at"] is not None
     manifest = read_manifest(Path(run["path"]))
@@ -105,8 +116,17 @@ def test_finish_updates_registry_and_manifest(cli, lineage, tmp_path):
 
 def test_finish_failed_with_error_and_inline_summary(cli, lineage):
     run = cli.ok("run", "start", "--plan", lineage["plan_version_id"])
-    done = cli.ok("run", "finish", run["run_id"], "--status", "failed",
-                  "--summary", '{"step": 3}', "--error", "solver diverged")
+    done = cli.ok(
+        "run",
+        "finish",
+        run["run_id"],
+        "--status",
+        "failed",
+        "--summary",
+        '{"step": 3}',
+        "--error",
+        "solver diverged",
+    )
     assert done["status"] == "failed" and done["error"] == "solver diverged"
     assert done["summary"] == {"step": 3}
 
@@ -127,8 +147,7 @@ def test_bad_finish_input_changes_nothing(cli, lineage, snapshot):
     run = cli.ok("run", "start", "--plan", lineage["plan_version_id"])
     before = snapshot()
     for summary in ("not json", "[1]", "@/no/such/file.json"):
-        result = cli("run", "finish", run["run_id"], "--status", "succeeded",
-                     "--summary", summary)
+        result = cli("run", "finish", run["run_id"], "--status", "succeeded", "--summary", summary)
         assert result.exit_code == 5, summary
     assert cli("run", "finish", "nope", "--status", "succeeded").exit_code == 3
     assert cli("run", "finish", "../x", "--status", "succeeded").exit_code == 5
@@ -157,8 +176,9 @@ def test_pin_and_unpin(cli, lineage):
 def test_list_filters(cli, lineage):
     plan_a = lineage["plan_version_id"]
     cli.ok("scenario", "add", "east")
-    plan_b = cli.ok("plan", "create", "--scenario", "east", "--config",
-                    lineage["config_version_id"])["plan_version_id"]
+    plan_b = cli.ok(
+        "plan", "create", "--scenario", "east", "--config", lineage["config_version_id"]
+    )["plan_version_id"]
     a1 = cli.ok("run", "start", "--plan", plan_a, "--group", "CH01/001")["run_id"]
     a2 = cli.ok("run", "start", "--plan", plan_a, "--group", "CH01/002")["run_id"]
     b1 = cli.ok("run", "start", "--plan", plan_b, "--group", "CH01/001")["run_id"]
@@ -198,8 +218,9 @@ def test_list_unknown_filter_values(cli, lineage):
 
 
 def test_keyset_pages_cover_everything_once(cli, lineage):
-    made = [cli.ok("run", "start", "--plan", lineage["plan_version_id"])["run_id"]
-            for _ in range(7)]
+    made = [
+        cli.ok("run", "start", "--plan", lineage["plan_version_id"])["run_id"] for _ in range(7)
+    ]
     seen, cursor = [], None
     while True:
         args = ["run", "list", "--limit", "3"] + (["--after", cursor] if cursor else [])
@@ -213,23 +234,35 @@ def test_keyset_pages_cover_everything_once(cli, lineage):
 
 def test_group_pattern_from_config(cli, lineage, yard_path):
     toml = yard_path / "runyard.toml"
-    toml.write_text(toml.read_text().replace(
-        "# group_pattern = '^(?P<channel>CH\\d+)-(?P<episode>\\d+)'",
-        "group_pattern = '^(?P<channel>CH\\d+)-(?P<episode>\\d+)'"))
+    toml.write_text(
+        toml.read_text().replace(
+            "# group_pattern = '^(?P<channel>CH\\d+)-(?P<episode>\\d+)'",
+            "group_pattern = '^(?P<channel>CH\\d+)-(?P<episode>\\d+)'",
+        )
+    )
     run = cli.ok("run", "start", "--plan", lineage["plan_version_id"], "--run-id", "CH02-007-x")
     assert run["group"] == "CH02/007"
     other = cli.ok("run", "start", "--plan", lineage["plan_version_id"], "--run-id", "misc-1")
     assert other["group"] is None
-    explicit = cli.ok("run", "start", "--plan", lineage["plan_version_id"],
-                      "--run-id", "CH03-001", "--group", "special")
+    explicit = cli.ok(
+        "run",
+        "start",
+        "--plan",
+        lineage["plan_version_id"],
+        "--run-id",
+        "CH03-001",
+        "--group",
+        "special",
+    )
     assert explicit["group"] == "special"
 
 
 def test_import_manifest_legacy_and_corrupt(cli, lineage, yard_path):
     runs_root = yard_path / "runs"
     # A run recorded here, then forgotten by the registry: export its manifest, re-import.
-    recorded = cli.ok("run", "start", "--plan", lineage["plan_version_id"], "--run-id", "rec-1",
-                      "--group", "g1")
+    recorded = cli.ok(
+        "run", "start", "--plan", lineage["plan_version_id"], "--run-id", "rec-1", "--group", "g1"
+    )
     cli.ok("run", "finish", "rec-1", "--status", "succeeded", "--summary", '{"k": 1}')
     manifest_text = (runs_root / "rec-1" / "run.json").read_text()
     (runs_root / "rec-2").mkdir()
@@ -244,15 +277,30 @@ def test_import_manifest_legacy_and_corrupt(cli, lineage, yard_path):
     (corrupt / "run.json").write_text("{not json")
     legacy_before = sorted(p.name for p in legacy.iterdir())
 
-    result = cli("run", "import", str(runs_root / "rec-2"), str(legacy), str(corrupt),
-                 str(runs_root / "rec-1"), "--json")
+    result = cli(
+        "run",
+        "import",
+        str(runs_root / "rec-2"),
+        str(legacy),
+        str(corrupt),
+        str(runs_root / "rec-1"),
+        "--json",
+    )
     assert result.exit_code == 5  # one folder failed; the rest went in
     doc = result.json
     outcomes = {o["run_id"]: o["outcome"] for o in doc["items"]}
-    assert outcomes == {"rec-2": "imported", "192": "legacy", "api_broken": "error",
-                        "rec-1": "already_registered"}
-    assert (doc["imported"], doc["legacy"], doc["errors"], doc["already_registered"]) == \
-        (1, 1, 1, 1)
+    assert outcomes == {
+        "rec-2": "imported",
+        "192": "legacy",
+        "api_broken": "error",
+        "rec-1": "already_registered",
+    }
+    assert (doc["imported"], doc["legacy"], doc["errors"], doc["already_registered"]) == (
+        1,
+        1,
+        1,
+        1,
+    )
     bad = next(o for o in doc["items"] if o["run_id"] == "api_broken")
     assert "not valid JSON" in bad["message"]
 
@@ -294,9 +342,17 @@ def test_import_refuses_folders_outside_runs_root(cli, lineage, yard_path, tmp_p
 def test_import_manifest_with_unknown_plan(cli, lineage, yard_path):
     folder = yard_path / "runs" / "orphan"
     folder.mkdir()
-    (folder / "run.json").write_text(json.dumps({
-        "schema_version": 1, "run_id": "orphan", "plan_version_id": "pv-gone",
-        "status": "succeeded", "started_at": "2026-01-01T00:00:00Z"}))
+    (folder / "run.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "run_id": "orphan",
+                "plan_version_id": "pv-gone",
+                "status": "succeeded",
+                "started_at": "2026-01-01T00:00:00Z",
+            }
+        )
+    )
     result = cli("run", "import", str(folder), "--json")
     assert result.exit_code == 5
     assert "pv-gone" in result.json["items"][0]["message"]
@@ -306,9 +362,17 @@ def test_import_manifest_with_unknown_plan(cli, lineage, yard_path):
 def test_import_manifest_whose_id_disagrees(cli, lineage, yard_path):
     folder = yard_path / "runs" / "named-a"
     folder.mkdir()
-    (folder / "run.json").write_text(json.dumps({
-        "schema_version": 1, "run_id": "named-b", "plan_version_id": None,
-        "status": "succeeded", "started_at": "2026-01-01T00:00:00Z"}))
+    (folder / "run.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "run_id": "named-b",
+                "plan_version_id": None,
+                "status": "succeeded",
+                "started_at": "2026-01-01T00:00:00Z",
+            }
+        )
+    )
     result = cli("run", "import", str(folder), "--json")
     assert result.exit_code == 5 and "does not match" in result.json["items"][0]["message"]
 
@@ -316,9 +380,18 @@ def test_import_manifest_whose_id_disagrees(cli, lineage, yard_path):
 def test_import_refuses_a_manifest_of_another_yard(cli, lineage, yard_path):
     folder = yard_path / "runs" / "foreign"
     folder.mkdir()
-    (folder / "run.json").write_text(json.dumps({
-        "schema_version": 1, "yard_id": "yd-someoneelse", "run_id": "foreign",
-        "plan_version_id": None, "status": "succeeded", "started_at": "2026-01-01T00:00:00Z"}))
+    (folder / "run.json").write_text(
+        json.dumps(
+            {
+                "schema_version": 1,
+                "yard_id": "yd-someoneelse",
+                "run_id": "foreign",
+                "plan_version_id": None,
+                "status": "succeeded",
+                "started_at": "2026-01-01T00:00:00Z",
+            }
+        )
+    )
     result = cli("run", "import", str(folder), "--json")
     assert result.exit_code == 5 and "another yard" in result.json["items"][0]["message"]
     assert cli("run", "show", "foreign").exit_code == 3
@@ -326,8 +399,7 @@ def test_import_refuses_a_manifest_of_another_yard(cli, lineage, yard_path):
 
 def test_registered_id_gets_the_right_hint(cli, lineage):
     cli.ok("run", "start", "--plan", lineage["plan_version_id"], "--run-id", "take1")
-    again = cli("run", "start", "--plan", lineage["plan_version_id"], "--run-id", "take1",
-                "--json")
+    again = cli("run", "start", "--plan", lineage["plan_version_id"], "--run-id", "take1", "--json")
     assert again.exit_code == 4
     assert "already exists" in again.json["error"]["message"]
     assert "run import" not in again.json["error"].get("hint", "")

@@ -23,9 +23,20 @@ WRITER = textwrap.dedent("""
 @pytest.mark.parametrize("writers,per_writer", [(4, 40)])
 def test_concurrent_writers(yard_path, lineage, cli, writers, per_writer):
     procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(yard_path),
-                          lineage["plan_version_id"], str(per_writer), f"w{k}"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WRITER,
+                str(yard_path),
+                lineage["plan_version_id"],
+                str(per_writer),
+                f"w{k}",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for k in range(writers)
     ]
     # Meanwhile the CLI keeps writing and reading too.

@@ -46,51 +46,118 @@ def rewrite(path: Path, old: str, new: str) -> None:
 
 # (old text, new text, key the message must name, reason it must give)
 CORRUPTIONS = {
-    "unknown top-level key": ('preset = "planning"', 'preset = "planning"\nkeep_lst_runs = 3',
-                              "keep_lst_runs", "unknown key"),
+    "unknown top-level key": (
+        'preset = "planning"',
+        'preset = "planning"\nkeep_lst_runs = 3',
+        "keep_lst_runs",
+        "unknown key",
+    ),
     "unknown key in [db]": ("[db]", '[db]\nurll = "sqlite:///x.db"', "db.urll", "unknown key"),
-    "unknown key in [retention]": ("[retention]", "[retention]\nmax_runs = 5",
-                                   "retention.max_runs", "unknown key"),
+    "unknown key in [retention]": (
+        "[retention]",
+        "[retention]\nmax_runs = 5",
+        "retention.max_runs",
+        "unknown key",
+    ),
     "unknown key in [[references]]": (
         "[retention]",
         '[[references]]\nglob = "a/*.json"\njson_path = "run"\npath = "x"\n\n[retention]',
-        "references.0.path", "unknown key"),
+        "references.0.path",
+        "unknown key",
+    ),
     "references entry missing json_path": (
-        "[retention]", '[[references]]\nglob = "a/*.json"\n\n[retention]',
-        "references.0.json_path", "missing required key"),
-    "keep_last_runs as a string": ("keep_last_runs = 2", 'keep_last_runs = "2"',
-                                   "keep_last_runs", "valid integer"),
-    "keep_last_runs as a bool": ("keep_last_runs = 2", "keep_last_runs = true",
-                                 "keep_last_runs", "valid integer"),
-    "negative keep_recent_minutes": ("keep_recent_minutes = 60", "keep_recent_minutes = -1",
-                                     "keep_recent_minutes", "greater than or equal to 0"),
-    "legacy_patterns as a string": ("legacy_patterns = []", 'legacy_patterns = "x"',
-                                    "legacy_patterns", "valid list"),
-    "zero max_active_runs": ("[retention]", "[retention]\nmax_active_runs = 0",
-                             "retention.max_active_runs", "greater than 0"),
+        "[retention]",
+        '[[references]]\nglob = "a/*.json"\n\n[retention]',
+        "references.0.json_path",
+        "missing required key",
+    ),
+    "keep_last_runs as a string": (
+        "keep_last_runs = 2",
+        'keep_last_runs = "2"',
+        "keep_last_runs",
+        "valid integer",
+    ),
+    "keep_last_runs as a bool": (
+        "keep_last_runs = 2",
+        "keep_last_runs = true",
+        "keep_last_runs",
+        "valid integer",
+    ),
+    "negative keep_recent_minutes": (
+        "keep_recent_minutes = 60",
+        "keep_recent_minutes = -1",
+        "keep_recent_minutes",
+        "greater than or equal to 0",
+    ),
+    "legacy_patterns as a string": (
+        "legacy_patterns = []",
+        'legacy_patterns = "x"',
+        "legacy_patterns",
+        "valid list",
+    ),
+    "zero max_active_runs": (
+        "[retention]",
+        "[retention]\nmax_active_runs = 0",
+        "retention.max_active_runs",
+        "greater than 0",
+    ),
     "db.url as a number": ("[db]", "[db]\nurl = 5", "db.url", "valid string"),
     "unknown preset": ('preset = "planning"', 'preset = "films"', "preset", "'planning'"),
     "empty runs_root": ('runs_root = "runs"', 'runs_root = ""', "runs_root", "at least 1"),
-    "bad group_pattern regex": ("legacy_patterns = []",
-                                "legacy_patterns = []\ngroup_pattern = '^(?P<ch>CH[0-9]+'",
-                                "group_pattern", "not a valid regular expression"),
-    "bad legacy_patterns regex": ("legacy_patterns = []", "legacy_patterns = ['^ok', '[a-']",
-                                  "legacy_patterns", "not a valid regular expression"),
+    "bad group_pattern regex": (
+        "legacy_patterns = []",
+        "legacy_patterns = []\ngroup_pattern = '^(?P<ch>CH[0-9]+'",
+        "group_pattern",
+        "not a valid regular expression",
+    ),
+    "bad legacy_patterns regex": (
+        "legacy_patterns = []",
+        "legacy_patterns = ['^ok', '[a-']",
+        "legacy_patterns",
+        "not a valid regular expression",
+    ),
     "bad legacy_patterns regex is named": (
-        "legacy_patterns = []", "legacy_patterns = ['^ok', '[a-']", "legacy_patterns", "'[a-'"),
-    "archive_root equal to runs_root": ('archive_root = "_archive"', 'archive_root = "runs"',
-                                        "archive_root", "runs_root"),
+        "legacy_patterns = []",
+        "legacy_patterns = ['^ok', '[a-']",
+        "legacy_patterns",
+        "'[a-'",
+    ),
+    "archive_root equal to runs_root": (
+        'archive_root = "_archive"',
+        'archive_root = "runs"',
+        "archive_root",
+        "runs_root",
+    ),
     "archive_root equal, spelled differently": (
-        'archive_root = "_archive"', 'archive_root = "./runs/"', "archive_root", "runs_root"),
-    "archive_root inside runs_root": ('archive_root = "_archive"', 'archive_root = "runs/old"',
-                                      "archive_root", "runs_root"),
-    "runs_root inside archive_root": ('runs_root = "runs"', 'runs_root = "_archive/runs"',
-                                      "archive_root", "runs_root"),
-    "runs_root is the yard itself": ('runs_root = "runs"', 'runs_root = "."',
-                                     "archive_root", "runs_root"),
+        'archive_root = "_archive"',
+        'archive_root = "./runs/"',
+        "archive_root",
+        "runs_root",
+    ),
+    "archive_root inside runs_root": (
+        'archive_root = "_archive"',
+        'archive_root = "runs/old"',
+        "archive_root",
+        "runs_root",
+    ),
+    "runs_root inside archive_root": (
+        'runs_root = "runs"',
+        'runs_root = "_archive/runs"',
+        "archive_root",
+        "runs_root",
+    ),
+    "runs_root is the yard itself": (
+        'runs_root = "runs"',
+        'runs_root = "."',
+        "archive_root",
+        "runs_root",
+    ),
     "archive_root inside runs_root, absolute": (
-        'archive_root = "_archive"', 'archive_root = "{yard}/runs/old"', "archive_root",
-        "runs_root"),
+        'archive_root = "_archive"',
+        'archive_root = "{yard}/runs/old"',
+        "archive_root",
+        "runs_root",
+    ),
 }
 
 
@@ -114,8 +181,11 @@ def test_invalid_toml_syntax_is_refused_with_its_line(tmp_path):
     with pytest.raises(ConfigFileError) as caught:
         runyard.open_yard(path)
     message = caught.value.message
-    line = next(i for i, text in enumerate((path / CONFIG_FILENAME).read_text().splitlines(), 1)
-                if text.startswith("keep_last_runs"))
+    line = next(
+        i
+        for i, text in enumerate((path / CONFIG_FILENAME).read_text().splitlines(), 1)
+        if text.startswith("keep_last_runs")
+    )
     assert message.startswith(f"{path / CONFIG_FILENAME}: invalid TOML")
     assert re.search(rf"line {line}\b", message), message
 
@@ -141,8 +211,11 @@ def test_every_problem_of_a_file_is_reported_at_once(tmp_path):
 
 def test_a_valid_file_reads_back_as_written(tmp_path):
     path = make_yard(tmp_path)
-    rewrite(path, "legacy_patterns = []",
-            "legacy_patterns = ['^old']\ngroup_pattern = '^(?P<ch>CH[0-9]+)-(?P<ep>[0-9]+)'")
+    rewrite(
+        path,
+        "legacy_patterns = []",
+        "legacy_patterns = ['^old']\ngroup_pattern = '^(?P<ch>CH[0-9]+)-(?P<ep>[0-9]+)'",
+    )
     rewrite(path, "[retention]", "[retention]\nmax_active_runs = 50")
     settings = load_settings(path, environ={})
     assert settings.file.legacy_patterns == ["^old"]
@@ -226,16 +299,19 @@ def test_environ_argument_is_honoured_over_the_process(monkeypatch):
     assert read_env_overrides({}).max_runs is None
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("postgresql://u@h:5432/db", "postgresql+psycopg://u@h:5432/db"),
-    ("postgres://u:pw@h/db", "postgresql+psycopg://u:pw@h/db"),
-    ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
-    ("postgresql://u@h/db?options=-c%3Dx", "postgresql+psycopg://u@h/db?options=-c%3Dx"),
-    ("sqlite:////abs/reg.db", "sqlite:////abs/reg.db"),
-    ("registry.db", "sqlite:////base/dir/registry.db"),
-    ("sub/reg.db", "sqlite:////base/dir/sub/reg.db"),
-    ("/abs/reg.db", "sqlite:////abs/reg.db"),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("postgresql://u@h:5432/db", "postgresql+psycopg://u@h:5432/db"),
+        ("postgres://u:pw@h/db", "postgresql+psycopg://u:pw@h/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgresql://u@h/db?options=-c%3Dx", "postgresql+psycopg://u@h/db?options=-c%3Dx"),
+        ("sqlite:////abs/reg.db", "sqlite:////abs/reg.db"),
+        ("registry.db", "sqlite:////base/dir/registry.db"),
+        ("sub/reg.db", "sqlite:////base/dir/sub/reg.db"),
+        ("/abs/reg.db", "sqlite:////abs/reg.db"),
+    ],
+)
 def test_normalize_db_url(value, expected):
     assert normalize_db_url(value, Path("/base/dir")) == expected
 
@@ -421,15 +497,17 @@ def test_init_video_preset_keeps_an_existing_workspace(tmp_path):
     status = ws / "scripts" / "CH01" / "003" / "status.json"
     status.parent.mkdir(parents=True)
     status.write_text('{"metadata": {"video_run_id": "192"}}')
-    before = {str(p.relative_to(ws)): (p.read_bytes() if p.is_file() else None)
-              for p in ws.rglob("*")}
+    before = {
+        str(p.relative_to(ws)): (p.read_bytes() if p.is_file() else None) for p in ws.rglob("*")
+    }
 
     result = runyard.init_yard(ws, preset="video")
 
     assert "video/runs" in result.existing
     assert "video/runs" not in result.created
-    after = {str(p.relative_to(ws)): (p.read_bytes() if p.is_file() else None)
-             for p in ws.rglob("*")}
+    after = {
+        str(p.relative_to(ws)): (p.read_bytes() if p.is_file() else None) for p in ws.rglob("*")
+    }
     assert {k: v for k, v in after.items() if k in before} == before
     assert set(after) - set(before) >= {CONFIG_FILENAME, "registry.db", "video/_archive"}
     with runyard.open_yard(ws) as yard:

@@ -50,8 +50,11 @@ def test_every_exit_code_is_documented():
     from runyard import errors
 
     text = (DOCS / "exit-codes.md").read_text()
-    classes = [c for c in vars(errors).values()
-               if isinstance(c, type) and issubclass(c, errors.RunyardError)]
+    classes = [
+        c
+        for c in vars(errors).values()
+        if isinstance(c, type) and issubclass(c, errors.RunyardError)
+    ]
     for cls in classes:
         assert f"`{cls.code}`" in text, f"docs/exit-codes.md lacks the error code {cls.code}"
         assert str(cls.exit_code) in text

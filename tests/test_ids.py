@@ -212,8 +212,11 @@ def test_empty_labels_are_refused(value):
         validate_label(value, "scenario name")
 
 
-@given(good_labels, st.sampled_from([*CONTROL, *(chr(i) for i in range(0x80, 0xA0))]),
-       st.integers(min_value=0))
+@given(
+    good_labels,
+    st.sampled_from([*CONTROL, *(chr(i) for i in range(0x80, 0xA0))]),
+    st.integers(min_value=0),
+)
 @example("ab", "\x1b", 1)  # ESC: terminal escape sequences
 @example("ab", "\x9b", 1)  # 8-bit CSI
 @example("ab", "\x00", 1)

@@ -25,7 +25,13 @@ def test_migrated_schema_matches_the_tables(yard):
         context = MigrationContext.configure(
             conn, opts={"version_table": schema.VERSION_TABLE, "compare_type": True}
         )
-        diffs = [d for d in compare_metadata(context, metadata)
-                 if not (isinstance(d, tuple) and d[0] == "remove_table"
-                         and d[1].name == schema.VERSION_TABLE)]
+        diffs = [
+            d
+            for d in compare_metadata(context, metadata)
+            if not (
+                isinstance(d, tuple)
+                and d[0] == "remove_table"
+                and d[1].name == schema.VERSION_TABLE
+            )
+        ]
     assert diffs == []

@@ -11,8 +11,9 @@ from runyard.registry import runs
 
 
 def test_normal_exit_succeeds(yard, lineage):
-    with yard.start_run(plan_version_id=lineage["plan_version_id"], group="CH01/003",
-                        tags={"owner": "ops"}) as run:
+    with yard.start_run(
+        plan_version_id=lineage["plan_version_id"], group="CH01/003", tags={"owner": "ops"}
+    ) as run:
         assert run.path.is_dir() and run.path.name == run.run_id
         (run.path / "out.csv").write_text("a,b\n")
         run.log_summary({"fill_rate": 0.97})
@@ -32,8 +33,10 @@ def test_normal_exit_succeeds(yard, lineage):
 
 
 def test_exception_fails_the_run_and_reraises(yard, lineage):
-    with pytest.raises(ZeroDivisionError), \
-            yard.start_run(plan_version_id=lineage["plan_version_id"]) as run:
+    with (
+        pytest.raises(ZeroDivisionError),
+        yard.start_run(plan_version_id=lineage["plan_version_id"]) as run,
+    ):
         run.log_summary({"step": 1})
         _ = 1 / 0
     stored = runs.get_run(yard, run.run_id)
@@ -44,8 +47,10 @@ def test_exception_fails_the_run_and_reraises(yard, lineage):
 
 
 def test_keyboard_interrupt_cancels(yard, lineage):
-    with pytest.raises(KeyboardInterrupt), \
-            yard.start_run(plan_version_id=lineage["plan_version_id"]):
+    with (
+        pytest.raises(KeyboardInterrupt),
+        yard.start_run(plan_version_id=lineage["plan_version_id"]),
+    ):
         raise KeyboardInterrupt
     run = runs.list_runs(yard).items[0]
     assert runs.get_run(yard, run.run_id).status == "cancelled"
@@ -62,8 +67,10 @@ def test_no_plan_no_run(yard, lineage):
 
 def test_bad_tags_refused_before_anything_is_made(yard, lineage):
     before = sorted(p.name for p in yard.settings.runs_root.iterdir())
-    with pytest.raises(runyard.RunyardError), \
-            yard.start_run(plan_version_id=lineage["plan_version_id"], tags={"": "x"}):
+    with (
+        pytest.raises(runyard.RunyardError),
+        yard.start_run(plan_version_id=lineage["plan_version_id"], tags={"": "x"}),
+    ):
         pass
     assert sorted(p.name for p in yard.settings.runs_root.iterdir()) == before
 
@@ -87,11 +94,15 @@ def test_unstorable_summary_refused_where_it_is_logged(yard, lineage):
 
 
 def test_sys_exit_zero_is_success(yard, lineage):
-    with pytest.raises(SystemExit), \
-            yard.start_run(plan_version_id=lineage["plan_version_id"]) as run:
+    with (
+        pytest.raises(SystemExit),
+        yard.start_run(plan_version_id=lineage["plan_version_id"]) as run,
+    ):
         raise SystemExit(0)
     assert runs.get_run(yard, run.run_id).status == "succeeded"
-    with pytest.raises(SystemExit), \
-            yard.start_run(plan_version_id=lineage["plan_version_id"]) as failing:
+    with (
+        pytest.raises(SystemExit),
+        yard.start_run(plan_version_id=lineage["plan_version_id"]) as failing,
+    ):
         raise SystemExit(3)
     assert runs.get_run(yard, failing.run_id).status == "failed"

@@ -125,8 +125,13 @@ def test_nothing_is_created_at_import_time(tmp_path):
     import sys
 
     code = "import runyard, runyard.cli.main, runyard.registry.runs; print('ok')"
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
-                         text=True, env={**os.environ, "RUNYARD_YARD": str(tmp_path)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RUNYARD_YARD": str(tmp_path)},
+    )
     assert out.stdout.strip() == "ok", out.stderr
     assert list(tmp_path.iterdir()) == []
 
@@ -135,21 +140,23 @@ def test_console_script_runs(tmp_path):
     import shutil
     import subprocess
 
-    exe = shutil.which("runyard") or os.path.join(os.path.dirname(__import__("sys").executable),
-                                                  "runyard")
-    out = subprocess.run([exe, "init", str(tmp_path / "y"), "--json"], capture_output=True,
-                         text=True)
+    exe = shutil.which("runyard") or os.path.join(
+        os.path.dirname(__import__("sys").executable), "runyard"
+    )
+    out = subprocess.run(
+        [exe, "init", str(tmp_path / "y"), "--json"], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     version = subprocess.run([exe, "--version"], capture_output=True, text=True)
     assert version.stdout.startswith("runyard ")
-    module = subprocess.run([__import__("sys").executable, "-m", "runyard", "--help"],
-                            capture_output=True, text=True)
+    module = subprocess.run(
+        [__import__("sys").executable, "-m", "runyard", "--help"], capture_output=True, text=True
+    )
     assert module.returncode == 0 and "scenario" in module.stdout
 
 
 def test_init_db_path_in_a_new_folder(tmp_path):
-    doc = Cli(None)("init", str(tmp_path / "y"), "--db", "state/reg.db", "--json",
-                    yard=False).json
+    doc = Cli(None)("init", str(tmp_path / "y"), "--db", "state/reg.db", "--json", yard=False).json
     assert (tmp_path / "y" / "state" / "reg.db").is_file()
     assert "state" in doc["created"]
     assert Cli(tmp_path / "y").ok("db", "status")["ok"] is True

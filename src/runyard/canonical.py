@@ -83,8 +83,9 @@ def _string_text(value: str) -> str:
     except UnicodeEncodeError:
         # "\ud800" parses to a lone surrogate, which no UTF-8 text (or database) can hold.
         shown = json.dumps(value)  # ASCII: the message itself must be printable
-        raise Invalid(f"string {shown[:60]} holds an unpaired surrogate (\\ud800-\\udfff)")\
-            from None
+        raise Invalid(
+            f"string {shown[:60]} holds an unpaired surrogate (\\ud800-\\udfff)"
+        ) from None
     return text
 
 

@@ -239,8 +239,9 @@ def normalize_db_url(value: str, base: Path) -> str:
     return sqlite_url(path)
 
 
-def find_yard(start: Path | None = None, explicit: str | None = None,
-              environ: Mapping[str, str] | None = None) -> Path:
+def find_yard(
+    start: Path | None = None, explicit: str | None = None, environ: Mapping[str, str] | None = None
+) -> Path:
     """The yard folder: ``explicit`` (``--yard``), else ``RUNYARD_YARD``, else the nearest
     folder at or above ``start`` holding ``runyard.toml``."""
     env = os.environ if environ is None else environ

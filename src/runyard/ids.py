@@ -91,9 +91,8 @@ def run_id_problem(run_id: str) -> str | None:
         return "a run id cannot contain '..'"
     if not _RUN_ID_RE.fullmatch(run_id):
         bad = sorted({c for c in run_id if not (c.isascii() and (c.isalnum() or c in "._-"))})
-        return (
-            "a run id may contain only letters, digits, '.', '_' and '-'"
-            + (f" (found {', '.join(repr(c) for c in bad)})" if bad else "")
+        return "a run id may contain only letters, digits, '.', '_' and '-'" + (
+            f" (found {', '.join(repr(c) for c in bad)})" if bad else ""
         )
     return None
 

@@ -69,5 +69,9 @@ json_path = "metadata.video_run_id"
 def render_config(preset: str, yard_id: str, db_url: str | None = None) -> str:
     """The text of a new ``runyard.toml`` for ``preset``."""
     body = {"planning": _PLANNING, "video": _VIDEO}[preset].format(yard_id=yard_id)
-    db_line = f"url = {json.dumps(db_url)}" if db_url else '# url = "postgresql+psycopg://user@host/dbname"'
+    db_line = (
+        f"url = {json.dumps(db_url)}"
+        if db_url
+        else '# url = "postgresql+psycopg://user@host/dbname"'
+    )
     return body + _COMMON_TAIL.format(db_line=db_line)

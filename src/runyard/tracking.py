@@ -87,6 +87,11 @@ class RunContext:
             status = RunStatus.cancelled if cancelled else RunStatus.failed
             error = "".join(traceback.format_exception_only(exc)).strip()
         handle.result = run_registry.finish_run(
-            self._yard, handle.run_id, status, summary=handle._summary, error=error,
-            tags=handle._tags, known=handle._started,
+            self._yard,
+            handle.run_id,
+            status,
+            summary=handle._summary,
+            error=error,
+            tags=handle._tags,
+            known=handle._started,
         )

@@ -16,9 +16,10 @@ from runyard.yard import Yard, open_yard
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")
 ]
-LimitOption = Annotated[int, typer.Option("--limit", help="Items per page (1-1000).")]
+LimitOption = Annotated[int, typer.Option("--limit", help="Items per page (1-1000).", metavar="N")]
 AfterOption = Annotated[
-    str | None, typer.Option("--after", help="Cursor from a previous page's next_cursor.")
+    str | None,
+    typer.Option("--after", help="Cursor from a previous page's next_cursor.", metavar="CURSOR"),
 ]
 
 
@@ -58,8 +59,11 @@ def read_json_object(value: str, what: str) -> dict[str, Any]:
     if value.startswith("@"):
         name = value[1:]
         try:
-            text = typer.get_text_stream("stdin").read() if name == "-" else \
-                Path(name).read_text(encoding="utf-8")
+            text = (
+                typer.get_text_stream("stdin").read()
+                if name == "-"
+                else Path(name).read_text(encoding="utf-8")
+            )
         except OSError as exc:
             raise Invalid(f"{what}: cannot read {name}: {exc.strerror}") from None
         except UnicodeDecodeError:

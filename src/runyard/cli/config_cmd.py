@@ -25,8 +25,10 @@ from runyard.errors import Invalid
 from runyard.models import ConfigVersion
 from runyard.registry import configs
 
-app = typer.Typer(help="Config versions: immutable canonical JSON snapshots; the id is the "
-                  "content.", no_args_is_help=True)
+app = typer.Typer(
+    help="Config versions: immutable canonical JSON snapshots; the id is the content.",
+    no_args_is_help=True,
+)
 
 IdArg = Annotated[str, typer.Argument(help="Config version id (cfg-…).", metavar="ID")]
 
@@ -48,23 +50,38 @@ def _read(file: str) -> str:
 
 def _show(config: ConfigVersion, title: str) -> None:
     out = console()
-    out.print(key_values(title, [
-        ("config_version_id", config.config_version_id),
-        ("name", config.name),
-        ("created", when(config.created_at)),
-        ("sha256", config.digest),
-    ]))
-    out.print(Syntax(json.dumps(config.content, indent=2, ensure_ascii=False), "json",
-                     theme="ansi_dark", background_color="default"))
+    out.print(
+        key_values(
+            title,
+            [
+                ("config_version_id", config.config_version_id),
+                ("name", config.name),
+                ("created", when(config.created_at)),
+                ("sha256", config.digest),
+            ],
+        )
+    )
+    out.print(
+        Syntax(
+            json.dumps(config.content, indent=2, ensure_ascii=False),
+            "json",
+            theme="ansi_dark",
+            background_color="default",
+        )
+    )
 
 
 @app.command("add")
 @handles_errors
 def add(
     ctx: typer.Context,
-    file: Annotated[str, typer.Argument(help="A JSON file with one object ('-' reads stdin).",
-                                        metavar="FILE.json")],
-    name: Annotated[str | None, typer.Option("--name", help="A label for people.")] = None,
+    file: Annotated[
+        str,
+        typer.Argument(help="A JSON file with one object ('-' reads stdin).", metavar="FILE.json"),
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="A label for people.", metavar="NAME")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Store a config snapshot; identical content gives back the existing id."""
@@ -78,8 +95,13 @@ def add(
     if added.created:
         _show(added, "Added config version")
     else:
-        console().print(Text(f"Same content as existing config version "
-                             f"{added.config_version_id}; nothing added.", style="yellow"))
+        console().print(
+            Text(
+                f"Same content as existing config version "
+                f"{added.config_version_id}; nothing added.",
+                style="yellow",
+            )
+        )
 
 
 @app.command("list")
@@ -97,10 +119,16 @@ def list_(
         print_json(page)
         return
     out = console()
-    out.print(table(None, ["config_version_id", "name", "created", "keys"], [
-        (c.config_version_id, c.name, when(c.created_at), ", ".join(list(c.content)[:6]))
-        for c in page.items
-    ]))
+    out.print(
+        table(
+            None,
+            ["config_version_id", "name", "created", "keys"],
+            [
+                (c.config_version_id, c.name, when(c.created_at), ", ".join(list(c.content)[:6]))
+                for c in page.items
+            ],
+        )
+    )
     next_page_hint(out, page.next_cursor, "runyard config list")
 
 
@@ -135,12 +163,19 @@ def diff(
         out.print(f"{id_a} and {id_b} have identical content.")
         return
     out.print(f"{id_a} → {id_b}")
-    out.print(table(f"{len(result.changes)} change(s)",
-                    ["path", "change", "old", "new"], [
-        (c.path, c.change,
-         "" if c.change == "added" else json.dumps(c.old, ensure_ascii=False),
-         "" if c.change == "removed" else json.dumps(c.new, ensure_ascii=False))
-        for c in result.changes
-    ]))
-    out.print(Syntax(result.unified_diff, "diff", theme="ansi_dark",
-                     background_color="default"))
+    out.print(
+        table(
+            f"{len(result.changes)} change(s)",
+            ["path", "change", "old", "new"],
+            [
+                (
+                    c.path,
+                    c.change,
+                    "" if c.change == "added" else json.dumps(c.old, ensure_ascii=False),
+                    "" if c.change == "removed" else json.dumps(c.new, ensure_ascii=False),
+                )
+                for c in result.changes
+            ],
+        )
+    )
+    out.print(Syntax(result.unified_diff, "diff", theme="ansi_dark", background_color="default"))

@@ -10,8 +10,7 @@ from runyard.db.engine import redact
 from runyard.db.schema import HEAD_REVISION, inspect_registry, upgrade_registry, verify_registry
 from runyard.errors import RegistryStateError
 
-app = typer.Typer(help="The registry database: schema status and migrations.",
-                  no_args_is_help=True)
+app = typer.Typer(help="The registry database: schema status and migrations.", no_args_is_help=True)
 
 
 @app.command("upgrade")
@@ -20,8 +19,12 @@ def upgrade(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Create the registry or migrate it to the current schema (safe to repeat)."""
     with yard_from(ctx, check_schema=False) as yard:
         before, after = upgrade_registry(yard.engine, yard.settings.yard_id)
-        doc = {"db_url": redact(yard.settings.db_url), "from_revision": before,
-               "to_revision": after, "changed": before != after}
+        doc = {
+            "db_url": redact(yard.settings.db_url),
+            "from_revision": before,
+            "to_revision": after,
+            "changed": before != after,
+        }
     if json_output:
         print_json(doc)
     elif doc["changed"]:
@@ -58,8 +61,7 @@ def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
     if json_output:
         print_json(doc)
     else:
-        console().print(key_values("Registry", [(k, v) for k, v in doc.items()
-                                               if k != "problem"]))
+        console().print(key_values("Registry", [(k, v) for k, v in doc.items() if k != "problem"]))
         if problem is not None:
             report_error(problem, json_mode=False)
     if problem is not None:

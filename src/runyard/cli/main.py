@@ -30,12 +30,18 @@ def root(
     ctx: typer.Context,
     yard: Annotated[
         str | None,
-        typer.Option("--yard", help="The yard folder (default: RUNYARD_YARD, else search "
-                     "upward from here for runyard.toml).", metavar="PATH"),
+        typer.Option(
+            "--yard",
+            help="The yard folder (default: RUNYARD_YARD, else search "
+            "upward from here for runyard.toml).",
+            metavar="PATH",
+        ),
     ] = None,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True,
-                           help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     ctx.obj = {"yard": yard}

@@ -104,8 +104,9 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     out = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
         # Ids are copied and pasted: never break them across lines.
-        out.add_column(column, overflow="fold",
-                       no_wrap=column.endswith("_id") or column in _TIME_COLUMNS)
+        out.add_column(
+            column, overflow="fold", no_wrap=column.endswith("_id") or column in _TIME_COLUMNS
+        )
     for row in rows:
         out.add_row(*(_cell(cell) for cell in row))
     return out
@@ -148,5 +149,8 @@ def styled_status(status: str) -> Text:
 
 def next_page_hint(out: Console, cursor: str | None, command: str) -> None:
     if cursor:
-        out.print(Text(f"more: repeat `{command}` with the same filters and --after {cursor}",
-                       style="dim"))
+        out.print(
+            Text(
+                f"more: repeat `{command}` with the same filters and --after {cursor}", style="dim"
+            )
+        )

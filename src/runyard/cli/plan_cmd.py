@@ -23,8 +23,10 @@ from runyard.models import PlanVersion
 from runyard.registry import plans
 from runyard.registry.lineage import plan_detail
 
-app = typer.Typer(help="Plan versions: base scenario + config version + parameters, immutable.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Plan versions: base scenario + config version + parameters, immutable.",
+    no_args_is_help=True,
+)
 
 
 def _summary_pairs(plan: PlanVersion) -> list[tuple[str, object]]:
@@ -43,17 +45,32 @@ def _summary_pairs(plan: PlanVersion) -> list[tuple[str, object]]:
 @handles_errors
 def create(
     ctx: typer.Context,
-    scenario: Annotated[str, typer.Option("--scenario", help="Base scenario id or name.")],
-    config: Annotated[str, typer.Option("--config", help="Config version id.")],
+    scenario: Annotated[
+        str, typer.Option("--scenario", help="Base scenario id or name.", metavar="SCENARIO")
+    ],
+    config: Annotated[
+        str, typer.Option("--config", help="Config version id.", metavar="CONFIG_VERSION_ID")
+    ],
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", help="KEY=VALUE, repeatable; VALUE is JSON when it parses "
-                     "(52, true, [1,2]), else text.", metavar="KEY=VALUE"),
+        typer.Option(
+            "--param",
+            help="KEY=VALUE, repeatable; VALUE is JSON when it parses "
+            "(52, true, [1,2]), else text.",
+            metavar="KEY=VALUE",
+        ),
     ] = None,
-    label: Annotated[str | None, typer.Option("--label", help="A label for people.")] = None,
-    runner: Annotated[str, typer.Option("--runner", help="Name of the runner that will "
-                                        "execute the plan (runners come with jobs).")]
-    = "default",
+    label: Annotated[
+        str | None, typer.Option("--label", help="A label for people.", metavar="TEXT")
+    ] = None,
+    runner: Annotated[
+        str,
+        typer.Option(
+            "--runner",
+            help="Name of the runner that will execute the plan (runners come with jobs).",
+            metavar="NAME",
+        ),
+    ] = "default",
     json_output: JsonOption = False,
 ) -> None:
     """Create a plan version (refused on a locked scenario)."""
@@ -71,27 +88,42 @@ def create(
 @handles_errors
 def list_(
     ctx: typer.Context,
-    scenario: Annotated[str | None, typer.Option("--scenario", help="Scenario id or name.")]
-    = None,
-    config: Annotated[str | None, typer.Option("--config", help="Config version id.")] = None,
+    scenario: Annotated[
+        str | None, typer.Option("--scenario", help="Scenario id or name.", metavar="SCENARIO")
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option("--config", help="Config version id.", metavar="CONFIG_VERSION_ID")
+    ] = None,
     limit: LimitOption = 100,
     after: AfterOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """List plan versions, newest first."""
     with yard_from(ctx) as yard, yard.read() as conn:
-        page = plans.list_plans(conn, limit=limit, after=after, scenario=scenario,
-                                config_version_id=config)
+        page = plans.list_plans(
+            conn, limit=limit, after=after, scenario=scenario, config_version_id=config
+        )
     if json_output:
         print_json(page)
         return
     out = console()
-    out.print(table(None, ["plan_version_id", "label", "scenario_id", "config_version_id",
-                           "params", "created"], [
-        (p.plan_version_id, p.label, p.scenario_id, p.config_version_id, short_json(p.params),
-         when(p.created_at))
-        for p in page.items
-    ]))
+    out.print(
+        table(
+            None,
+            ["plan_version_id", "label", "scenario_id", "config_version_id", "params", "created"],
+            [
+                (
+                    p.plan_version_id,
+                    p.label,
+                    p.scenario_id,
+                    p.config_version_id,
+                    short_json(p.params),
+                    when(p.created_at),
+                )
+                for p in page.items
+            ],
+        )
+    )
     next_page_hint(out, page.next_cursor, "runyard plan list")
 
 
@@ -100,8 +132,12 @@ def list_(
 def show(
     ctx: typer.Context,
     plan_id: Annotated[str, typer.Argument(help="Plan version id (pv-…).", metavar="ID")],
-    runs: Annotated[int, typer.Option("--runs", help="How many of its newest runs to show.",
-                                      min=0, max=1000)] = 20,
+    runs: Annotated[
+        int,
+        typer.Option(
+            "--runs", help="How many of its newest runs to show.", min=0, max=1000, metavar="N"
+        ),
+    ] = 20,
     json_output: JsonOption = False,
 ) -> None:
     """Show a plan version with its scenario, config version and runs."""
@@ -112,11 +148,20 @@ def show(
         return
     out = console()
     pairs = _summary_pairs(detail)
-    pairs[2] = ("scenario", f"{detail.scenario.name} ({detail.scenario_id})"
-                + (" [locked]" if detail.scenario.locked else ""))
+    pairs[2] = (
+        "scenario",
+        f"{detail.scenario.name} ({detail.scenario_id})"
+        + (" [locked]" if detail.scenario.locked else ""),
+    )
     pairs[3] = ("config", f"{detail.config_version.name or ''} ({detail.config_version_id})")
     out.print(key_values("Plan version", pairs))
-    out.print(table(f"Runs ({detail.run_count})", ["run_id", "status", "group", "started"], [
-        (r.run_id, styled_status(r.status.value), r.group, when(r.started_at))
-        for r in detail.runs
-    ]))
+    out.print(
+        table(
+            f"Runs ({detail.run_count})",
+            ["run_id", "status", "group", "started"],
+            [
+                (r.run_id, styled_status(r.status.value), r.group, when(r.started_at))
+                for r in detail.runs
+            ],
+        )
+    )

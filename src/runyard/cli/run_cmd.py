@@ -33,8 +33,9 @@ from runyard.errors import Invalid
 from runyard.models import Run, RunLocation, RunStatus
 from runyard.registry import run_import, runs
 
-app = typer.Typer(help="Runs: one execution of a plan version, and its folder.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Runs: one execution of a plan version, and its folder.", no_args_is_help=True
+)
 
 RunIdArg = Annotated[str, typer.Argument(help="Run id.", metavar="RUN_ID")]
 
@@ -47,26 +48,35 @@ class FinishStatus(StrEnum):
 
 def _show(run: Run, title: str) -> None:
     out = console()
-    out.print(key_values(title, [
-        ("run_id", run.run_id),
-        ("status", styled_status(run.status.value)),
-        ("plan_version_id", run.plan_version_id),
-        ("config_version_id", run.config_version_id),
-        ("scenario_id", run.scenario_id),
-        ("group", run.group),
-        ("legacy", "yes" if run.legacy else "no"),
-        ("location", run.location.value),
-        ("pinned", "yes" if run.pinned else "no"),
-        ("started", when(run.started_at)),
-        ("finished", when(run.finished_at)),
-        ("path", run.path),
-        ("tags", short_json(run.tags, 200)),
-        ("error", run.error),
-    ]))
+    out.print(
+        key_values(
+            title,
+            [
+                ("run_id", run.run_id),
+                ("status", styled_status(run.status.value)),
+                ("plan_version_id", run.plan_version_id),
+                ("config_version_id", run.config_version_id),
+                ("scenario_id", run.scenario_id),
+                ("group", run.group),
+                ("legacy", "yes" if run.legacy else "no"),
+                ("location", run.location.value),
+                ("pinned", "yes" if run.pinned else "no"),
+                ("started", when(run.started_at)),
+                ("finished", when(run.finished_at)),
+                ("path", run.path),
+                ("tags", short_json(run.tags, 200)),
+                ("error", run.error),
+            ],
+        )
+    )
     if run.summary:
-        out.print(table("Summary", ["key", "value"], [
-            (k, json.dumps(v, ensure_ascii=False)) for k, v in run.summary.items()
-        ]))
+        out.print(
+            table(
+                "Summary",
+                ["key", "value"],
+                [(k, json.dumps(v, ensure_ascii=False)) for k, v in run.summary.items()],
+            )
+        )
 
 
 def _emit(run: Run, title: str, json_output: bool) -> None:
@@ -80,15 +90,29 @@ def _emit(run: Run, title: str, json_output: bool) -> None:
 @handles_errors
 def start(
     ctx: typer.Context,
-    plan: Annotated[str | None, typer.Option("--plan", help="Plan version id (required: "
-                                             "runs are made from plans).",
-                                             metavar="PLAN_VERSION_ID")] = None,
-    group: Annotated[str | None, typer.Option("--group", help="Group, e.g. CH01/003 "
-                                              "(default: from group_pattern).")] = None,
-    run_id: Annotated[str | None, typer.Option("--run-id", help="Choose the id (default: "
-                                               "a time-sortable one).", metavar="ID")] = None,
-    tag: Annotated[list[str] | None, typer.Option("--tag", help="KEY=VALUE, repeatable.",
-                                                   metavar="KEY=VALUE")] = None,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            "--plan",
+            help="Plan version id (required: runs are made from plans).",
+            metavar="PLAN_VERSION_ID",
+        ),
+    ] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(
+            "--group", help="Group, e.g. CH01/003 (default: from group_pattern).", metavar="GROUP"
+        ),
+    ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run-id", help="Choose the id (default: a time-sortable one).", metavar="ID"
+        ),
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="KEY=VALUE, repeatable.", metavar="KEY=VALUE")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Register a running run of a plan version and create its folder and run.json."""
@@ -108,10 +132,17 @@ def finish(
     ctx: typer.Context,
     run_id: RunIdArg,
     status: Annotated[FinishStatus, typer.Option("--status", help="The final status.")],
-    summary: Annotated[str | None, typer.Option("--summary", help="A JSON object, inline "
-                                                "or @FILE; merged into the summary.",
-                                                metavar="JSON|@FILE")] = None,
-    error: Annotated[str | None, typer.Option("--error", help="What went wrong.")] = None,
+    summary: Annotated[
+        str | None,
+        typer.Option(
+            "--summary",
+            help="A JSON object, inline or @FILE; merged into the summary.",
+            metavar="JSON|@FILE",
+        ),
+    ] = None,
+    error: Annotated[
+        str | None, typer.Option("--error", help="What went wrong.", metavar="TEXT")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Finish a queued or running run; its manifest and the registry change together."""
@@ -125,30 +156,50 @@ def finish(
 @handles_errors
 def list_(
     ctx: typer.Context,
-    plan: Annotated[str | None, typer.Option("--plan", help="Plan version id.")] = None,
-    scenario: Annotated[str | None, typer.Option("--scenario", help="Scenario id or name.")]
-    = None,
-    config: Annotated[str | None, typer.Option("--config", help="Config version id.")] = None,
+    plan: Annotated[
+        str | None, typer.Option("--plan", help="Plan version id.", metavar="PLAN_VERSION_ID")
+    ] = None,
+    scenario: Annotated[
+        str | None, typer.Option("--scenario", help="Scenario id or name.", metavar="SCENARIO")
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option("--config", help="Config version id.", metavar="CONFIG_VERSION_ID")
+    ] = None,
     status: Annotated[RunStatus | None, typer.Option("--status", help="Run status.")] = None,
-    group: Annotated[str | None, typer.Option("--group", help="Group, exactly.")] = None,
-    location: Annotated[RunLocation | None, typer.Option("--location", help="Where it is.")]
-    = None,
-    legacy: Annotated[bool | None, typer.Option("--legacy/--no-legacy",
-                                                help="Only legacy runs / only plan runs.")]
-    = None,
-    since: Annotated[str | None, typer.Option("--since", help="Started at or after (ISO "
-                                              "date or time; UTC unless it says).")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Started before (ISO date or "
-                                              "time).")] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", help="Group, exactly.", metavar="GROUP")
+    ] = None,
+    location: Annotated[RunLocation | None, typer.Option("--location", help="Where it is.")] = None,
+    legacy: Annotated[
+        bool | None, typer.Option("--legacy/--no-legacy", help="Only legacy runs / only plan runs.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Started at or after (ISO date or time; UTC unless it says).",
+            metavar="WHEN",
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option("--until", help="Started before (ISO date or time).", metavar="WHEN"),
+    ] = None,
     limit: LimitOption = 50,
     after: AfterOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """List runs, newest first, with filters and keyset pages."""
     filters = runs.RunFilter(
-        plan_version_id=plan, scenario=scenario, config_version_id=config, status=status,
-        group=group, location=location, legacy=legacy,
-        started_after=parse_time(since, "--since"), started_before=parse_time(until, "--until"),
+        plan_version_id=plan,
+        scenario=scenario,
+        config_version_id=config,
+        status=status,
+        group=group,
+        location=location,
+        legacy=legacy,
+        started_after=parse_time(since, "--since"),
+        started_before=parse_time(until, "--until"),
     )
     with yard_from(ctx) as yard:
         page = runs.list_runs(yard, filters, limit=limit, after=after)
@@ -156,12 +207,24 @@ def list_(
         print_json(page)
         return
     out = console()
-    out.print(table(None, ["run_id", "status", "plan_version_id", "scenario_id", "group",
-                           "started", "summary"], [
-        (r.run_id, styled_status(r.status.value), r.plan_version_id or "(legacy)",
-         r.scenario_id, r.group, when(r.started_at), short_json(r.summary, 40))
-        for r in page.items
-    ]))
+    out.print(
+        table(
+            None,
+            ["run_id", "status", "plan_version_id", "scenario_id", "group", "started", "summary"],
+            [
+                (
+                    r.run_id,
+                    styled_status(r.status.value),
+                    r.plan_version_id or "(legacy)",
+                    r.scenario_id,
+                    r.group,
+                    when(r.started_at),
+                    short_json(r.summary, 40),
+                )
+                for r in page.items
+            ],
+        )
+    )
     next_page_hint(out, page.next_cursor, "runyard run list")
 
 
@@ -196,11 +259,18 @@ def unpin(ctx: typer.Context, run_id: RunIdArg, json_output: JsonOption = False)
 @handles_errors
 def import_(
     ctx: typer.Context,
-    paths: Annotated[list[str] | None, typer.Argument(help="Run folders inside the runs root.",
-                                                       metavar="PATH")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Every folder in the runs root (those "
-                                       "already registered are reported and left as they "
-                                       "are).")] = False,
+    paths: Annotated[
+        list[str] | None, typer.Argument(help="Run folders inside the runs root.", metavar="PATH")
+    ] = None,
+    all_: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            help="Every folder in the runs root (those "
+            "already registered are reported and left as they "
+            "are).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Register existing run folders: from run.json, or as legacy runs when there is none.
@@ -208,18 +278,23 @@ def import_(
     Exits 5 when any folder could not be imported (the others are imported).
     """
     if not paths and not all_:
-        raise typer.BadParameter("give the run folders to import, or --all",
-                                 param_hint="PATH")
+        raise typer.BadParameter("give the run folders to import, or --all", param_hint="PATH")
     with yard_from(ctx) as yard:
         result = run_import.import_runs(yard, [Path(p) for p in paths or []], scan_all=all_)
     if json_output:
         print_json(result)
     else:
         out = console()
-        out.print(table(None, ["run_id", "outcome", "path", "message"], [
-            (o.run_id, o.outcome, o.path, o.message) for o in result.items
-        ]))
-        out.print(f"imported {result.imported}, legacy {result.legacy}, already registered "
-                  f"{result.already_registered}, errors {result.errors}")
+        out.print(
+            table(
+                None,
+                ["run_id", "outcome", "path", "message"],
+                [(o.run_id, o.outcome, o.path, o.message) for o in result.items],
+            )
+        )
+        out.print(
+            f"imported {result.imported}, legacy {result.legacy}, already registered "
+            f"{result.already_registered}, errors {result.errors}"
+        )
     if result.errors:
         raise typer.Exit(Invalid.exit_code)

@@ -19,29 +19,42 @@ from runyard.cli.output import (
 from runyard.models import Scenario
 from runyard.registry import scenarios
 
-app = typer.Typer(help="Scenarios: named base inputs; a locked one takes no new plans or runs.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Scenarios: named base inputs; a locked one takes no new plans or runs.",
+    no_args_is_help=True,
+)
 
 IdArg = Annotated[str, typer.Argument(help="Scenario id or name.", metavar="ID")]
 
 
 def _show(scenario: Scenario, title: str) -> None:
-    console().print(key_values(title, [
-        ("scenario_id", scenario.scenario_id),
-        ("name", scenario.name),
-        ("description", scenario.description),
-        ("locked", f"yes ({scenario.locked_reason})" if scenario.locked and
-         scenario.locked_reason else ("yes" if scenario.locked else "no")),
-        ("created", when(scenario.created_at)),
-    ]))
+    console().print(
+        key_values(
+            title,
+            [
+                ("scenario_id", scenario.scenario_id),
+                ("name", scenario.name),
+                ("description", scenario.description),
+                (
+                    "locked",
+                    f"yes ({scenario.locked_reason})"
+                    if scenario.locked and scenario.locked_reason
+                    else ("yes" if scenario.locked else "no"),
+                ),
+                ("created", when(scenario.created_at)),
+            ],
+        )
+    )
 
 
 @app.command("add")
 @handles_errors
 def add(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Unique name.")],
-    description: Annotated[str, typer.Option("--description", help="Free text.")] = "",
+    name: Annotated[str, typer.Argument(help="Unique name.", metavar="NAME")],
+    description: Annotated[
+        str, typer.Option("--description", help="Free text.", metavar="TEXT")
+    ] = "",
     json_output: JsonOption = False,
 ) -> None:
     """Create a scenario."""
@@ -68,10 +81,22 @@ def list_(
         print_json(page)
         return
     out = console()
-    out.print(table(None, ["scenario_id", "name", "locked", "created", "description"], [
-        (s.scenario_id, s.name, "locked" if s.locked else "", when(s.created_at), s.description)
-        for s in page.items
-    ]))
+    out.print(
+        table(
+            None,
+            ["scenario_id", "name", "locked", "created", "description"],
+            [
+                (
+                    s.scenario_id,
+                    s.name,
+                    "locked" if s.locked else "",
+                    when(s.created_at),
+                    s.description,
+                )
+                for s in page.items
+            ],
+        )
+    )
     next_page_hint(out, page.next_cursor, "runyard scenario list")
 
 
@@ -92,8 +117,9 @@ def show(ctx: typer.Context, scenario_id: IdArg, json_output: JsonOption = False
 def lock(
     ctx: typer.Context,
     scenario_id: IdArg,
-    reason: Annotated[str | None, typer.Option("--reason", help="Why, shown in refusals.")]
-    = None,
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why, shown in refusals.", metavar="TEXT")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Lock a scenario: new plans and runs on it are refused."""

@@ -19,17 +19,23 @@ def register(app: typer.Typer) -> None:
 
 @handles_errors
 def init(
-    path: Annotated[str, typer.Argument(help="Folder of the new yard (made if missing).",
-                                        metavar="PATH")] = ".",
+    path: Annotated[
+        str, typer.Argument(help="Folder of the new yard (made if missing).", metavar="PATH")
+    ] = ".",
     preset: Annotated[
-        str, typer.Option("--preset", help=f"Layout and defaults: {' or '.join(PRESETS)}.",
-                          metavar="PRESET")
+        str,
+        typer.Option(
+            "--preset", help=f"Layout and defaults: {' or '.join(PRESETS)}.", metavar="PRESET"
+        ),
     ] = "planning",
     db: Annotated[
         str | None,
-        typer.Option("--db", help="Registry database (SQLAlchemy URL or SQLite path), "
-                     "written into runyard.toml. Default: registry.db in the yard.",
-                     metavar="URL"),
+        typer.Option(
+            "--db",
+            help="Registry database (SQLAlchemy URL or SQLite path), "
+            "written into runyard.toml. Default: registry.db in the yard.",
+            metavar="URL",
+        ),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -40,15 +46,25 @@ def init(
         return
     out = console()
     out.print(Text(f"Created yard {result.yard_id} at {result.yard_path}", style="bold green"))
-    out.print(key_values("", [
-        ("preset", result.preset),
-        ("registry", f"{result.to_dict()['db_url']} ({result.db_url_source})"),
-        ("created", ", ".join(result.created) or "-"),
-        ("kept as they were", ", ".join(result.existing) or "-"),
-    ]))
+    out.print(
+        key_values(
+            "",
+            [
+                ("preset", result.preset),
+                ("registry", f"{result.to_dict()['db_url']} ({result.db_url_source})"),
+                ("created", ", ".join(result.created) or "-"),
+                ("kept as they were", ", ".join(result.existing) or "-"),
+            ],
+        )
+    )
     if result.db_url_source == "RUNYARD_DB":
-        out.print(Text("Note: the registry was chosen by RUNYARD_DB and is not written into "
-                       "runyard.toml; set RUNYARD_DB for every command, or use `init --db`.",
-                       style="yellow"))
-    out.print(Text("Next: runyard scenario add NAME, then runyard config add FILE.json",
-                   style="dim"))
+        out.print(
+            Text(
+                "Note: the registry was chosen by RUNYARD_DB and is not written into "
+                "runyard.toml; set RUNYARD_DB for every command, or use `init --db`.",
+                style="yellow",
+            )
+        )
+    out.print(
+        Text("Next: runyard scenario add NAME, then runyard config add FILE.json", style="dim")
+    )

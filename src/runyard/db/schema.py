@@ -102,8 +102,7 @@ def verify_registry(engine: Engine, yard_id: str) -> RegistryState:
         )
     if state.revision != HEAD_REVISION:
         raise SchemaOutdated(
-            f"{where} has schema revision {state.revision!r}; this runyard needs "
-            f"{HEAD_REVISION!r}",
+            f"{where} has schema revision {state.revision!r}; this runyard needs {HEAD_REVISION!r}",
             hint=UPGRADE_HINT,
         )
     if state.yard_id and state.yard_id != yard_id:

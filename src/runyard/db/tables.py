@@ -82,12 +82,8 @@ runs = Table(
     "runs",
     metadata,
     Column("run_id", String(128), primary_key=True),
-    Column(
-        "plan_version_id", ID, ForeignKey("plan_versions.plan_version_id"), nullable=True
-    ),
-    Column(
-        "config_version_id", ID, ForeignKey("config_versions.config_version_id"), nullable=True
-    ),
+    Column("plan_version_id", ID, ForeignKey("plan_versions.plan_version_id"), nullable=True),
+    Column("config_version_id", ID, ForeignKey("config_versions.config_version_id"), nullable=True),
     Column("scenario_id", ID, ForeignKey("scenarios.scenario_id"), nullable=True),
     Column("group_name", String(200), nullable=True),
     Column("status", String(16), nullable=False),

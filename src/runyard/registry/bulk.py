@@ -115,7 +115,7 @@ def record_runs(yard: Yard, records: Iterable[RunRecord | Mapping[str, Any]]) ->
             _recheck_unlocked(conn, {p.run.scenario_id for p in prepared})
             rows = [p.row for p in prepared]
             for start in range(0, len(rows), _CHUNK):
-                conn.execute(runs.insert(), rows[start:start + _CHUNK])
+                conn.execute(runs.insert(), rows[start : start + _CHUNK])
     except BaseException as exc:
         for folder in reversed(created):
             shutil.rmtree(folder, ignore_errors=True)
@@ -187,7 +187,7 @@ def _lookup_plans(conn: Connection, plan_ids: Sequence[str]) -> dict[str, Any]:
     wanted = list(dict.fromkeys(plan_ids))
     found: dict[str, Any] = {}
     for start in range(0, len(wanted), _CHUNK):
-        chunk = wanted[start:start + _CHUNK]
+        chunk = wanted[start : start + _CHUNK]
         for row in conn.execute(_PLANS.where(plan_versions.c.plan_version_id.in_(chunk))):
             found[row.plan_version_id] = row
     for index, plan_id in enumerate(plan_ids):
@@ -205,7 +205,7 @@ def _lookup_plans(conn: Connection, plan_ids: Sequence[str]) -> dict[str, Any]:
 
 def _refuse_existing(conn: Connection, run_ids: Sequence[str]) -> None:
     for start in range(0, len(run_ids), _CHUNK):
-        chunk = run_ids[start:start + _CHUNK]
+        chunk = run_ids[start : start + _CHUNK]
         taken = conn.execute(
             select(runs.c.run_id).where(runs.c.run_id.in_(chunk)).limit(1)
         ).scalar()
@@ -216,8 +216,9 @@ def _refuse_existing(conn: Connection, run_ids: Sequence[str]) -> None:
             )
 
 
-def _prepare(yard: Yard, index: int, record: RunRecord, run_id: str, plan: Any,
-             root: Path, now: datetime) -> _Prepared:
+def _prepare(
+    yard: Yard, index: int, record: RunRecord, run_id: str, plan: Any, root: Path, now: datetime
+) -> _Prepared:
     settings = yard.settings
     try:
         group = derive_group(settings, run_id, record.group)
@@ -338,7 +339,7 @@ def _write_file(path: Path, data: bytes) -> None:
     try:
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
     finally:
         os.close(fd)
 
@@ -379,5 +380,6 @@ def _explain_integrity_error(yard: Yard, run_ids: Sequence[str]) -> Exception:
             _refuse_existing(conn, run_ids)
     except Conflict as exc:
         return exc
-    return Conflict("the registry refused the runs (a plan or scenario changed meanwhile); "
-                    "nothing was recorded")
+    return Conflict(
+        "the registry refused the runs (a plan or scenario changed meanwhile); nothing was recorded"
+    )

@@ -28,8 +28,9 @@ def _to_model(row: Any) -> ConfigVersion:
     )
 
 
-def add_config(conn: Connection, text: str, name: str | None = None,
-               source: str = "config") -> ConfigAdded:
+def add_config(
+    conn: Connection, text: str, name: str | None = None, source: str = "config"
+) -> ConfigAdded:
     """Store a config snapshot from JSON text; identical content returns the existing id."""
     if name is not None:
         validate_label(name, "config name")

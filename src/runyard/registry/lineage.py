@@ -22,6 +22,9 @@ def plan_detail(yard: Yard, plan_version_id: str, run_limit: int = 20) -> PlanDe
         config = get_config(conn, plan.config_version_id)
         count, recent = runs_of_plan(conn, yard.settings, plan_version_id, run_limit)
     return PlanDetail(
-        **plan.model_dump(), scenario=scenario, config_version=config,
-        run_count=count, runs=recent,
+        **plan.model_dump(),
+        scenario=scenario,
+        config_version=config,
+        run_count=count,
+        runs=recent,
     )

@@ -106,8 +106,9 @@ def list_plans(
     if scenario is not None:
         query = query.where(t.c.scenario_id == get_scenario(conn, scenario).scenario_id)
     if config_version_id is not None:
-        query = query.where(t.c.config_version_id == get_config(conn, config_version_id)
-                            .config_version_id)
+        query = query.where(
+            t.c.config_version_id == get_config(conn, config_version_id).config_version_id
+        )
     if after:
         created, pid = decode_cursor(after, (datetime, str))
         query = query.where(

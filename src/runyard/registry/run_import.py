@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 _IMPORT_BATCH = 500
 
 
-def _import_candidates(settings: Settings, paths: Iterable[Path], scan_all: bool
-                       ) -> tuple[list[Path], list[ImportOutcome]]:
+def _import_candidates(
+    settings: Settings, paths: Iterable[Path], scan_all: bool
+) -> tuple[list[Path], list[ImportOutcome]]:
     root = settings.runs_root.resolve()
     chosen: dict[str, Path] = {}
     errors: list[ImportOutcome] = []
@@ -48,17 +49,25 @@ def _import_candidates(settings: Settings, paths: Iterable[Path], scan_all: bool
         absolute = path if path.is_absolute() else Path.cwd() / path
         parent = Path(os.path.normpath(absolute)).parent
         if parent.resolve() != root:
-            errors.append(ImportOutcome(
-                path=str(path), run_id=None, outcome="error",
-                message=f"not directly inside the runs root {root}; move it there first",
-            ))
+            errors.append(
+                ImportOutcome(
+                    path=str(path),
+                    run_id=None,
+                    outcome="error",
+                    message=f"not directly inside the runs root {root}; move it there first",
+                )
+            )
             continue
         absolute = parent.resolve() / absolute.name
         if absolute.is_symlink() or not absolute.is_dir():
-            errors.append(ImportOutcome(
-                path=str(path), run_id=None, outcome="error",
-                message="not a directory" + (" (a symlink)" if absolute.is_symlink() else ""),
-            ))
+            errors.append(
+                ImportOutcome(
+                    path=str(path),
+                    run_id=None,
+                    outcome="error",
+                    message="not a directory" + (" (a symlink)" if absolute.is_symlink() else ""),
+                )
+            )
             continue
         chosen.setdefault(absolute.name, absolute)
     return sorted(chosen.values()), errors
@@ -84,28 +93,45 @@ def import_runs(yard: Yard, paths: Iterable[Path], scan_all: bool = False) -> Im
     for path in candidates:
         problem = run_id_problem(path.name)
         if problem:
-            outcomes.append(ImportOutcome(path=str(path), run_id=None, outcome="error",
-                                          message=f"folder name is not a valid run id: {problem}"))
+            outcomes.append(
+                ImportOutcome(
+                    path=str(path),
+                    run_id=None,
+                    outcome="error",
+                    message=f"folder name is not a valid run id: {problem}",
+                )
+            )
             continue
         try:
             manifest = read_manifest(path)
         except ManifestError as exc:
-            outcomes.append(ImportOutcome(path=str(path), run_id=path.name, outcome="error",
-                                          message=exc.message))
+            outcomes.append(
+                ImportOutcome(
+                    path=str(path), run_id=path.name, outcome="error", message=exc.message
+                )
+            )
             continue
         if manifest is None and _has_unfinished_manifest(path):
-            outcomes.append(ImportOutcome(
-                path=str(path), run_id=path.name, outcome="error",
-                message=f"an unfinished {MANIFEST_NAME} write is there (.{MANIFEST_NAME}.*.tmp):"
-                " runyard was stopped while starting this run; check the folder, then remove "
-                "the .tmp file to import it as a legacy run",
-            ))
+            outcomes.append(
+                ImportOutcome(
+                    path=str(path),
+                    run_id=path.name,
+                    outcome="error",
+                    message=f"an unfinished {MANIFEST_NAME} write is there "
+                    f"(.{MANIFEST_NAME}.*.tmp): runyard was stopped while starting this run; "
+                    "check the folder, then remove the .tmp file to import it as a legacy run",
+                )
+            )
             continue
         if manifest is not None and manifest.run_id != path.name:
-            outcomes.append(ImportOutcome(
-                path=str(path), run_id=path.name, outcome="error",
-                message=f"manifest run_id {manifest.run_id!r} does not match the folder name",
-            ))
+            outcomes.append(
+                ImportOutcome(
+                    path=str(path),
+                    run_id=path.name,
+                    outcome="error",
+                    message=f"manifest run_id {manifest.run_id!r} does not match the folder name",
+                )
+            )
             continue
         parsed.append((path, manifest))
 
@@ -114,39 +140,53 @@ def import_runs(yard: Yard, paths: Iterable[Path], scan_all: bool = False) -> Im
         known: set[str] = set()
         names = [p.name for p, _ in parsed]
         for i in range(0, len(names), _IMPORT_BATCH):
-            chunk = names[i:i + _IMPORT_BATCH]
-            known.update(conn.execute(select(runs.c.run_id).where(runs.c.run_id.in_(chunk)))
-                         .scalars())
+            chunk = names[i : i + _IMPORT_BATCH]
+            known.update(
+                conn.execute(select(runs.c.run_id).where(runs.c.run_id.in_(chunk))).scalars()
+            )
         plan_ids = {m.plan_version_id for _, m in parsed if m and m.plan_version_id}
         plans: dict[str, Any] = {}
         plan_list = sorted(plan_ids)
         for i in range(0, len(plan_list), _IMPORT_BATCH):
             for row in conn.execute(
-                select(plan_versions.c.plan_version_id, plan_versions.c.config_version_id,
-                       plan_versions.c.scenario_id)
-                .where(plan_versions.c.plan_version_id.in_(plan_list[i:i + _IMPORT_BATCH]))
+                select(
+                    plan_versions.c.plan_version_id,
+                    plan_versions.c.config_version_id,
+                    plan_versions.c.scenario_id,
+                ).where(plan_versions.c.plan_version_id.in_(plan_list[i : i + _IMPORT_BATCH]))
             ):
                 plans[row.plan_version_id] = row
         rows: list[dict[str, Any]] = []
         for path, manifest in parsed:
             run_id = path.name
             if run_id in known:
-                outcomes.append(ImportOutcome(path=str(path), run_id=run_id,
-                                              outcome="already_registered"))
+                outcomes.append(
+                    ImportOutcome(path=str(path), run_id=run_id, outcome="already_registered")
+                )
                 continue
             try:
                 new_row = _import_row(settings, path, manifest, plans, now)
             except (Invalid, NotFound) as exc:
-                outcomes.append(ImportOutcome(path=str(path), run_id=run_id, outcome="error",
-                                              message=exc.message))
+                outcomes.append(
+                    ImportOutcome(
+                        path=str(path), run_id=run_id, outcome="error", message=exc.message
+                    )
+                )
                 continue
             rows.append(new_row)
-            outcomes.append(ImportOutcome(path=str(path), run_id=run_id,
-                                          outcome="legacy" if new_row["legacy"] else "imported"))
+            outcomes.append(
+                ImportOutcome(
+                    path=str(path),
+                    run_id=run_id,
+                    outcome="legacy" if new_row["legacy"] else "imported",
+                )
+            )
         if rows:
             conn.execute(runs.insert(), rows)
-    counts = {k: sum(1 for o in outcomes if o.outcome == k)
-              for k in ("imported", "legacy", "already_registered", "error")}
+    counts = {
+        k: sum(1 for o in outcomes if o.outcome == k)
+        for k in ("imported", "legacy", "already_registered", "error")
+    }
     return ImportResult(
         items=sorted(outcomes, key=lambda o: o.path),
         imported=counts["imported"],
@@ -156,23 +196,36 @@ def import_runs(yard: Yard, paths: Iterable[Path], scan_all: bool = False) -> Im
     )
 
 
-def _import_row(settings: Settings, path: Path, manifest: Manifest | None,
-                plans: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+def _import_row(
+    settings: Settings,
+    path: Path,
+    manifest: Manifest | None,
+    plans: Mapping[str, Any],
+    now: datetime,
+) -> dict[str, Any]:
     run_id = path.name
     if manifest is None:
         started = datetime.fromtimestamp(path.stat().st_mtime)
         return {
-            "run_id": run_id, "plan_version_id": None, "config_version_id": None,
-            "scenario_id": None, "group_name": derive_group(settings, run_id, None),
-            "status": RunStatus.unknown.value, "legacy": True,
-            "location": RunLocation.active.value, "pinned": False, "created_at": now,
-            "started_at": to_utc_naive(started.astimezone()), "finished_at": None,
-            "summary": "{}", "tags": "{}", "error": None,
+            "run_id": run_id,
+            "plan_version_id": None,
+            "config_version_id": None,
+            "scenario_id": None,
+            "group_name": derive_group(settings, run_id, None),
+            "status": RunStatus.unknown.value,
+            "legacy": True,
+            "location": RunLocation.active.value,
+            "pinned": False,
+            "created_at": now,
+            "started_at": to_utc_naive(started.astimezone()),
+            "finished_at": None,
+            "summary": "{}",
+            "tags": "{}",
+            "error": None,
         }
     if manifest.yard_id is not None and manifest.yard_id != settings.yard_id:
         raise Invalid(
-            f"its manifest belongs to another yard ({manifest.yard_id}; this is "
-            f"{settings.yard_id})"
+            f"its manifest belongs to another yard ({manifest.yard_id}; this is {settings.yard_id})"
         )
     plan = None
     if manifest.plan_version_id:

@@ -141,33 +141,47 @@ _PLAN_FOR_RUN = (
     .join(scenarios, scenarios.c.scenario_id == plan_versions.c.scenario_id)
     .where(plan_versions.c.plan_version_id == bindparam("plan_version_id"))
 )
-_INSERT_IF_UNLOCKED = runs.insert().from_select(
-    [
-        "run_id", "plan_version_id", "config_version_id", "scenario_id", "group_name",
-        "status", "legacy", "location", "pinned", "created_at", "started_at", "summary",
-        "tags",
-    ],
-    select(
-        bindparam("n_run_id", type_=runs.c.run_id.type),
-        plan_versions.c.plan_version_id,
-        plan_versions.c.config_version_id,
-        plan_versions.c.scenario_id,
-        bindparam("n_group", type_=runs.c.group_name.type),
-        bindparam("n_status", type_=runs.c.status.type),
-        false(),
-        bindparam("n_location", type_=runs.c.location.type),
-        false(),
-        bindparam("n_now", type_=runs.c.created_at.type),
-        bindparam("n_now", type_=runs.c.started_at.type),
-        literal("{}"),
-        bindparam("n_tags", type_=runs.c.tags.type),
+_INSERT_IF_UNLOCKED = (
+    runs.insert()
+    .from_select(
+        [
+            "run_id",
+            "plan_version_id",
+            "config_version_id",
+            "scenario_id",
+            "group_name",
+            "status",
+            "legacy",
+            "location",
+            "pinned",
+            "created_at",
+            "started_at",
+            "summary",
+            "tags",
+        ],
+        select(
+            bindparam("n_run_id", type_=runs.c.run_id.type),
+            plan_versions.c.plan_version_id,
+            plan_versions.c.config_version_id,
+            plan_versions.c.scenario_id,
+            bindparam("n_group", type_=runs.c.group_name.type),
+            bindparam("n_status", type_=runs.c.status.type),
+            false(),
+            bindparam("n_location", type_=runs.c.location.type),
+            false(),
+            bindparam("n_now", type_=runs.c.created_at.type),
+            bindparam("n_now", type_=runs.c.started_at.type),
+            literal("{}"),
+            bindparam("n_tags", type_=runs.c.tags.type),
+        )
+        .select_from(
+            plan_versions.join(scenarios, scenarios.c.scenario_id == plan_versions.c.scenario_id)
+        )
+        .where(plan_versions.c.plan_version_id == bindparam("n_plan_version_id"))
+        .where(scenarios.c.locked == false()),
     )
-    .select_from(plan_versions.join(
-        scenarios, scenarios.c.scenario_id == plan_versions.c.scenario_id
-    ))
-    .where(plan_versions.c.plan_version_id == bindparam("n_plan_version_id"))
-    .where(scenarios.c.locked == false()),
-).returning(runs.c.run_id)
+    .returning(runs.c.run_id)
+)
 _RUN_BY_ID = select(runs).where(runs.c.run_id == bindparam("run_id"))
 _FINISH = (
     runs.update()
@@ -176,8 +190,9 @@ _FINISH = (
 )
 
 
-def _plan_for_run(yard: Yard, plan_version_id: str, conn: Connection | None = None,
-                  cached: bool = True) -> Any:
+def _plan_for_run(
+    yard: Yard, plan_version_id: str, conn: Connection | None = None, cached: bool = True
+) -> Any:
     """The plan's config version and scenario, refusing a missing plan or a locked scenario.
 
     A plan's lineage never changes, so it is remembered per yard; the lock is checked
@@ -253,8 +268,10 @@ def start_run(
         with yard.read() as conn:
             known = conn.execute(_RUN_BY_ID, {"run_id": run_id}).first() is not None
         if known:
-            raise Conflict(f"a run with id {run_id!r} already exists",
-                           hint="choose another --run-id, or leave it out") from None
+            raise Conflict(
+                f"a run with id {run_id!r} already exists",
+                hint="choose another --run-id, or leave it out",
+            ) from None
         raise Conflict(
             f"the folder {run_dir} already exists",
             hint=f"register an existing folder with `runyard run import {run_dir}`",
@@ -262,15 +279,18 @@ def start_run(
     try:
         write_manifest(run_dir, run, settings.yard_id)
         with yard.write() as conn:
-            inserted = conn.execute(_INSERT_IF_UNLOCKED, {
-                "n_run_id": run_id,
-                "n_plan_version_id": plan_version_id,
-                "n_group": group,
-                "n_status": RunStatus.running.value,
-                "n_location": RunLocation.active.value,
-                "n_now": now,
-                "n_tags": tags_text,
-            }).first()
+            inserted = conn.execute(
+                _INSERT_IF_UNLOCKED,
+                {
+                    "n_run_id": run_id,
+                    "n_plan_version_id": plan_version_id,
+                    "n_group": group,
+                    "n_status": RunStatus.running.value,
+                    "n_location": RunLocation.active.value,
+                    "n_now": now,
+                    "n_tags": tags_text,
+                },
+            ).first()
             if inserted is None:  # locked (or gone) since it was looked up
                 _plan_for_run(yard, plan_version_id, conn=conn, cached=False)
                 raise Conflict(f"plan version {plan_version_id!r} cannot take runs now")
@@ -351,15 +371,18 @@ def finish_run(
     write_manifest(run_dir, run, yard.settings.yard_id)
     try:
         with yard.write() as conn:
-            updated = conn.execute(_FINISH, {
-                "b_run_id": run_id,
-                "b_status": current.value,
-                "status": target.value,
-                "finished_at": now,
-                "summary": summary_text,
-                "tags": tags_text,
-                "error": error,
-            }).rowcount
+            updated = conn.execute(
+                _FINISH,
+                {
+                    "b_run_id": run_id,
+                    "b_status": current.value,
+                    "status": target.value,
+                    "finished_at": now,
+                    "summary": summary_text,
+                    "tags": tags_text,
+                    "error": error,
+                },
+            ).rowcount
         if updated != 1:
             raise Conflict(f"run {run_id!r} changed status while finishing; nothing was changed")
     except BaseException:
@@ -454,8 +477,9 @@ def list_runs(
     return Page[Run](items=items, next_cursor=cursor)
 
 
-def runs_of_plan(conn: Connection, settings: Settings, plan_version_id: str,
-                 limit: int) -> tuple[int, list[Run]]:
+def runs_of_plan(
+    conn: Connection, settings: Settings, plan_version_id: str, limit: int
+) -> tuple[int, list[Run]]:
     """How many runs a plan version has, and its newest ``limit``."""
     count = conn.execute(
         select(func.count()).select_from(runs).where(runs.c.plan_version_id == plan_version_id)

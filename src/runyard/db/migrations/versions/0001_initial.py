@@ -60,23 +60,25 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("plan_version_id", name="pk_plan_versions"),
         sa.ForeignKeyConstraint(
-            ["scenario_id"], ["scenarios.scenario_id"],
+            ["scenario_id"],
+            ["scenarios.scenario_id"],
             name="fk_plan_versions_scenario_id_scenarios",
         ),
         sa.ForeignKeyConstraint(
-            ["config_version_id"], ["config_versions.config_version_id"],
+            ["config_version_id"],
+            ["config_versions.config_version_id"],
             name="fk_plan_versions_config_version_id_config_versions",
         ),
     )
+    op.create_index("ix_plan_versions_created", "plan_versions", ["created_at", "plan_version_id"])
     op.create_index(
-        "ix_plan_versions_created", "plan_versions", ["created_at", "plan_version_id"]
-    )
-    op.create_index(
-        "ix_plan_versions_scenario", "plan_versions",
+        "ix_plan_versions_scenario",
+        "plan_versions",
         ["scenario_id", "created_at", "plan_version_id"],
     )
     op.create_index(
-        "ix_plan_versions_config", "plan_versions",
+        "ix_plan_versions_config",
+        "plan_versions",
         ["config_version_id", "created_at", "plan_version_id"],
     )
     op.create_table(
@@ -98,15 +100,19 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("run_id", name="pk_runs"),
         sa.ForeignKeyConstraint(
-            ["plan_version_id"], ["plan_versions.plan_version_id"],
+            ["plan_version_id"],
+            ["plan_versions.plan_version_id"],
             name="fk_runs_plan_version_id_plan_versions",
         ),
         sa.ForeignKeyConstraint(
-            ["config_version_id"], ["config_versions.config_version_id"],
+            ["config_version_id"],
+            ["config_versions.config_version_id"],
             name="fk_runs_config_version_id_config_versions",
         ),
         sa.ForeignKeyConstraint(
-            ["scenario_id"], ["scenarios.scenario_id"], name="fk_runs_scenario_id_scenarios",
+            ["scenario_id"],
+            ["scenarios.scenario_id"],
+            name="fk_runs_scenario_id_scenarios",
         ),
     )
     for name, column in [
