@@ -8,6 +8,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import ColumnElement, Connection, Row, Select, tuple_
+
 from runyard.errors import Invalid
 
 
@@ -70,6 +72,30 @@ def dump_json_object(value: dict[str, Any], what: str) -> str:
 def load_json_object(text: str) -> dict[str, Any]:
     value = json.loads(text)
     return value if isinstance(value, dict) else {}
+
+
+def newest_first_page(
+    conn: Connection,
+    query: Select[Any],
+    time_column: ColumnElement[Any],
+    id_column: ColumnElement[Any],
+    limit: int,
+    after: str | None,
+) -> tuple[list[Row[Any]], str | None]:
+    """One keyset page of ``query``, newest first by (time, id): the rows and the cursor
+    of the next page (None on the last). Every list of the registry pages this way, so
+    any page is one index seek whatever its depth."""
+    check_limit(limit)
+    if after:
+        stamp, last_id = decode_cursor(after, (datetime, str))
+        query = query.where(tuple_(time_column, id_column) < tuple_(stamp, last_id))
+    query = query.order_by(time_column.desc(), id_column.desc()).limit(limit + 1)
+    rows = list(conn.execute(query).all())
+    cursor = None
+    if len(rows) > limit:
+        last = rows[limit - 1]._mapping
+        cursor = encode_cursor(last[time_column], last[id_column])
+    return rows[:limit], cursor
 
 
 MAX_PAGE_SIZE = 1000

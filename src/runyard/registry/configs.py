@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import json
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -15,7 +14,7 @@ from runyard.db.tables import config_versions
 from runyard.errors import Invalid, NotFound
 from runyard.ids import validate_label
 from runyard.models import ConfigAdded, ConfigChange, ConfigDiff, ConfigVersion, Page
-from runyard.registry.common import as_aware, check_limit, decode_cursor, encode_cursor, utcnow
+from runyard.registry.common import as_aware, newest_first_page, utcnow
 
 
 def _to_model(row: Any) -> ConfigVersion:
@@ -77,22 +76,11 @@ def list_configs(
     conn: Connection, limit: int = 100, after: str | None = None
 ) -> Page[ConfigVersion]:
     """Config versions, newest first."""
-    check_limit(limit)
     t = config_versions
-    query = select(t).order_by(t.c.created_at.desc(), t.c.config_version_id.desc())
-    if after:
-        created, cid = decode_cursor(after, (datetime, str))
-        query = query.where(
-            (t.c.created_at < created)
-            | ((t.c.created_at == created) & (t.c.config_version_id < cid))
-        )
-    rows = conn.execute(query.limit(limit + 1)).all()
-    items = [_to_model(r) for r in rows[:limit]]
-    cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        cursor = encode_cursor(last.created_at, last.config_version_id)
-    return Page[ConfigVersion](items=items, next_cursor=cursor)
+    rows, cursor = newest_first_page(
+        conn, select(t), t.c.created_at, t.c.config_version_id, limit, after
+    )
+    return Page[ConfigVersion](items=[_to_model(r) for r in rows], next_cursor=cursor)
 
 
 def _changes(a: Any, b: Any, path: str, out: list[ConfigChange]) -> None:

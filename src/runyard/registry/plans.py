@@ -7,7 +7,6 @@ update function here: a changed plan is a new plan version.
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -17,7 +16,7 @@ from runyard.db.tables import plan_versions
 from runyard.errors import Invalid, NotFound
 from runyard.ids import new_id, validate_label
 from runyard.models import Page, PlanVersion
-from runyard.registry.common import as_aware, check_limit, decode_cursor, encode_cursor, utcnow
+from runyard.registry.common import as_aware, newest_first_page, utcnow
 from runyard.registry.configs import get_config
 from runyard.registry.scenarios import ensure_unlocked, get_scenario
 
@@ -100,24 +99,13 @@ def list_plans(
     config_version_id: str | None = None,
 ) -> Page[PlanVersion]:
     """Plan versions, newest first, optionally of one scenario (id or name) or config."""
-    check_limit(limit)
     t = plan_versions
-    query = select(t).order_by(t.c.created_at.desc(), t.c.plan_version_id.desc())
+    query = select(t)
     if scenario is not None:
         query = query.where(t.c.scenario_id == get_scenario(conn, scenario).scenario_id)
     if config_version_id is not None:
         query = query.where(
             t.c.config_version_id == get_config(conn, config_version_id).config_version_id
         )
-    if after:
-        created, pid = decode_cursor(after, (datetime, str))
-        query = query.where(
-            (t.c.created_at < created) | ((t.c.created_at == created) & (t.c.plan_version_id < pid))
-        )
-    rows = conn.execute(query.limit(limit + 1)).all()
-    items = [_to_model(r) for r in rows[:limit]]
-    cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        cursor = encode_cursor(last.created_at, last.plan_version_id)
-    return Page[PlanVersion](items=items, next_cursor=cursor)
+    rows, cursor = newest_first_page(conn, query, t.c.created_at, t.c.plan_version_id, limit, after)
+    return Page[PlanVersion](items=[_to_model(r) for r in rows], next_cursor=cursor)

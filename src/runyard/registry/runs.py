@@ -25,7 +25,6 @@ from sqlalchemy import (
     literal,
     select,
     true,
-    tuple_,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -50,10 +49,9 @@ from runyard.models import (
 from runyard.registry.common import (
     as_aware,
     check_limit,
-    decode_cursor,
     dump_json_object,
-    encode_cursor,
     load_json_object,
+    newest_first_page,
     to_utc_naive,
     utcnow,
 )
@@ -459,22 +457,15 @@ def list_runs(
     check_limit(limit)
     with yard.read() as conn:
         clauses = _filter_clauses(conn, filters or RunFilter())
-        if after:
-            started, last_id = decode_cursor(after, (datetime, str))
-            clauses.append(tuple_(runs.c.started_at, runs.c.run_id) < tuple_(started, last_id))
-        query = (
-            select(runs)
-            .where(and_(true(), *clauses))
-            .order_by(runs.c.started_at.desc(), runs.c.run_id.desc())
-            .limit(limit + 1)
+        rows, cursor = newest_first_page(
+            conn,
+            select(runs).where(and_(true(), *clauses)),
+            runs.c.started_at,
+            runs.c.run_id,
+            limit,
+            after,
         )
-        rows = conn.execute(query).all()
-    items = [_to_model(r, yard.settings) for r in rows[:limit]]
-    cursor = None
-    if len(rows) > limit:
-        last = rows[limit - 1]
-        cursor = encode_cursor(last.started_at, last.run_id)
-    return Page[Run](items=items, next_cursor=cursor)
+    return Page[Run](items=[_to_model(r, yard.settings) for r in rows], next_cursor=cursor)
 
 
 def runs_of_plan(
