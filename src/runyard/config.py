@@ -147,6 +147,22 @@ class Settings:
         pattern = self.file.group_pattern
         return re.compile(pattern) if pattern else None
 
+    def batch_runs_dir(self, batch_id: str) -> Path:
+        """Where a batch keeps its runs: ``<archive_root>/<batch_id>/<runs_root>``.
+
+        The runs root's own path (relative to the yard) is kept inside the batch, as the
+        seed's ``_archive/<timestamp>/.../runs/<run_id>`` layout does.
+        """
+        runs = Path(self.file.runs_root)
+        inner = Path(runs.name) if runs.is_absolute() else runs
+        return self.archive_root / batch_id / inner
+
+    def run_dir(self, run_id: str, batch_id: str | None = None) -> Path:
+        """The folder of a run: in the runs root, or in its archive batch."""
+        if batch_id is None:
+            return self.runs_root / run_id
+        return self.batch_runs_dir(batch_id) / run_id
+
     def _resolve(self, value: str) -> Path:
         path = Path(value)
         return path if path.is_absolute() else self.yard_path / path

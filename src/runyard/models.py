@@ -34,6 +34,7 @@ class RunLocation(StrEnum):
     active = "active"
     archived = "archived"
     missing = "missing"
+    purged = "purged"
 
 
 class _Model(BaseModel):
@@ -103,7 +104,8 @@ class Run(_Model):
     summary: dict[str, Any]
     tags: dict[str, str]
     error: str | None
-    path: str = Field(description="the run directory, absolute")
+    archive_batch_id: str | None = Field(default=None, description="when archived")
+    path: str = Field(description="the run directory, absolute (where it is now)")
 
 
 class PlanDetail(PlanVersion):

@@ -9,11 +9,13 @@ list is one index seek.
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     String,
     Table,
@@ -96,6 +98,7 @@ runs = Table(
     Column("summary", Text, nullable=False, default="{}"),
     Column("tags", Text, nullable=False, default="{}"),
     Column("error", Text, nullable=True),
+    Column("archive_batch_id", ID, nullable=True),
     Index("ix_runs_started", "started_at", "run_id"),
     Index("ix_runs_plan", "plan_version_id", "started_at", "run_id"),
     Index("ix_runs_scenario", "scenario_id", "started_at", "run_id"),
@@ -104,6 +107,35 @@ runs = Table(
     Index("ix_runs_group", "group_name", "started_at", "run_id"),
     Index("ix_runs_location", "location", "started_at", "run_id"),
     Index("ix_runs_legacy", "legacy", "started_at", "run_id"),
+    Index("ix_runs_archive_batch", "archive_batch_id"),
 )
 
-REGISTRY_TABLES = ("runyard_meta", "scenarios", "config_versions", "plan_versions", "runs")
+# The execution log: one row per executed archive, restore, recover, retention or purge.
+executions = Table(
+    "executions",
+    metadata,
+    Column("execution_id", ID, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("batch_id", ID, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("command", Text, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Column("finished_at", DateTime, nullable=True),
+    Column("moved", Integer, nullable=False),
+    Column("skipped", Integer, nullable=False),
+    Column("failed", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("report_path", Text, nullable=True),
+    Index("ix_executions_started", "started_at", "execution_id"),
+    Index("ix_executions_batch", "batch_id"),
+)
+
+REGISTRY_TABLES = (
+    "runyard_meta",
+    "scenarios",
+    "config_versions",
+    "plan_versions",
+    "runs",
+    "executions",
+)

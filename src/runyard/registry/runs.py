@@ -84,7 +84,12 @@ def _to_model(row: Any, settings: Settings) -> Run:
         summary=load_json_object(row.summary),
         tags=load_json_object(row.tags),
         error=row.error,
-        path=str(settings.runs_root / row.run_id),
+        archive_batch_id=row.archive_batch_id,
+        path=str(
+            settings.run_dir(
+                row.run_id, row.archive_batch_id if row.location == "archived" else None
+            )
+        ),
     )
 
 

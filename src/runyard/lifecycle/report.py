@@ -1,0 +1,203 @@
+"""Archive and restore reports: the journal that makes every move undoable.
+
+An archive report is written (and fsynced) before the first move and rewritten
+atomically after each one, so at any instant it says which runs were moved, which
+were about to be, and which were not touched. ``recover`` finishes or undoes an
+interrupted batch from it; ``restore`` reverses a complete one.
+
+Every path in a report is relative to the yard. Nothing read from a report reaches
+the filesystem before ``resolve_entry_paths`` has checked that it is exactly where a
+run of this yard and this batch must be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from runyard.config import Settings
+from runyard.errors import Invalid, Refused
+from runyard.fsutil import write_atomic
+from runyard.ids import run_id_problem
+
+REPORT_SCHEMA_VERSION = 1
+ARCHIVE_REPORT_NAME = "archive_report.json"
+
+EntryStatus = Literal["pending", "moving", "moved", "failed", "restored"]
+ReportStatus = Literal["dry_run", "in_progress", "complete", "failed", "recovered"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SkipReasonDoc(_Model):
+    code: str
+    message: str
+
+
+class SymlinkDoc(_Model):
+    path: str
+    target: str
+    resolves: bool
+
+
+class ArchiveEntry(_Model):
+    run_id: str
+    group: str | None = None
+    legacy: bool = False
+    src: str
+    dst: str
+    status: EntryStatus = "pending"
+    method: str | None = None
+    bytes: int = 0
+    files: int = 0
+    digest: str | None = None
+    symlinks: list[SymlinkDoc] = Field(default_factory=list)
+    error: str | None = None
+
+
+class ArchiveSkip(_Model):
+    run_id: str
+    group: str | None = None
+    bytes: int = 0
+    reasons: list[SkipReasonDoc]
+
+
+class ArchiveSummary(_Model):
+    candidates: int = 0
+    to_archive: int = 0
+    skipped: int = 0
+    moved: int = 0
+    failed: int = 0
+    bytes_to_archive: int = 0
+    bytes_moved: int = 0
+
+
+class ArchiveReport(_Model):
+    schema_version: int = REPORT_SCHEMA_VERSION
+    kind: Literal["archive"] = "archive"
+    yard_id: str
+    batch_id: str | None
+    status: ReportStatus
+    reason: str | None = None
+    command: list[str] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    entries: list[ArchiveEntry] = Field(default_factory=list)
+    skips: list[ArchiveSkip] = Field(default_factory=list)
+    summary: ArchiveSummary = Field(default_factory=ArchiveSummary)
+    problems: list[str] = Field(default_factory=list)
+
+
+class RestoreEntry(_Model):
+    run_id: str
+    src: str  # in the archive batch
+    dst: str  # back in the runs root
+    status: Literal["pending", "restored", "conflict", "not_archived", "failed"] = "pending"
+    error: str | None = None
+
+
+class RestoreReport(_Model):
+    schema_version: int = REPORT_SCHEMA_VERSION
+    kind: Literal["restore"] = "restore"
+    yard_id: str
+    batch_id: str
+    archive_report: str
+    status: ReportStatus
+    command: list[str] = Field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    entries: list[RestoreEntry] = Field(default_factory=list)
+    restored: int = 0
+    conflicts: int = 0
+    failed: int = 0
+
+
+def write_report(path: Path, report: BaseModel) -> None:
+    """Write a report atomically (temporary file, fsync, rename) and fsync its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+    write_atomic(path, data.encode())
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_archive_report(path: Path, settings: Settings) -> ArchiveReport:
+    """Read an archive report of this yard; Invalid/Refused for anything else."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise Invalid(f"no such report: {path}") from None
+    except OSError as exc:
+        raise Invalid(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(raw)
+        report = ArchiveReport.model_validate(data)
+    except (ValueError, ValidationError) as exc:
+        raise Invalid(f"{path} is not an archive report: {str(exc).splitlines()[0]}") from None
+    if report.yard_id != settings.yard_id:
+        raise Refused(
+            f"{path} is a report of another yard ({report.yard_id}); this yard is "
+            f"{settings.yard_id}"
+        )
+    if report.batch_id is None or report.status == "dry_run":
+        raise Invalid(f"{path} is a dry-run report: nothing was moved, nothing to restore")
+    return report
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def checked_path(settings: Settings, relative: str, expected: Path, root: Path, what: str) -> Path:
+    """``relative`` (from a report) as an absolute path, only if it is exactly ``expected``.
+
+    Refuses absolute paths, ``..``, anything but the expected place, and a parent that
+    leads out of ``root`` through a symlink.
+    """
+    if os.path.isabs(relative) or ".." in Path(relative).parts:
+        raise Refused(f"report {what} {relative!r} is not a plain path inside the yard")
+    candidate = settings.yard_path / relative
+    if os.path.normpath(candidate) != os.path.normpath(expected):
+        raise Refused(f"report {what} {relative!r} is not where this yard keeps it ({expected})")
+    if not _inside(candidate.parent.resolve(), root.resolve()):
+        raise Refused(f"report {what} {relative!r} leads outside {root} (through a symlink?)")
+    return candidate
+
+
+def entry_paths(
+    settings: Settings, batch_id: str, run_id: str, src: str, dst: str
+) -> tuple[Path, Path]:
+    """The (active, archived) folders of a report entry, after every check."""
+    problem = run_id_problem(run_id)
+    if problem:
+        raise Refused(f"report entry has an invalid run id {run_id!r}: {problem}")
+    if run_id_problem(batch_id):
+        raise Refused(f"report has an invalid batch id {batch_id!r}")
+    active = checked_path(settings, src, settings.runs_root / run_id, settings.runs_root, "src")
+    archived = checked_path(
+        settings, dst, settings.run_dir(run_id, batch_id), settings.archive_root, "dst"
+    )
+    return active, archived
+
+
+def relative_to_yard(settings: Settings, path: Path) -> str:
+    try:
+        return str(path.relative_to(settings.yard_path))
+    except ValueError:
+        return str(path)
