@@ -184,10 +184,15 @@ def tree_snapshot(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` (but the SQLite registry files) with its content."""
     out: dict[str, bytes] = {}
     for path in sorted(root.rglob("*")):
-        if path.name.startswith("registry.db"):
+        if path.name.startswith("registry.db") or path.name == ".runyard.lock":
             continue
         rel = str(path.relative_to(root))
-        out[rel] = b"<dir>" if path.is_dir() else path.read_bytes()
+        if path.is_symlink():
+            out[rel] = b"<link>" + os.readlink(path).encode()
+        elif path.is_dir():
+            out[rel] = b"<dir>"
+        else:
+            out[rel] = path.read_bytes()
     return out
 
 

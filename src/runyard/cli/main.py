@@ -7,7 +7,15 @@ from typing import Annotated
 import typer
 
 from runyard import __version__
-from runyard.cli import config_cmd, db_cmd, plan_cmd, run_cmd, scenario_cmd, yard_cmd
+from runyard.cli import (
+    config_cmd,
+    db_cmd,
+    lifecycle_cmd,
+    plan_cmd,
+    run_cmd,
+    scenario_cmd,
+    yard_cmd,
+)
 
 app = typer.Typer(
     name="runyard",
@@ -53,6 +61,7 @@ app.add_typer(scenario_cmd.app, name="scenario")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(plan_cmd.app, name="plan")
 app.add_typer(run_cmd.app, name="run")
+lifecycle_cmd.register(app)
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from runyard.ids import run_id_problem
 REPORT_SCHEMA_VERSION = 1
 ARCHIVE_REPORT_NAME = "archive_report.json"
 
-EntryStatus = Literal["pending", "moving", "moved", "failed", "restored"]
+EntryStatus = Literal["pending", "moving", "moved", "not_moved", "failed", "restored"]
 ReportStatus = Literal["dry_run", "in_progress", "complete", "failed", "recovered"]
 
 
@@ -100,7 +100,9 @@ class RestoreEntry(_Model):
     run_id: str
     src: str  # in the archive batch
     dst: str  # back in the runs root
-    status: Literal["pending", "restored", "conflict", "not_archived", "failed"] = "pending"
+    status: Literal["pending", "moving", "restored", "conflict", "not_archived", "failed"] = (
+        "pending"
+    )
     error: str | None = None
 
 

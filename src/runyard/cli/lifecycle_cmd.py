@@ -1,0 +1,294 @@
+"""``runyard archive``, ``restore``, ``recover`` and ``log``: the lifecycle of run folders.
+
+Archive and restore are dry runs unless ``--run`` is given; the dry run prints what
+would happen and writes its report into the logs folder.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from runyard.cli.common import AfterOption, JsonOption, LimitOption, yard_from
+from runyard.cli.output import console, handles_errors, print_json, table, when
+from runyard.errors import Refused
+from runyard.lifecycle import archive as archive_core
+from runyard.lifecycle import recover as recover_core
+from runyard.lifecycle import restore as restore_core
+from runyard.lifecycle.guards import Scope
+from runyard.lifecycle.report import ArchiveReport, RestoreReport
+from runyard.registry import lifecycle as lifecycle_registry
+
+
+def register(app: typer.Typer) -> None:
+    app.command("archive")(archive)
+    app.command("restore")(restore)
+    app.command("recover")(recover)
+    app.command("log")(log)
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def _print_archive(report: ArchiveReport, dry_run: bool) -> None:
+    out = console()
+    rows: list[tuple[object, ...]] = []
+    for e in report.entries:
+        action = "archive" if dry_run else e.status
+        rows.append((e.run_id, e.group, Text(action, style="green"), "", _size(e.bytes)))
+    for skip in report.skips:
+        reasons = "; ".join(r.message for r in skip.reasons)
+        rows.append(
+            (skip.run_id, skip.group, Text("skip", style="yellow"), reasons, _size(skip.bytes))
+        )
+    out.print(table(None, ["run_id", "group", "action", "reason", "size"], rows))
+    for problem in report.problems:
+        out.print(Text(f"reference problem: {problem}", style="red"))
+    s = report.summary
+    if dry_run:
+        out.print(
+            f"dry run: {s.to_archive} to archive ({_size(s.bytes_to_archive)}), "
+            f"{s.skipped} skipped, of {s.candidates} candidates. Nothing was moved."
+        )
+    else:
+        out.print(
+            f"batch {report.batch_id}: {s.moved} moved ({_size(s.bytes_moved)}), "
+            f"{s.failed} failed, {s.skipped} skipped"
+        )
+
+
+@handles_errors
+def archive(
+    ctx: typer.Context,
+    group: Annotated[
+        list[str] | None,
+        typer.Option("--group", help="Archive in this group (repeatable).", metavar="GROUP"),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Consider every active run.")] = False,
+    unscoped_only: Annotated[
+        bool, typer.Option("--unscoped-only", help="Only runs with no group.")
+    ] = False,
+    legacy: Annotated[
+        bool, typer.Option("--legacy", help="Only run ids matching legacy_patterns.")
+    ] = False,
+    older_than: Annotated[
+        float | None,
+        typer.Option("--older-than", help="Only runs started more than DAYS ago.", metavar="DAYS"),
+    ] = None,
+    keep_recent_minutes: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-recent-minutes",
+            help="Skip runs changed this recently (default: runyard.toml).",
+            metavar="N",
+        ),
+    ] = None,
+    keep_last_runs: Annotated[
+        int | None,
+        typer.Option(
+            "--keep-last-runs",
+            help="Keep the newest N runs of each group (default: runyard.toml).",
+            metavar="N",
+        ),
+    ] = None,
+    run: Annotated[bool, typer.Option("--run", help="Move for real (default: dry run).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Don't ask before --run --all.")] = False,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", help="Why, kept in the report and log.", metavar="TEXT"),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Archive run folders: every guard applied, dry run unless --run."""
+    scope = Scope(
+        groups=group or (),
+        all=all_,
+        unscoped_only=unscoped_only,
+        legacy=legacy,
+        older_than_days=older_than,
+    )
+    options = archive_core.ArchiveOptions(
+        scope=scope,
+        keep_recent_minutes=keep_recent_minutes,
+        keep_last_runs=keep_last_runs,
+        reason=reason,
+        command=["runyard", *sys.argv[1:]],
+    )
+    if run and all_ and not yes:
+        if not sys.stdin.isatty():
+            raise Refused(
+                "--run --all needs --yes when not run interactively",
+                hint="add --yes, after checking the dry run",
+            )
+        if not typer.confirm("Archive every eligible run of the yard?"):
+            raise typer.Exit(1)
+    with yard_from(ctx) as yard:
+        if not run:
+            plan = archive_core.plan_archive(yard, options)
+            path = archive_core.write_dry_run(yard, plan)
+            if json_output:
+                print_json({**plan.report.model_dump(mode="json"), "report_path": str(path)})
+                return
+            _print_archive(plan.report, dry_run=True)
+            console().print(f"dry-run report: {path}")
+            console().print("Add --run to move them.")
+            return
+        result = archive_core.run_archive(yard, options)
+    if json_output:
+        print_json(
+            {
+                **result.report.model_dump(mode="json"),
+                "report_path": str(result.report_path) if result.report_path else None,
+                "recovered": result.recovered,
+            }
+        )
+    else:
+        for line in result.recovered:
+            console().print(Text(f"recovered first: {line}", style="yellow"))
+        if result.report_path is None:
+            _print_archive(result.report, dry_run=True)
+            console().print("Nothing to archive.")
+        else:
+            _print_archive(result.report, dry_run=False)
+            console().print(f"archive report: {result.report_path}")
+    if result.report.summary.failed:
+        raise typer.Exit(Refused.exit_code)
+
+
+def _print_restore(report: RestoreReport, dry_run: bool) -> None:
+    out = console()
+    out.print(
+        table(
+            None,
+            ["run_id", "status", "from", "to", "note"],
+            [
+                (
+                    e.run_id,
+                    ("restore" if dry_run and e.status == "pending" else e.status),
+                    e.src,
+                    e.dst,
+                    e.error,
+                )
+                for e in report.entries
+            ],
+        )
+    )
+
+
+@handles_errors
+def restore(
+    ctx: typer.Context,
+    report: Annotated[
+        str,
+        typer.Option(
+            "--report", help="An archive_report.json (or its batch folder).", metavar="PATH"
+        ),
+    ],
+    only_run_id: Annotated[
+        list[str] | None,
+        typer.Option("--only-run-id", help="Restore only this run (repeatable).", metavar="ID"),
+    ] = None,
+    run: Annotated[
+        bool, typer.Option("--run", help="Move back for real (default: dry run).")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Restore archived runs from a report, exactly where they were; never overwrites."""
+    with yard_from(ctx) as yard:
+        if not run:
+            plan = restore_core.plan_restore(yard, Path(report), only_run_id or ())
+            path = restore_core.write_restore_dry_run(yard, plan)
+            if json_output:
+                print_json({**plan.report.model_dump(mode="json"), "report_path": str(path)})
+                return
+            _print_restore(plan.report, dry_run=True)
+            pending = sum(1 for e in plan.report.entries if e.status == "pending")
+            console().print(
+                f"dry run: {pending} to restore, {plan.report.conflicts} conflicts. "
+                f"Report: {path}. Add --run to restore."
+            )
+            return
+        result = restore_core.run_restore(
+            yard, Path(report), only_run_id or (), ["runyard", *sys.argv[1:]]
+        )
+    if json_output:
+        print_json(
+            {
+                **result.report.model_dump(mode="json"),
+                "report_path": str(result.report_path),
+                "recovered": result.recovered,
+            }
+        )
+    else:
+        _print_restore(result.report, dry_run=False)
+        console().print(
+            f"{result.report.restored} restored, {result.report.conflicts} "
+            f"conflicts, {result.report.failed} failed. Report: "
+            f"{result.report_path}"
+        )
+    if result.report.failed or result.report.conflicts:
+        raise typer.Exit(Refused.exit_code)
+
+
+@handles_errors
+def recover(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """Finish archives and restores that were interrupted; alarm on a run found nowhere."""
+    with yard_from(ctx) as yard:
+        result = recover_core.recover(yard, ["runyard", *sys.argv[1:]])
+    if json_output:
+        print_json({"settled": result.settled, "alarms": result.alarms})
+    else:
+        out = console()
+        for line in result.settled:
+            out.print(line)
+        for line in result.alarms:
+            out.print(Text(f"ALARM: {line}", style="bold red"))
+        if not result.settled and not result.alarms:
+            out.print("Nothing to recover.")
+    if result.alarms:
+        raise typer.Exit(Refused.exit_code)
+
+
+@handles_errors
+def log(
+    ctx: typer.Context,
+    limit: LimitOption = 50,
+    after: AfterOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """The execution log: every archive, restore, recover, retention and purge."""
+    with yard_from(ctx) as yard, yard.read() as conn:
+        page = lifecycle_registry.list_executions(conn, limit=limit, after=after)
+    if json_output:
+        print_json(page)
+        return
+    console().print(
+        table(
+            None,
+            ["finished", "kind", "status", "batch", "moved", "skipped", "failed", "size", "reason"],
+            [
+                (
+                    when(e.finished_at),
+                    e.kind,
+                    e.status,
+                    e.batch_id,
+                    e.moved,
+                    e.skipped,
+                    e.failed,
+                    _size(e.bytes),
+                    e.reason,
+                )
+                for e in page.items
+            ],
+        )
+    )

@@ -1,0 +1,336 @@
+"""``runyard archive``: plan (every candidate, every skip and its reason), then apply.
+
+Plan → report → apply, as restic does: ``plan_archive`` only reads; ``run_archive``
+takes the yard lock, settles any interrupted batch first (``recover``), registers
+unknown folders as legacy runs (so the registry always knows what moved), writes the
+batch's ``archive_report.json`` before the first move, and rewrites it after every
+move. A crash at any point leaves a report from which ``recover`` finishes the batch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runyard.errors import Invalid, RunyardError
+from runyard.ids import run_id_problem
+from runyard.lifecycle import fsops, guards, references
+from runyard.lifecycle.crashpoints import crashpoint
+from runyard.lifecycle.execlog import log_execution
+from runyard.lifecycle.lock import yard_lock
+from runyard.lifecycle.report import (
+    ARCHIVE_REPORT_NAME,
+    ArchiveEntry,
+    ArchiveReport,
+    ArchiveSkip,
+    ArchiveSummary,
+    SkipReasonDoc,
+    SymlinkDoc,
+    relative_to_yard,
+    write_report,
+)
+from runyard.models import RunLocation
+from runyard.registry import lifecycle as registry
+from runyard.registry.run_import import import_runs
+from runyard.registry.runs import derive_group, require_runs_root
+
+if TYPE_CHECKING:
+    from runyard.yard import Yard
+
+
+@dataclass
+class ArchiveOptions:
+    """What to archive and how; ``None`` guard values take the yard's settings."""
+
+    scope: guards.Scope
+    keep_recent_minutes: int | None = None
+    keep_last_runs: int | None = None
+    reason: str | None = None
+    command: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A run as the archive sees it; ``group`` is the registry's (references add theirs)."""
+
+    run_id: str
+    group: str | None
+    started_at: datetime
+    status: str
+    pinned: bool
+    legacy: bool
+    registered: bool
+
+
+@dataclass
+class ArchivePlan:
+    report: ArchiveReport
+    unregistered: list[str]  # folders to register as legacy runs before moving
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _unknown_folders(root: Path, known: set[str]) -> list[os.DirEntry[str]]:
+    with os.scandir(root) as entries:
+        return [
+            e
+            for e in entries
+            if e.name not in known
+            and not e.name.startswith(".")
+            and e.is_dir(follow_symlinks=False)
+        ]
+
+
+def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
+    """Every candidate with its action (archive or skip, with every reason) and size."""
+    settings = yard.settings
+    root = require_runs_root(settings)
+    now = _now()
+    keep_recent = (
+        options.keep_recent_minutes
+        if options.keep_recent_minutes is not None
+        else settings.file.keep_recent_minutes
+    )
+    keep_last = (
+        options.keep_last_runs
+        if options.keep_last_runs is not None
+        else settings.file.keep_last_runs
+    )
+    if keep_recent < 0 or keep_last < 0:
+        raise Invalid("--keep-recent-minutes and --keep-last-runs cannot be negative")
+    refs = references.scan_references(settings.yard_path, settings.file.references)
+    with yard.read() as conn:
+        active = registry.active_runs(conn)
+        known_ids = set(registry.locations(conn, [e.name for e in os.scandir(root)]))
+    facts: list[_Candidate] = []
+    for run in active:
+        facts.append(
+            _Candidate(
+                run_id=run.run_id,
+                group=run.group,
+                status=run.status,
+                pinned=run.pinned,
+                legacy=run.legacy,
+                registered=True,
+                started_at=run.started_at,
+            )
+        )
+    unknown = _unknown_folders(root, known_ids)
+    for entry in unknown:
+        if run_id_problem(entry.name):
+            continue  # not a valid run id: never registered, never moved
+        facts.append(
+            _Candidate(
+                run_id=entry.name,
+                group=derive_group(settings, entry.name, None),
+                status="unknown",
+                pinned=False,
+                legacy=True,
+                registered=False,
+                started_at=datetime.fromtimestamp(entry.stat(follow_symlinks=False).st_mtime, UTC),
+            )
+        )
+    selected = guards.select_candidates(
+        facts, options.scope, settings.file.legacy_patterns, now, refs
+    )
+    kept = guards.keep_last_runs_per_group(
+        [
+            (f.run_id, references.effective_group(f.run_id, f.group, refs), f.started_at)
+            for f in facts
+        ],
+        keep_last,
+    )
+    guard_settings = guards.GuardSettings(
+        now=now,
+        keep_recent_minutes=keep_recent,
+        keep_last_runs=keep_last,
+        keep_marker=settings.file.keep_marker,
+    )
+    report = ArchiveReport(
+        yard_id=settings.yard_id,
+        batch_id=None,
+        status="dry_run",
+        reason=options.reason,
+        command=options.command,
+        created_at=now,
+        updated_at=now,
+        problems=[f"{p.path}: {p.message}" for p in refs.problems],
+    )
+    for fact in sorted(selected, key=lambda f: f.run_id):
+        folder = root / fact.run_id
+        shown_group = references.effective_group(fact.run_id, fact.group, refs)
+        if not folder.is_dir() or folder.is_symlink():
+            report.skips.append(
+                ArchiveSkip(
+                    run_id=fact.run_id,
+                    group=shown_group,
+                    reasons=[SkipReasonDoc(code="missing", message=f"no folder at {folder}")],
+                )
+            )
+            continue
+        scan = fsops.scan_tree(folder, hash_content=False)
+        reasons = guards.evaluate(
+            guards.CandidateFacts(
+                run_id=fact.run_id,
+                group=fact.group,
+                status=fact.status,
+                pinned=fact.pinned,
+                legacy=fact.legacy,
+                registered=fact.registered,
+                started_at=fact.started_at,
+                newest_mtime_ns=scan.newest_mtime_ns,
+                has_keep_marker=os.path.lexists(folder / settings.file.keep_marker),
+            ),
+            guard_settings,
+            kept,
+            refs,
+        )
+        if reasons:
+            report.skips.append(
+                ArchiveSkip(
+                    run_id=fact.run_id,
+                    group=shown_group,
+                    bytes=scan.bytes,
+                    reasons=[SkipReasonDoc(code=r.code, message=r.message) for r in reasons],
+                )
+            )
+        else:
+            report.entries.append(
+                ArchiveEntry(
+                    run_id=fact.run_id,
+                    group=shown_group,
+                    legacy=fact.legacy,
+                    src=relative_to_yard(settings, folder),
+                    dst="",  # set when the batch exists
+                    bytes=scan.bytes,
+                    files=scan.files,
+                )
+            )
+    report.summary = ArchiveSummary(
+        candidates=len(selected),
+        to_archive=len(report.entries),
+        skipped=len(report.skips),
+        bytes_to_archive=sum(e.bytes for e in report.entries),
+    )
+    unregistered = [f.run_id for f in facts if not f.registered]
+    return ArchivePlan(report=report, unregistered=unregistered)
+
+
+def write_dry_run(yard: Yard, plan: ArchivePlan) -> Path:
+    """The dry run's report, in the logs folder."""
+    stamp = plan.report.created_at.strftime("%Y%m%dT%H%M%S%fZ")
+    path = yard.settings.logs_dir / f"archive_dryrun_{stamp}.json"
+    write_report(path, plan.report)
+    return path
+
+
+def new_batch_id(archive_root: Path, now: datetime) -> str:
+    """A UTC timestamp, made unique in the archive root by a counter if needed."""
+    base = now.strftime("%Y%m%dT%H%M%SZ")
+    candidate, n = base, 1
+    while (archive_root / candidate).exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+@dataclass
+class ArchiveResult:
+    report: ArchiveReport
+    report_path: Path | None
+    recovered: list[str]
+
+
+def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
+    """Archive for real: recover, plan, register unknown folders, journal, move."""
+    from runyard.lifecycle.recover import recover_locked
+
+    settings = yard.settings
+    with yard_lock(settings.yard_path, "archive"):
+        recovered = recover_locked(yard)
+        plan = plan_archive(yard, options)
+        report = plan.report
+        moving_ids = {e.run_id for e in report.entries}
+        to_register = [r for r in plan.unregistered if r in moving_ids]
+        if to_register:
+            import_runs(yard, [settings.runs_root / r for r in to_register])
+        if not report.entries:
+            report.status = "complete"
+            report.finished_at = _now()
+            return ArchiveResult(report=report, report_path=None, recovered=recovered)
+        started = _now()
+        batch_id = new_batch_id(settings.archive_root, started)
+        batch_dir = settings.archive_root / batch_id
+        batch_dir.mkdir(parents=True)
+        report.batch_id = batch_id
+        report.status = "in_progress"
+        for entry in report.entries:
+            entry.dst = relative_to_yard(settings, settings.run_dir(entry.run_id, batch_id))
+        report_path = batch_dir / ARCHIVE_REPORT_NAME
+        write_report(report_path, report)  # before the first move
+        crashpoint("archive:report-written")
+        for entry in report.entries:
+            _archive_one(yard, report, report_path, entry, batch_id)
+        report.status = (
+            "complete" if not any(e.status == "failed" for e in report.entries) else "failed"
+        )
+        report.finished_at = _now()
+        report.updated_at = report.finished_at
+        moved = [e for e in report.entries if e.status == "moved"]
+        report.summary.moved = len(moved)
+        report.summary.failed = sum(1 for e in report.entries if e.status == "failed")
+        report.summary.bytes_moved = sum(e.bytes for e in moved)
+        write_report(report_path, report)
+        crashpoint("archive:report-complete")
+        log_execution(
+            yard,
+            kind="archive",
+            status=report.status,
+            command=options.command,
+            started_at=started,
+            batch_id=batch_id,
+            reason=options.reason,
+            moved=report.summary.moved,
+            skipped=report.summary.skipped,
+            failed=report.summary.failed,
+            size=report.summary.bytes_moved,
+            report_path=relative_to_yard(settings, report_path),
+        )
+        return ArchiveResult(report=report, report_path=report_path, recovered=recovered)
+
+
+def _archive_one(
+    yard: Yard, report: ArchiveReport, report_path: Path, entry: ArchiveEntry, batch_id: str
+) -> None:
+    settings = yard.settings
+    src = settings.runs_root / entry.run_id
+    dst = settings.run_dir(entry.run_id, batch_id)
+    try:
+        scan = fsops.scan_tree(src, hash_content=True)
+        entry.digest, entry.bytes, entry.files = scan.digest, scan.bytes, scan.files
+        entry.status = "moving"
+        report.updated_at = _now()
+        write_report(report_path, report)
+        crashpoint("archive:entry-moving")
+        result = fsops.move_tree(src, dst, expected=scan)
+        crashpoint("archive:entry-moved")
+        entry.method = result.method
+        entry.symlinks = [
+            SymlinkDoc(path=s["path"], target=s["target"], resolves=s["resolves_after_move"])
+            for s in result.symlinks
+        ]
+        entry.status = "moved"
+        with yard.write() as conn:
+            registry.set_locations(conn, [(entry.run_id, RunLocation.archived, batch_id)])
+        crashpoint("archive:entry-registered")
+    except RunyardError as exc:
+        entry.status = "failed"
+        entry.error = exc.message
+    report.updated_at = _now()
+    write_report(report_path, report)
+    crashpoint("archive:entry-reported")

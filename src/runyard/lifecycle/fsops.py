@@ -1,0 +1,643 @@
+"""Moving run folders so that none is ever lost, overwritten or half-moved.
+
+This module owns the filesystem half of archive and restore: scanning a tree into a
+digest that is its identity, and moving it. Reports, guards and the registry live
+elsewhere; they call :func:`scan_tree`, :func:`move_tree` and, after a crash,
+:func:`finish_interrupted_move`.
+
+A move on one filesystem is a single ``renameat2(RENAME_NOREPLACE)`` (a plain
+``rename`` would silently replace an empty directory) followed by an fsync of both
+parents. Across filesystems it is, with a crash point at every arrow::
+
+    copy src → dst.parent/.<dst.name>.partial   (each file and each folder fsynced)
+      → verify: scan the copy, compare its digest with the source's (or the expected one)
+      → rename .partial → dst (no replace), fsync dst.parent
+      → rename src → src.parent/.<src.name>.deleting (no replace), fsync src.parent
+      → delete the .deleting tree without following links, fsync src.parent
+
+At every instant a complete copy exists under a name that says what it is, so
+:func:`finish_interrupted_move` can settle any interrupted move from what is on disk
+alone: the source is never modified before a verified copy sits at ``dst``, and it
+leaves its own name in one atomic rename, so it is never seen half-deleted.
+
+Symlinks are moved as links and never followed, not even to read what they point
+at: a link to a folder outside the run is not copied, and deleting the source
+unlinks the link, not its target.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import json
+import os
+import shutil
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypedDict
+
+from runyard.errors import Conflict, Invalid, NotFound, Refused
+from runyard.lifecycle.crashpoints import crashpoint
+
+CHUNK = 1 << 20
+"""Files are read in 1 MiB chunks: large enough to be fast, small enough to stream."""
+
+DIGEST_PREFIX = "sha256:"
+META_DIGEST_PREFIX = "meta-sha256:"
+"""A metadata-only digest can never be mistaken for (or compare equal to) a full one."""
+
+_DIGEST_HEADER = b"runyard-tree-v1\n"
+
+Kind = Literal["dir", "file", "symlink"]
+MoveMethod = Literal["rename", "copy"]
+Settlement = Literal["not_moved", "moved", "settled_both"]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One entry of a tree; ``path`` is relative with ``/`` (``"."`` for the root).
+
+    ``size`` is 0 for directories: their ``st_size`` depends on the filesystem, so it
+    would make a faithful copy on tmpfs differ from its ext4 source.
+    """
+
+    path: str
+    kind: Kind
+    mode: int
+    size: int
+    mtime_ns: int
+    sha256: str | None = None
+    link: str | None = None
+
+    def canonical(self, content: bool) -> str:
+        """One line of the canonical text the tree digest is taken over."""
+        last = self.link if self.kind == "symlink" else (self.sha256 if content else None)
+        fields = [self.path, self.kind, f"{self.mode:o}", self.size, self.mtime_ns, last or ""]
+        return json.dumps(fields, ensure_ascii=True, separators=(",", ":")) + "\n"
+
+
+@dataclass(frozen=True)
+class TreeScan:
+    """What a tree is: its entries and the digests that identify it.
+
+    ``digest`` is ``sha256:<hex>`` over type, mode, size, content, link text and mtime
+    of every entry when content was hashed; without content hashes (a dry run's cheap
+    scan) it is ``meta-sha256:<hex>``, the same as ``metadata_digest``, which every
+    scan carries so that a cheap scan can be compared with a full one.
+    """
+
+    entries: tuple[Entry, ...]
+    content_hashed: bool
+    digest: str
+    metadata_digest: str
+    bytes: int
+    files: int
+    newest_mtime_ns: int
+    symlinks: tuple[tuple[str, str], ...]
+
+    def agrees_with(self, digest: str) -> bool:
+        """True when ``digest`` (full or metadata-only) identifies this tree."""
+        return digest in (self.digest, self.metadata_digest)
+
+    def differences(self, other: TreeScan, limit: int = 5) -> list[str]:
+        """The first paths whose entries differ between two scans, for error messages."""
+        content = self.content_hashed and other.content_hashed
+        mine = {e.path: e.canonical(content) for e in self.entries}
+        theirs = {e.path: e.canonical(content) for e in other.entries}
+        paths = sorted(p for p in mine.keys() | theirs.keys() if mine.get(p) != theirs.get(p))
+        return paths[:limit]
+
+
+class MovedSymlink(TypedDict):
+    """A symlink of a moved tree, as archive reports list it."""
+
+    path: str
+    target: str
+    resolves_after_move: bool
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    """How a tree was moved, what it is (with content hashes), and its links."""
+
+    method: MoveMethod
+    scan: TreeScan
+    symlinks: list[MovedSymlink]
+
+
+def partial_path(dst: Path) -> Path:
+    """Where a cross-filesystem copy is assembled before it is renamed to ``dst``."""
+    return dst.parent / f".{dst.name}.partial"
+
+
+def tombstone_path(src: Path) -> Path:
+    """Where a copied source goes, in one rename, before it is deleted."""
+    return src.parent / f".{src.name}.deleting"
+
+
+# --- scanning -------------------------------------------------------------------------------
+
+
+def _join(root: str, rel: str) -> str:
+    return os.path.join(root, rel) if rel else root
+
+
+def _child(rel: str, name: str) -> str:
+    return f"{rel}/{name}" if rel else name
+
+
+def _entry_for(rel: str, st: os.stat_result, full: str) -> Entry:
+    """The metadata of one entry; refuses kinds that cannot be archived faithfully."""
+    path = rel or "."
+    mode = stat.S_IMODE(st.st_mode)
+    if stat.S_ISDIR(st.st_mode):
+        return Entry(path, "dir", mode, 0, st.st_mtime_ns)
+    if stat.S_ISREG(st.st_mode):
+        return Entry(path, "file", mode, st.st_size, st.st_mtime_ns)
+    if stat.S_ISLNK(st.st_mode):
+        return Entry(path, "symlink", mode, st.st_size, st.st_mtime_ns, link=os.readlink(full))
+    raise Invalid(
+        f"{full} is a {_kind_name(st.st_mode)}, which cannot be archived faithfully",
+        hint="remove it from the run folder, or keep the run with a .keep marker",
+    )
+
+
+def _kind_name(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "named pipe (fifo)"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _hash_fd(fd: int, sink: int | None = None) -> str:
+    """sha256 of what ``fd`` holds, streamed; also written to ``sink`` on the way."""
+    digest = hashlib.sha256()
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    while n := os.readv(fd, [buf]):
+        chunk = view[:n]
+        digest.update(chunk)
+        while sink is not None and chunk:
+            chunk = chunk[os.write(sink, chunk) :]
+    return digest.hexdigest()
+
+
+def _open_nofollow(path: str) -> int:
+    return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+
+
+def _root_stat(root: Path) -> os.stat_result:
+    try:
+        st = os.lstat(root)
+    except FileNotFoundError:
+        raise NotFound(f"{root} does not exist") from None
+    if not stat.S_ISDIR(st.st_mode):
+        what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+        raise Invalid(f"{root} is {what}; only a real directory can be scanned or moved")
+    return st
+
+
+def _listing(root: str, rel: str) -> list[tuple[str, os.stat_result]]:
+    with os.scandir(_join(root, rel)) as listing:
+        return [(item.name, item.stat(follow_symlinks=False)) for item in listing]
+
+
+def _walk(root: str, root_st: os.stat_result) -> Iterator[tuple[str, os.stat_result]]:
+    """Every entry under ``root`` in pre-order (a folder, then all of its subtree), never
+    following links; iterative, so that depth is bounded by the filesystem, not the stack."""
+    yield "", root_st
+    stack = [("", iter(_listing(root, "")))]
+    while stack:
+        rel, children = stack[-1]
+        for name, st in children:
+            child = _child(rel, name)
+            yield child, st
+            if stat.S_ISDIR(st.st_mode):
+                stack.append((child, iter(_listing(root, child))))
+                break
+        else:
+            stack.pop()
+
+
+def scan_tree(root: Path, hash_content: bool = True) -> TreeScan:
+    """Scan ``root`` with ``lstat`` only; with ``hash_content`` also sha256 every file.
+
+    Raises:
+        Invalid: an entry is a fifo, socket or device, or ``root`` is not a real directory.
+        Refused: something under ``root`` cannot be read.
+    """
+    root_st = _root_stat(root)
+    base = str(root)
+    entries: list[Entry] = []
+    try:
+        for rel, st in _walk(base, root_st):
+            full = _join(base, rel)
+            entry = _entry_for(rel, st, full)
+            if hash_content and entry.kind == "file":
+                fd = _open_nofollow(full)
+                try:
+                    sha = _hash_fd(fd)
+                finally:
+                    os.close(fd)
+                entry = Entry(entry.path, "file", entry.mode, entry.size, entry.mtime_ns, sha)
+            entries.append(entry)
+    except OSError as exc:
+        raise Refused(f"cannot read {exc.filename or root}: {exc.strerror}") from exc
+    return _build_scan(entries, hash_content)
+
+
+def _tree_digest(entries: Iterable[Entry], content: bool) -> str:
+    digest = hashlib.sha256(_DIGEST_HEADER)
+    for entry in entries:
+        digest.update(entry.canonical(content).encode("ascii"))
+    return (DIGEST_PREFIX if content else META_DIGEST_PREFIX) + digest.hexdigest()
+
+
+def _build_scan(entries: list[Entry], content_hashed: bool) -> TreeScan:
+    ordered = tuple(sorted(entries, key=lambda e: e.path))
+    meta = _tree_digest(ordered, content=False)
+    return TreeScan(
+        entries=ordered,
+        content_hashed=content_hashed,
+        digest=_tree_digest(ordered, content=True) if content_hashed else meta,
+        metadata_digest=meta,
+        bytes=sum(e.size for e in ordered if e.kind == "file"),
+        files=sum(1 for e in ordered if e.kind == "file"),
+        newest_mtime_ns=max(e.mtime_ns for e in ordered),
+        symlinks=tuple((e.path, e.link or "") for e in ordered if e.kind == "symlink"),
+    )
+
+
+def _agrees(scan: TreeScan, expected: TreeScan) -> bool:
+    if expected.content_hashed:
+        return scan.digest == expected.digest
+    return scan.metadata_digest == expected.metadata_digest
+
+
+# --- small durable primitives ---------------------------------------------------------------
+
+
+def fsync_dir(path: Path) -> None:
+    """fsync a directory, so that the entries just created or removed in it survive a crash."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _load_renameat2() -> Callable[[int, bytes, int, bytes, int], int] | None:
+    """glibc's ``renameat2`` (2.28+); None where libc lacks it (the fallback is used)."""
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return None
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    func.restype = ctypes.c_int
+    typed: Callable[[int, bytes, int, bytes, int], int] = func
+    return typed
+
+
+_RENAMEAT2 = _load_renameat2()
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst``, failing with Conflict if ``dst`` exists in any form.
+
+    ``os.rename`` replaces an empty directory or a file; ``renameat2`` with
+    ``RENAME_NOREPLACE`` decides atomically in the kernel. Only where the filesystem
+    does not support it (EINVAL) does this fall back to check-then-rename.
+
+    Raises:
+        Conflict: ``dst`` exists (also as a dangling symlink or an empty directory).
+        OSError: anything else, with ``errno.EXDEV`` for two filesystems.
+    """
+    if _RENAMEAT2 is not None:
+        if _RENAMEAT2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE):
+            err = ctypes.get_errno()
+            if err == errno.EEXIST:
+                raise _exists(dst)
+            if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise OSError(err, os.strerror(err), str(src), None, str(dst))
+        else:
+            return
+    if os.path.lexists(dst):
+        raise _exists(dst)
+    os.rename(src, dst)
+
+
+def _exists(path: Path) -> Conflict:
+    return Conflict(f"{path} already exists; runyard never overwrites")
+
+
+def _ensure_dir(path: Path) -> None:
+    """Create ``path`` and its missing parents, fsyncing each new entry's parent."""
+    missing: list[Path] = []
+    probe = path
+    while not os.path.lexists(probe):
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            continue
+        fsync_dir(folder.parent)
+    if not path.is_dir():
+        raise Conflict(f"{path} exists and is not a directory")
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a real directory tree, unlinking symlinks without following them.
+
+    ``shutil.rmtree`` works through directory fds on Linux and never follows a link
+    (``rmtree.avoids_symlink_attacks``); folders without write permission for us are
+    opened up first, which only matters when not running as root.
+    """
+    if os.path.islink(path):
+        raise Invalid(f"{path} is a symlink; refusing to delete through it")
+    try:
+        shutil.rmtree(path)
+    except PermissionError:
+        for rel, st in _walk(str(path), os.lstat(path)):
+            if stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) & 0o700 != 0o700:
+                os.chmod(_join(str(path), rel), stat.S_IMODE(st.st_mode) | 0o700)
+        shutil.rmtree(path)
+
+
+def _delete_source(src: Path) -> None:
+    """Remove ``src`` from its name in one atomic step, then delete it at leisure."""
+    tomb = tombstone_path(src)
+    rename_noreplace(src, tomb)
+    fsync_dir(src.parent)
+    crashpoint("fsops.src.tombstoned")
+    _remove_tree(tomb)
+    fsync_dir(src.parent)
+    crashpoint("fsops.src.deleted")
+
+
+# --- moving ---------------------------------------------------------------------------------
+
+
+def same_filesystem(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` (or their nearest existing ancestors) share a device."""
+    return _device(a) == _device(b)
+
+
+def _device(path: Path) -> int:
+    absolute = path.absolute()
+    for candidate in (absolute, *absolute.parents):
+        try:
+            return os.stat(candidate).st_dev
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+    raise Invalid(f"no part of {path} exists")  # pragma: no cover - "/" always exists
+
+
+def symlink_resolution(root: Path, symlinks: Iterable[tuple[str, str]]) -> list[MovedSymlink]:
+    """Whether each link of a tree now at ``root`` resolves there (loops do not)."""
+    return [
+        {"path": rel, "target": text, "resolves_after_move": os.path.exists(root / rel)}
+        for rel, text in symlinks
+    ]
+
+
+def move_tree(src: Path, dst: Path, expected: TreeScan | None = None) -> MoveResult:
+    """Move the run folder ``src`` to ``dst``, which must not exist.
+
+    Args:
+        expected: the scan the move was planned from (a report's digest); when given,
+            a tree that no longer agrees with it is refused and left where it is.
+
+    Raises:
+        Conflict: ``dst`` exists, or an interrupted move left its ``.partial`` or
+            ``.deleting`` folder behind (``finish_interrupted_move`` settles those).
+        Invalid: ``src`` is missing, a symlink, not a directory, or contains ``dst``;
+            or the tree holds a fifo, socket or device.
+        Refused: the tree changed since ``expected``, or the copy did not verify; ``src``
+            is untouched and no partial copy remains.
+    """
+    src_st = _check_source(src)
+    if os.path.lexists(dst):
+        raise _exists(dst)
+    src_real, dst_real = src.resolve(), dst.resolve()
+    if dst_real == src_real or src_real in dst_real.parents:
+        raise Invalid(f"cannot move {src} into itself ({dst})")
+    for leftover in (tombstone_path(src), partial_path(dst)):
+        if os.path.lexists(leftover):
+            raise Conflict(
+                f"{leftover} is left over from an interrupted move",
+                hint="run `runyard recover` first",
+            )
+    _ensure_dir(dst.parent)
+    if same_filesystem(src, dst.parent):
+        scan = scan_tree(src)
+        _check_expected(scan, expected, src)
+        crashpoint("fsops.rename.before")
+        try:
+            rename_noreplace(src, dst)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:  # e.g. two bind mounts of one filesystem
+                raise Refused(f"cannot rename {src} to {dst}: {exc.strerror}") from exc
+        else:
+            fsync_dir(src.parent)
+            if dst.parent.resolve() != src.parent.resolve():
+                fsync_dir(dst.parent)
+            crashpoint("fsops.rename.after")
+            return MoveResult("rename", scan, symlink_resolution(dst, scan.symlinks))
+    scan = _copy_verify(src, src_st, dst, expected)
+    try:
+        rename_noreplace(partial_path(dst), dst)
+    except Conflict:
+        _remove_tree(partial_path(dst))
+        raise
+    fsync_dir(dst.parent)
+    crashpoint("fsops.partial.renamed")
+    _delete_source(src)
+    return MoveResult("copy", scan, symlink_resolution(dst, scan.symlinks))
+
+
+def _check_source(src: Path) -> os.stat_result:
+    try:
+        st = os.lstat(src)
+    except FileNotFoundError:
+        raise Invalid(f"{src} does not exist; nothing to move") from None
+    if not stat.S_ISDIR(st.st_mode):
+        what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+        raise Invalid(f"{src} is {what}; only a real run directory is moved")
+    return st
+
+
+def _check_expected(scan: TreeScan, expected: TreeScan | None, where: Path) -> None:
+    if expected is not None and not _agrees(scan, expected):
+        changed = ", ".join(scan.differences(expected)) or "?"
+        raise Refused(
+            f"{where} changed since it was scanned (first differences: {changed}); not moved",
+            hint="scan it again (a new dry run) before moving",
+        )
+
+
+def _copy_verify(
+    src: Path, src_st: os.stat_result, dst: Path, expected: TreeScan | None
+) -> TreeScan:
+    """Copy ``src`` to ``dst``'s partial sibling and verify it; the copy's scan.
+
+    On any failure the partial copy is removed and ``src`` stays as it was.
+    """
+    partial = partial_path(dst)
+    try:
+        source = _copy_tree(src, src_st, partial)
+        crashpoint("fsops.copy.done")
+        copy = scan_tree(partial)
+        if copy.digest != source.digest:
+            bad = ", ".join(copy.differences(source)) or "?"
+            raise Refused(
+                f"the copy of {src} at {partial} does not match the source "
+                f"(first differences: {bad}); the source is untouched"
+            )
+        _check_expected(copy, expected, src)
+    except BaseException as exc:
+        if os.path.lexists(partial):
+            _remove_tree(partial)
+            fsync_dir(partial.parent)
+        if isinstance(exc, OSError):
+            raise Refused(f"copying {src} to {partial} failed: {exc}") from exc
+        raise
+    crashpoint("fsops.verify.done")
+    return copy
+
+
+def _copy_tree(src: Path, src_st: os.stat_result, partial: Path) -> TreeScan:
+    """Copy ``src`` into the new folder ``partial``; the scan of the source as it was read.
+
+    Each file is read once: its hash is taken on the way to the copy. Folders are
+    created private and get their mode and mtime (and an fsync) once their contents
+    are complete, so writing into them never changes what was set.
+    """
+    base, out = str(src), str(partial)
+    entries: list[Entry] = []
+    pending_dirs: list[tuple[str, Entry, os.stat_result]] = []
+    os.mkdir(out, 0o700)
+    crashpoint("fsops.copy.started")
+    for rel, st in _walk(base, src_st):
+        while pending_dirs and not _inside(rel, pending_dirs[-1][0]):
+            _finish_dir(out, *pending_dirs.pop())
+        full, target = _join(base, rel), _join(out, rel)
+        entry = _entry_for(rel, st, full)
+        if entry.kind == "dir":
+            if rel:
+                os.mkdir(target, 0o700)
+            pending_dirs.append((rel, entry, st))
+        elif entry.kind == "symlink":
+            os.symlink(entry.link or "", target)
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+        else:
+            entry = _copy_file(full, target, entry, st)
+            crashpoint("fsops.copy.file")
+        entries.append(entry)
+    while pending_dirs:
+        _finish_dir(out, *pending_dirs.pop())
+    return _build_scan(entries, content_hashed=True)
+
+
+def _inside(rel: str, folder: str) -> bool:
+    return folder == "" or rel.startswith(folder + "/")
+
+
+def _copy_file(full: str, target: str, entry: Entry, st: os.stat_result) -> Entry:
+    """Copy one file with its mode and times, fsynced; its entry with the content hash."""
+    fd_in = _open_nofollow(full)
+    try:
+        fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            sha = _hash_fd(fd_in, fd_out)
+            os.fchmod(fd_out, entry.mode)
+            os.utime(fd_out, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.fsync(fd_out)
+        finally:
+            os.close(fd_out)
+    finally:
+        os.close(fd_in)
+    # The entry keeps the size lstat saw: a file that grew or shrank while it was read
+    # gives a copy of another size, which verification then refuses.
+    return Entry(entry.path, "file", entry.mode, entry.size, entry.mtime_ns, sha)
+
+
+def _finish_dir(out: str, rel: str, entry: Entry, st: os.stat_result) -> None:
+    fd = os.open(_join(out, rel), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, entry.mode)
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- recovery -------------------------------------------------------------------------------
+
+
+def finish_interrupted_move(src: Path, dst: Path, expected_digest: str | None) -> Settlement:
+    """Settle a move that may have been interrupted at any point, from what is on disk.
+
+    Returns ``"not_moved"`` (only ``src``; a leftover partial copy is removed),
+    ``"moved"`` (only ``dst``, agreeing with ``expected_digest`` when given; a leftover
+    ``.deleting`` source is removed) or ``"settled_both"`` (both existed and were
+    identical, and agreed with ``expected_digest`` when given; ``src`` was removed).
+
+    Raises:
+        Refused: the run is missing (neither side exists), or the two sides differ, or
+            ``dst`` does not agree with ``expected_digest``. Nothing is deleted then:
+            the caller raises an alarm and a person decides.
+    """
+    partial, tomb = partial_path(dst), tombstone_path(src)
+    has_src, has_dst = os.path.lexists(src), os.path.lexists(dst)
+    if has_src and not has_dst:
+        if os.path.lexists(partial):
+            _remove_tree(partial)
+            fsync_dir(partial.parent)
+        return "not_moved"
+    if has_dst and not has_src:
+        if expected_digest is not None:
+            _check_digest(scan_tree(dst), expected_digest, dst)
+        if os.path.lexists(tomb):
+            _remove_tree(tomb)
+            fsync_dir(tomb.parent)
+        return "moved"
+    if has_src and has_dst:
+        dst_scan, src_scan = scan_tree(dst), scan_tree(src)
+        if dst_scan.digest != src_scan.digest:
+            bad = ", ".join(dst_scan.differences(src_scan)) or "?"
+            raise Refused(
+                f"both {src} and {dst} exist and differ (first differences: {bad}); "
+                "kept both, nothing deleted",
+                hint="compare the two folders and remove the wrong one by hand",
+            )
+        if expected_digest is not None:
+            _check_digest(dst_scan, expected_digest, dst)
+        _delete_source(src)
+        return "settled_both"
+    leftovers = [str(p) for p in (partial, tomb) if os.path.lexists(p)]
+    found = f"; only {', '.join(leftovers)} remains, left untouched" if leftovers else ""
+    raise Refused(
+        f"run missing: neither {src} nor {dst} exists{found}",
+        hint="restore the run from a backup; nothing was deleted",
+    )
+
+
+def _check_digest(scan: TreeScan, expected_digest: str, where: Path) -> None:
+    if not scan.agrees_with(expected_digest):
+        raise Refused(
+            f"{where} does not match the recorded digest {expected_digest} "
+            f"(it is {scan.digest}); nothing deleted",
+            hint="inspect the folder; runyard will not settle a move it cannot verify",
+        )

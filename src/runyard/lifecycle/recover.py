@@ -1,0 +1,184 @@
+"""``runyard recover``: finish archives and restores that a crash interrupted.
+
+A report whose status is still ``in_progress`` was cut off. Each of its entries is
+settled from what is on disk (``fsops.finish_interrupted_move``): only the source →
+not moved; only the destination → moved; both → the copy is verified and the
+redundant side removed; neither → an alarm, and nothing is deleted. Then the registry
+and the report are brought in line. ``archive`` and ``restore`` run this first.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runyard.errors import Refused, RunyardError
+from runyard.lifecycle import fsops
+from runyard.lifecycle.execlog import log_execution
+from runyard.lifecycle.lock import yard_lock
+from runyard.lifecycle.report import (
+    ARCHIVE_REPORT_NAME,
+    ArchiveReport,
+    RestoreReport,
+    entry_paths,
+    relative_to_yard,
+    write_report,
+)
+from runyard.models import RunLocation
+from runyard.registry import lifecycle as registry
+
+if TYPE_CHECKING:
+    from runyard.yard import Yard
+
+
+@dataclass
+class RecoverResult:
+    settled: list[str] = field(default_factory=list)  # "batch/run_id: outcome"
+    alarms: list[str] = field(default_factory=list)
+
+    @property
+    def reports(self) -> int:
+        return len({s.split("/")[0] for s in self.settled})
+
+
+def _interrupted(archive_root: Path) -> list[tuple[str, Path]]:
+    found: list[tuple[str, Path]] = []
+    if not archive_root.is_dir():
+        return found
+    for batch in sorted(archive_root.iterdir()):
+        if not batch.is_dir() or batch.is_symlink():
+            continue
+        for path in sorted(batch.glob("*.json")):
+            if path.name != ARCHIVE_REPORT_NAME and not path.name.startswith("restore_report_"):
+                continue
+            try:
+                data = json.loads(path.read_bytes())
+            except (OSError, ValueError):
+                continue
+            if isinstance(data, dict) and data.get("status") == "in_progress":
+                found.append((str(data.get("kind")), path))
+    return found
+
+
+def recover(yard: Yard, command: list[str] | None = None) -> RecoverResult:
+    """Take the yard lock and settle every interrupted archive and restore."""
+    with yard_lock(yard.settings.yard_path, "recover"):
+        started = datetime.now(UTC)
+        result = _recover(yard)
+        if result.settled or result.alarms:
+            log_execution(
+                yard,
+                kind="recover",
+                status="failed" if result.alarms else "complete",
+                command=command or [],
+                started_at=started,
+                moved=len(result.settled),
+                failed=len(result.alarms),
+            )
+        return result
+
+
+def recover_locked(yard: Yard) -> list[str]:
+    """For callers that hold the lock already: settle, refuse to go on after an alarm."""
+    result = _recover(yard)
+    if result.alarms:
+        raise Refused(
+            "an interrupted archive or restore could not be settled: " + "; ".join(result.alarms),
+            hint="nothing was deleted; look at the folders named, then run `runyard recover`",
+        )
+    return result.settled
+
+
+def _recover(yard: Yard) -> RecoverResult:
+    result = RecoverResult()
+    settings = yard.settings
+    for kind, path in _interrupted(settings.archive_root):
+        try:
+            if kind == "archive":
+                _settle_archive(yard, path, result)
+            elif kind == "restore":
+                _settle_restore(yard, path, result)
+        except RunyardError as exc:
+            result.alarms.append(f"{relative_to_yard(settings, path)}: {exc.message}")
+    return result
+
+
+def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
+    settings = yard.settings
+    report = ArchiveReport.model_validate_json(path.read_bytes())
+    if report.yard_id != settings.yard_id or report.batch_id is None:
+        raise Refused(f"{path} is not an interrupted archive of this yard")
+    changes: list[tuple[str, RunLocation, str | None]] = []
+    for entry in report.entries:
+        if entry.status not in ("pending", "moving", "moved"):
+            continue
+        active, archived = entry_paths(
+            settings, report.batch_id, entry.run_id, entry.src, entry.dst
+        )
+        try:
+            outcome = fsops.finish_interrupted_move(active, archived, entry.digest)
+        except RunyardError as exc:
+            entry.status, entry.error = "failed", exc.message
+            result.alarms.append(f"{report.batch_id}/{entry.run_id}: {exc.message}")
+            continue
+        if outcome in ("moved", "settled_both"):
+            entry.status = "moved"
+            changes.append((entry.run_id, RunLocation.archived, report.batch_id))
+        else:
+            entry.status = "not_moved"
+            changes.append((entry.run_id, RunLocation.active, None))
+        result.settled.append(f"{report.batch_id}/{entry.run_id}: {outcome}")
+    with yard.write() as conn:
+        registry.set_locations(conn, changes)
+    moved = [e for e in report.entries if e.status == "moved"]
+    report.summary.moved = len(moved)
+    report.summary.bytes_moved = sum(e.bytes for e in moved)
+    report.summary.failed = sum(1 for e in report.entries if e.status == "failed")
+    report.status = "recovered"
+    report.finished_at = report.updated_at = datetime.now(UTC)
+    write_report(path, report)
+
+
+def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
+    settings = yard.settings
+    report = RestoreReport.model_validate_json(path.read_bytes())
+    if report.yard_id != settings.yard_id:
+        raise Refused(f"{path} is not an interrupted restore of this yard")
+    archive = ArchiveReport.model_validate_json((path.parent / ARCHIVE_REPORT_NAME).read_bytes())
+    digests = {e.run_id: e.digest for e in archive.entries}
+    originals = {e.run_id: e for e in archive.entries}
+    changes: list[tuple[str, RunLocation, str | None]] = []
+    for entry in report.entries:
+        if entry.status not in ("pending", "moving"):
+            continue
+        original = originals.get(entry.run_id)
+        if original is None:
+            raise Refused(f"{entry.run_id} is not in the batch's archive report")
+        active, archived = entry_paths(
+            settings, report.batch_id, entry.run_id, original.src, original.dst
+        )
+        try:
+            # A restore moves archived → active.
+            outcome = fsops.finish_interrupted_move(archived, active, digests.get(entry.run_id))
+        except RunyardError as exc:
+            entry.status, entry.error = "failed", exc.message
+            result.alarms.append(f"{report.batch_id}/{entry.run_id}: {exc.message}")
+            continue
+        if outcome in ("moved", "settled_both"):
+            entry.status = "restored"
+            changes.append((entry.run_id, RunLocation.active, None))
+        else:
+            entry.status = "failed"
+            entry.error = "interrupted before it moved; still archived"
+            changes.append((entry.run_id, RunLocation.archived, report.batch_id))
+        result.settled.append(f"{report.batch_id}/{entry.run_id}: restore {outcome}")
+    with yard.write() as conn:
+        registry.set_locations(conn, changes)
+    report.restored = sum(1 for e in report.entries if e.status == "restored")
+    report.failed = sum(1 for e in report.entries if e.status == "failed")
+    report.status = "recovered"
+    report.finished_at = report.updated_at = datetime.now(UTC)
+    write_report(path, report)

@@ -1,0 +1,198 @@
+"""``runyard restore``: put archived runs back exactly where they were, from a report.
+
+Dry run by default. Every path of the report is checked (this yard, this batch, inside
+the roots, no symlinked parents) before anything moves; an existing target is a
+conflict and is never overwritten; the archived tree must still have the digest the
+archive recorded. The restore report is written beside the archive report before the
+first move and kept current, so ``recover`` can finish an interrupted restore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runyard.errors import Invalid, Refused, RunyardError
+from runyard.lifecycle import fsops
+from runyard.lifecycle.crashpoints import crashpoint
+from runyard.lifecycle.execlog import log_execution
+from runyard.lifecycle.lock import yard_lock
+from runyard.lifecycle.report import (
+    ARCHIVE_REPORT_NAME,
+    RestoreEntry,
+    RestoreReport,
+    entry_paths,
+    read_archive_report,
+    relative_to_yard,
+    write_report,
+)
+from runyard.models import RunLocation
+from runyard.registry import lifecycle as registry
+
+if TYPE_CHECKING:
+    from runyard.yard import Yard
+
+
+@dataclass
+class RestorePlan:
+    report: RestoreReport
+    archive_report_path: Path
+    digests: dict[str, str | None]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _locate_report(yard: Yard, report_path: Path) -> Path:
+    """The report's real path; it must be ``<archive_root>/<batch>/archive_report.json``."""
+    path = report_path if report_path.is_absolute() else Path.cwd() / report_path
+    if path.is_dir():
+        path = path / ARCHIVE_REPORT_NAME
+    real = path.resolve()
+    if real.name != ARCHIVE_REPORT_NAME or real.parent.parent != (
+        yard.settings.archive_root.resolve()
+    ):
+        raise Refused(
+            f"{report_path} is not an archive report of this yard's archive root "
+            f"({yard.settings.archive_root}/<batch>/{ARCHIVE_REPORT_NAME})"
+        )
+    return real
+
+
+def plan_restore(yard: Yard, report_path: Path, only: Sequence[str] = ()) -> RestorePlan:
+    """What a restore would do: each run restored, or skipped as a conflict."""
+    settings = yard.settings
+    path = _locate_report(yard, report_path)
+    archive = read_archive_report(path, settings)
+    assert archive.batch_id is not None
+    if path.parent.name != archive.batch_id:
+        raise Refused(f"{path} says batch {archive.batch_id!r} but lies in {path.parent.name!r}")
+    moved = {e.run_id: e for e in archive.entries if e.status == "moved"}
+    all_ids = {e.run_id for e in archive.entries}
+    unknown = [r for r in only if r not in all_ids]
+    if unknown:
+        raise Invalid(f"not in this report: {', '.join(unknown)}")
+    chosen = [r for r in (only or [e.run_id for e in archive.entries]) if r in all_ids]
+    now = _now()
+    report = RestoreReport(
+        yard_id=settings.yard_id,
+        batch_id=archive.batch_id,
+        archive_report=relative_to_yard(settings, path),
+        status="dry_run",
+        created_at=now,
+        updated_at=now,
+    )
+    digests: dict[str, str | None] = {}
+    # Check every entry before anything moves: one tampered path refuses the whole restore.
+    for run_id in dict.fromkeys(chosen):
+        original = next(e for e in archive.entries if e.run_id == run_id)
+        active, archived = entry_paths(
+            settings, archive.batch_id, run_id, original.src, original.dst
+        )
+        entry = RestoreEntry(
+            run_id=run_id,
+            src=relative_to_yard(settings, archived),
+            dst=relative_to_yard(settings, active),
+        )
+        if run_id not in moved:
+            entry.status, entry.error = "not_archived", f"its archive entry is {original.status}"
+        elif not archived.is_dir() or archived.is_symlink():
+            already = active.is_dir() and not active.is_symlink()
+            entry.status = "not_archived"
+            entry.error = "already restored" if already else f"missing: no folder at {archived}"
+        elif active.exists() or active.is_symlink():
+            entry.status, entry.error = "conflict", f"{active} exists; it is never overwritten"
+        digests[run_id] = original.digest
+        report.entries.append(entry)
+    report.conflicts = sum(1 for e in report.entries if e.status == "conflict")
+    return RestorePlan(report=report, archive_report_path=path, digests=digests)
+
+
+def write_restore_dry_run(yard: Yard, plan: RestorePlan) -> Path:
+    stamp = plan.report.created_at.strftime("%Y%m%dT%H%M%S%fZ")
+    path = yard.settings.logs_dir / f"restore_dryrun_{stamp}.json"
+    write_report(path, plan.report)
+    return path
+
+
+@dataclass
+class RestoreResult:
+    report: RestoreReport
+    report_path: Path
+    recovered: list[str]
+
+
+def run_restore(
+    yard: Yard, report_path: Path, only: Sequence[str] = (), command: Sequence[str] = ()
+) -> RestoreResult:
+    """Restore for real; the report goes beside the archive report."""
+    from runyard.lifecycle.recover import recover_locked
+
+    settings = yard.settings
+    with yard_lock(settings.yard_path, "restore"):
+        recovered = recover_locked(yard)
+        plan = plan_restore(yard, report_path, only)
+        report = plan.report
+        report.status = "in_progress"
+        report.command = list(command)
+        started = _now()
+        stamp = started.strftime("%Y%m%dT%H%M%S%fZ")
+        out = plan.archive_report_path.parent / f"restore_report_{stamp}.json"
+        write_report(out, report)  # before the first move
+        crashpoint("restore:report-written")
+        for entry in report.entries:
+            if entry.status != "pending":
+                continue
+            _restore_one(yard, report, out, entry, plan.digests.get(entry.run_id))
+        report.restored = sum(1 for e in report.entries if e.status == "restored")
+        report.failed = sum(1 for e in report.entries if e.status == "failed")
+        report.status = "failed" if report.failed else "complete"
+        report.finished_at = report.updated_at = _now()
+        write_report(out, report)
+        crashpoint("restore:report-complete")
+        log_execution(
+            yard,
+            kind="restore",
+            status=report.status,
+            command=command,
+            started_at=started,
+            batch_id=report.batch_id,
+            moved=report.restored,
+            skipped=report.conflicts,
+            failed=report.failed,
+            report_path=relative_to_yard(settings, out),
+        )
+        return RestoreResult(report=report, report_path=out, recovered=recovered)
+
+
+def _restore_one(
+    yard: Yard, report: RestoreReport, out: Path, entry: RestoreEntry, digest: str | None
+) -> None:
+    settings = yard.settings
+    archived = settings.yard_path / entry.src
+    active = settings.yard_path / entry.dst
+    try:
+        scan = fsops.scan_tree(archived, hash_content=True)
+        if digest is not None and scan.digest != digest:
+            raise Refused(
+                f"the archived copy of {entry.run_id} changed since it was archived "
+                "(digest differs); left where it is"
+            )
+        entry.status = "moving"
+        write_report(out, report)
+        crashpoint("restore:entry-moving")
+        fsops.move_tree(archived, active, expected=scan)
+        crashpoint("restore:entry-moved")
+        entry.status = "restored"
+        with yard.write() as conn:
+            registry.set_locations(conn, [(entry.run_id, RunLocation.active, None)])
+        crashpoint("restore:entry-registered")
+    except RunyardError as exc:
+        entry.status, entry.error = "failed", exc.message
+    report.updated_at = _now()
+    write_report(out, report)
+    crashpoint("restore:entry-reported")

@@ -1,0 +1,245 @@
+"""archive → restore → recover on a realistic workspace of the video preset's shape."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import runyard
+from runyard.lifecycle.fsops import scan_tree
+from tests.conftest import Cli, tree_snapshot
+
+OLD = time.time() - 3 * 86400
+
+
+def _age(root: Path, when: float = OLD) -> None:
+    """Set every mtime under ``root`` (links included, not followed) to ``when``."""
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames + dirnames:
+            os.utime(os.path.join(dirpath, name), (when, when), follow_symlinks=False)
+    os.utime(root, (when, when))
+
+
+@pytest.fixture
+def ws(tmp_path: Path, db_url: str | None, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """A video-preset workspace: 2 channels × 2 episodes × 3 takes, references, legacy runs,
+    a kept, a recent, a running and a pinned run, and capcut_draft symlinks."""
+    if db_url is not None:
+        monkeypatch.setenv("RUNYARD_DB", db_url)
+    root = tmp_path / "workspaces"
+    project = tmp_path / "capcut_projects" / "CH01-001"
+    project.mkdir(parents=True)
+    (project / "draft.json").write_text("{}")
+    runyard.init_yard(root, preset="video")
+    cli = Cli(root)
+    cli.ok("scenario", "add", "episodes")
+    cfg = tmp_path / "cfg.json"
+    cfg.write_text('{"fps": 30}')
+    cfg_id = cli.ok("config", "add", str(cfg))["config_version_id"]
+    plan = cli.ok("plan", "create", "--scenario", "episodes", "--config", cfg_id)
+    runs_root = root / "video" / "runs"
+    for ch in ("CH01", "CH02"):
+        for ep in ("001", "002"):
+            for take in (1, 2, 3):
+                run_id = f"{ch}-{ep}-take{take}"
+                cli.ok(
+                    "run",
+                    "start",
+                    "--plan",
+                    plan["plan_version_id"],
+                    "--run-id",
+                    run_id,
+                    "--group",
+                    f"{ch}/{ep}",
+                )
+                folder = runs_root / run_id
+                (folder / "render").mkdir()
+                (folder / "render" / "final.mp4").write_bytes(os.urandom(2048))
+                (folder / "notes 日本語.txt").write_text("memo")
+                os.symlink(project, folder / "capcut_draft")
+                os.symlink("../shared-assets", folder / "assets")
+                cli.ok("run", "finish", run_id, "--status", "succeeded")
+            status = root / "scripts" / ch / ep / "status.json"
+            status.parent.mkdir(parents=True)
+            status.write_text(json.dumps({"metadata": {"video_run_id": f"{ch}-{ep}-take1"}}))
+    (root / "scripts" / "CH02" / "002" / "status.json").write_text("{broken")
+    for legacy in ("192", "api_upload_1", "jinsei_03", "CH02-special"):
+        (runs_root / legacy).mkdir()
+        (runs_root / legacy / "out.txt").write_text(legacy)
+    running = cli.ok("run", "start", "--plan", plan["plan_version_id"], "--run-id", "misc-running")
+    pinned = cli.ok("run", "start", "--plan", plan["plan_version_id"], "--run-id", "misc-pinned")
+    cli.ok("run", "finish", pinned["run_id"], "--status", "succeeded")
+    cli.ok("run", "pin", pinned["run_id"])
+    kept = cli.ok("run", "start", "--plan", plan["plan_version_id"], "--run-id", "misc-kept")
+    cli.ok("run", "finish", kept["run_id"], "--status", "failed")
+    (runs_root / "misc-kept" / ".keep").write_text("")
+    recent = cli.ok("run", "start", "--plan", plan["plan_version_id"], "--run-id", "misc-recent")
+    cli.ok("run", "finish", recent["run_id"], "--status", "succeeded")
+    old = cli.ok("run", "start", "--plan", plan["plan_version_id"], "--run-id", "misc-old")
+    cli.ok("run", "finish", old["run_id"], "--status", "succeeded")
+    _age(runs_root)
+    os.utime(runs_root / "misc-recent" / "run.json")  # changed just now
+    return {
+        "root": root,
+        "cli": cli,
+        "runs": runs_root,
+        "project": project,
+        "running": running["run_id"],
+    }
+
+
+def _plan(ws: dict, *args: str) -> dict:
+    return ws["cli"].ok("archive", *args)
+
+
+def test_dry_run_reports_every_guard_and_changes_nothing(ws):
+    before = tree_snapshot(ws["root"] / "video")
+    doc = _plan(ws, "--all")
+    assert Path(doc["report_path"]).parent == ws["root"] / "logs" / "regression"
+    assert Path(doc["report_path"]).name.startswith("archive_dryrun_")
+    archive = {e["run_id"] for e in doc["entries"]}
+    skips = {s["run_id"]: {r["code"] for r in s["reasons"]} for s in doc["skips"]}
+    # Each episode keeps its 2 newest takes (2, 3) and its adopted take 1: nothing of it
+    # moves. Legacy folders and the old unscoped run do.
+    assert archive == {"192", "api_upload_1", "jinsei_03", "CH02-special", "misc-old"}
+    assert "adopted" in skips["CH01-001-take1"]
+    assert skips["CH01-001-take3"] == {"keep_last_runs"}
+    assert "reference_unreadable" in skips["CH02-002-take1"]  # fail safe: whole group
+    assert "reference_unreadable" in skips["CH02-002-take2"]
+    assert skips["misc-running"] >= {"in_progress"}
+    assert "pinned" in skips["misc-pinned"]
+    assert "keep_marker" in skips["misc-kept"]
+    assert "recent_change" in skips["misc-recent"]
+    assert any("CH02/002" in p for p in doc["problems"])
+    assert doc["summary"]["to_archive"] == len(doc["entries"])
+    assert tree_snapshot(ws["root"] / "video") == before
+    # The unregistered legacy folders are still unknown to the registry after a dry run.
+    assert ws["cli"]("run", "show", "192").exit_code == 3
+
+
+def test_scopes(ws):
+    unscoped = {e["run_id"] for e in _plan(ws, "--all", "--unscoped-only")["entries"]}
+    assert "misc-old" in unscoped and "CH01-001-take2" not in unscoped
+    legacy = {e["run_id"] for e in _plan(ws, "--all", "--legacy")["entries"]}
+    assert legacy == {"192", "api_upload_1", "jinsei_03", "CH02-special"}
+    group = _plan(ws, "--group", "CH01/001", "--keep-last-runs", "1")
+    assert {e["run_id"] for e in group["entries"]} == {"CH01-001-take2"}
+    assert _plan(ws, "--all", "--older-than", "30")["entries"] == []
+    both = ws["cli"]("archive", "--all", "--group", "CH01/001", "--json")
+    assert both.exit_code == 5
+    assert ws["cli"]("archive", "--json").exit_code == 5
+
+
+def test_archive_then_restore_is_exact(ws):
+    runs = ws["runs"]
+    scans = {p.name: scan_tree(p).digest for p in runs.iterdir()}
+    doc = ws["cli"].ok("archive", "--all", "--run", "--yes", "--reason", "test")
+    moved = [e for e in doc["entries"] if e["status"] == "moved"]
+    assert moved and doc["status"] == "complete"
+    report_path = Path(doc["report_path"])
+    batch = doc["batch_id"]
+    assert report_path == ws["root"] / "video" / "_archive" / batch / "archive_report.json"
+    for entry in moved:
+        assert not (runs / entry["run_id"]).exists()
+        archived = ws["root"] / entry["dst"]
+        assert archived.is_dir() and entry["src"] == f"video/runs/{entry['run_id']}"
+        assert entry["digest"] == scans[entry["run_id"]]
+        shown = ws["cli"].ok("run", "show", entry["run_id"])
+        assert shown["location"] == "archived" and shown["archive_batch_id"] == batch
+    legacy = ws["cli"].ok("run", "show", "192")
+    assert legacy["legacy"] is True  # registered before it moved
+    log = ws["cli"].ok("log")["items"][0]
+    assert log["kind"] == "archive" and log["moved"] == len(moved)
+    assert (ws["root"] / "logs" / "regression" / "EXECUTION_LOG.md").read_text().count("archive")
+
+    restored = ws["cli"].ok("restore", "--report", str(report_path), "--run")
+    assert restored["restored"] == len(moved)
+    assert Path(restored["report_path"]).parent == report_path.parent
+    for entry in moved:
+        assert scan_tree(runs / entry["run_id"]).digest == scans[entry["run_id"]]
+        assert ws["cli"].ok("run", "show", entry["run_id"])["location"] == "active"
+        link = runs / entry["run_id"] / "capcut_draft"
+        if link.is_symlink():
+            assert Path(os.readlink(link)) == ws["project"]
+    assert ws["project"].is_dir()  # the external project was never copied or moved
+
+
+def test_partial_restore_and_never_overwrite(ws):
+    doc = ws["cli"].ok("archive", "--all", "--legacy", "--run", "--yes")
+    report = doc["report_path"]
+    one = ws["cli"].ok("restore", "--report", report, "--only-run-id", "192", "--run")
+    assert [(e["run_id"], e["status"]) for e in one["entries"]] == [("192", "restored")]
+    (ws["runs"] / "api_upload_1").mkdir()
+    (ws["runs"] / "api_upload_1" / "new.txt").write_text("someone else's")
+    result = ws["cli"]("restore", "--report", report, "--run", "--json")
+    assert result.exit_code == 4
+    statuses = {e["run_id"]: e["status"] for e in result.json["entries"]}
+    assert statuses["api_upload_1"] == "conflict"
+    assert (ws["runs"] / "api_upload_1" / "new.txt").read_text() == "someone else's"
+    archived = ws["root"] / next(e["dst"] for e in doc["entries"] if e["run_id"] == "api_upload_1")
+    assert (archived / "out.txt").read_text() == "api_upload_1"
+    assert ws["cli"]("restore", "--report", report, "--only-run-id", "nope").exit_code == 5
+
+
+def test_dry_run_restore_changes_nothing(ws):
+    doc = ws["cli"].ok("archive", "--all", "--legacy", "--run", "--yes")
+    before = tree_snapshot(ws["root"] / "video")
+    dry = ws["cli"].ok("restore", "--report", doc["report_path"])
+    assert Path(dry["report_path"]).name.startswith("restore_dryrun_")
+    assert tree_snapshot(ws["root"] / "video") == before
+
+
+@pytest.mark.parametrize(
+    "tamper", ["dotdot", "absolute", "elsewhere", "other_yard", "bad_run_id", "symlinked_parent"]
+)
+def test_tampered_reports_touch_nothing(ws, tmp_path, tamper):
+    doc = ws["cli"].ok("archive", "--all", "--legacy", "--run", "--yes")
+    report_path = Path(doc["report_path"])
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    (canary / "precious.txt").write_text("do not touch")
+    data = json.loads(report_path.read_text())
+    entry = data["entries"][0]
+    if tamper == "dotdot":
+        entry["src"] = "video/runs/../../../canary/x"
+    elif tamper == "absolute":
+        entry["dst"] = str(canary)
+    elif tamper == "elsewhere":
+        entry["src"] = "scripts/CH01/001"
+    elif tamper == "other_yard":
+        data["yard_id"] = "yd-someoneelse"
+    elif tamper == "bad_run_id":
+        entry["run_id"] = "../canary"
+    elif tamper == "symlinked_parent":
+        runs_dir = report_path.parent / "video" / "runs"
+        moved_to = report_path.parent / "video" / "runs-real"
+        runs_dir.rename(moved_to)
+        os.symlink(canary, runs_dir)
+    report_path.write_text(json.dumps(data))
+    before = tree_snapshot(tmp_path)
+    result = ws["cli"]("restore", "--report", str(report_path), "--run", "--json")
+    assert result.exit_code == 4, result.stdout
+    assert tree_snapshot(tmp_path) == before
+
+
+def test_run_all_needs_yes_when_not_interactive(ws):
+    before = tree_snapshot(ws["root"] / "video")
+    result = ws["cli"]("archive", "--all", "--run")
+    assert result.exit_code == 4 and "--yes" in result.stderr
+    assert tree_snapshot(ws["root"] / "video") == before
+
+
+def test_busy_yard_is_refused(ws):
+    from runyard.lifecycle.lock import yard_lock
+
+    with yard_lock(ws["root"], "test"):
+        result = ws["cli"]("archive", "--all", "--legacy", "--run", "--yes")
+    assert result.exit_code == 4 and "busy" in result.stderr
+
+
+def test_recover_with_nothing_to_do(ws):
+    assert ws["cli"].ok("recover") == {"settled": [], "alarms": []}
