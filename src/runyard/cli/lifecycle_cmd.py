@@ -17,8 +17,10 @@ from runyard.cli.common import AfterOption, JsonOption, LimitOption, yard_from
 from runyard.cli.output import console, handles_errors, print_json, table, when
 from runyard.errors import Refused
 from runyard.lifecycle import archive as archive_core
+from runyard.lifecycle import purge as purge_core
 from runyard.lifecycle import recover as recover_core
 from runyard.lifecycle import restore as restore_core
+from runyard.lifecycle import retention as retention_core
 from runyard.lifecycle.guards import Scope
 from runyard.lifecycle.report import ArchiveReport, RestoreReport
 from runyard.registry import lifecycle as lifecycle_registry
@@ -28,6 +30,8 @@ def register(app: typer.Typer) -> None:
     app.command("archive")(archive)
     app.command("restore")(restore)
     app.command("recover")(recover)
+    app.command("retention")(retention)
+    app.command("purge")(purge)
     app.command("log")(log)
 
 
@@ -257,6 +261,112 @@ def recover(ctx: typer.Context, json_output: JsonOption = False) -> None:
             out.print("Nothing to recover.")
     if result.alarms:
         raise typer.Exit(Refused.exit_code)
+
+
+@handles_errors
+def retention(
+    ctx: typer.Context,
+    run: Annotated[
+        bool, typer.Option("--run", help="Archive for real (default: dry run).")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Archive the oldest eligible runs above the cap on active runs (never deletes)."""
+    with yard_from(ctx) as yard:
+        plan = retention_core.plan_retention(yard, ["runyard", *sys.argv[1:]])
+        head = {"cap": plan.cap, "active": plan.active, "excess": plan.excess}
+        if plan.excess == 0:
+            if json_output:
+                print_json({**head, "entries": [], "report_path": None})
+            else:
+                console().print(f"{plan.active} active runs, cap {plan.cap}: nothing to do.")
+            return
+        if not run:
+            dry = archive_core.plan_archive(yard, plan.options)
+            path = archive_core.write_dry_run(yard, dry)
+            if json_output:
+                print_json({**head, **dry.report.model_dump(mode="json"), "report_path": str(path)})
+                return
+            console().print(f"{plan.active} active runs, cap {plan.cap}: {plan.excess} over.")
+            _print_archive(dry.report, dry_run=True)
+            console().print(f"dry-run report: {path}. Add --run to archive them.")
+            return
+        result = archive_core.run_archive(yard, plan.options)
+    if json_output:
+        print_json(
+            {
+                **head,
+                **result.report.model_dump(mode="json"),
+                "report_path": str(result.report_path) if result.report_path else None,
+            }
+        )
+    else:
+        _print_archive(result.report, dry_run=result.report_path is None)
+    if result.report.summary.failed:
+        raise typer.Exit(Refused.exit_code)
+
+
+@handles_errors
+def purge(
+    ctx: typer.Context,
+    older_than: Annotated[
+        float,
+        typer.Option("--older-than", help="Batches archived more than DAYS ago.", metavar="DAYS"),
+    ],
+    run: Annotated[bool, typer.Option("--run", help="Delete for real (default: dry run).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Don't ask before deleting.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete archived runs of old batches (never pinned ones); dry run unless --run."""
+    command = ["runyard", *sys.argv[1:]]
+    with yard_from(ctx) as yard:
+        if not run:
+            report = purge_core.plan_purge(yard, older_than, command)
+            path = purge_core.write_purge_dry_run(yard, report)
+            if json_output:
+                print_json({**report.model_dump(mode="json"), "report_path": str(path)})
+                return
+            _print_purge(report, dry_run=True)
+            console().print(f"dry-run report: {path}. Add --run to delete.")
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise Refused("purge --run deletes runs: it needs --yes when not interactive")
+            if not typer.confirm("Delete these archived runs for good?"):
+                raise typer.Exit(1)
+        result = purge_core.run_purge(yard, older_than, command)
+    if json_output:
+        print_json(
+            {**result.report.model_dump(mode="json"), "report_path": str(result.report_path)}
+        )
+    else:
+        _print_purge(result.report, dry_run=False)
+        console().print(f"purge report: {result.report_path}")
+    if result.report.status == "failed":
+        raise typer.Exit(Refused.exit_code)
+
+
+def _print_purge(report: purge_core.PurgeReport, dry_run: bool) -> None:
+    out = console()
+    out.print(
+        table(
+            None,
+            ["run_id", "batch", "action", "note", "size"],
+            [
+                (
+                    e.run_id,
+                    e.batch_id,
+                    "delete" if dry_run and e.status == "pending" else e.status,
+                    e.reason,
+                    _size(e.bytes),
+                )
+                for e in report.entries
+            ],
+        )
+    )
+    todo = sum(1 for e in report.entries if e.status in ("pending", "deleted"))
+    verb = "to delete" if dry_run else "deleted"
+    out.print(f"{todo} {verb}, {report.skipped} kept, in {len(report.batches)} batches")
 
 
 @handles_errors

@@ -50,6 +50,9 @@ class ArchiveOptions:
     keep_last_runs: int | None = None
     reason: str | None = None
     command: list[str] = field(default_factory=list)
+    # Retention: archive only the oldest N eligible runs (the rest stay, "within the cap").
+    oldest: int | None = None
+    kind: str = "archive"  # how the execution log names it
 
 
 @dataclass(frozen=True)
@@ -161,6 +164,7 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
         updated_at=now,
         problems=[f"{p.path}: {p.message}" for p in refs.problems],
     )
+    started = {f.run_id: f.started_at for f in selected}
     for fact in sorted(selected, key=lambda f: f.run_id):
         folder = root / fact.run_id
         shown_group = references.effective_group(fact.run_id, fact.group, refs)
@@ -209,6 +213,18 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
                     dst="",  # set when the batch exists
                     bytes=scan.bytes,
                     files=scan.files,
+                )
+            )
+    if options.oldest is not None:
+        by_age = sorted(report.entries, key=lambda e: (started[e.run_id], e.run_id))
+        report.entries = sorted(by_age[: options.oldest], key=lambda e: e.run_id)
+        for e in by_age[options.oldest :]:
+            report.skips.append(
+                ArchiveSkip(
+                    run_id=e.run_id,
+                    group=e.group,
+                    bytes=e.bytes,
+                    reasons=[SkipReasonDoc(code="within_cap", message="newer; within the cap")],
                 )
             )
     report.summary = ArchiveSummary(
@@ -289,7 +305,7 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         crashpoint("archive:report-complete")
         log_execution(
             yard,
-            kind="archive",
+            kind=options.kind,
             status=report.status,
             command=options.command,
             started_at=started,

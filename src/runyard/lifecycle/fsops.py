@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypedDict
 
-from runyard.errors import Conflict, Invalid, NotFound, Refused
+from runyard.errors import Conflict, Invalid, NotFound, Refused, RunyardError
 from runyard.lifecycle.crashpoints import crashpoint
 
 CHUNK = 1 << 20
@@ -159,34 +159,29 @@ def _entry_for(rel: str, st: os.stat_result, full: str) -> Entry:
         return Entry(path, "file", mode, st.st_size, st.st_mtime_ns)
     if stat.S_ISLNK(st.st_mode):
         return Entry(path, "symlink", mode, st.st_size, st.st_mtime_ns, link=os.readlink(full))
+    kind = _SPECIAL_KINDS.get(stat.S_IFMT(st.st_mode), "special file")
     raise Invalid(
-        f"{full} is a {_kind_name(st.st_mode)}, which cannot be archived faithfully",
+        f"{full} is a {kind}, which cannot be archived faithfully",
         hint="remove it from the run folder, or keep the run with a .keep marker",
     )
 
 
-def _kind_name(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "named pipe (fifo)"),
-        (stat.S_ISSOCK, "socket"),
-        (stat.S_ISCHR, "character device"),
-        (stat.S_ISBLK, "block device"),
-    ):
-        if test(mode):
-            return name
-    return "special file"
+_SPECIAL_KINDS = {
+    stat.S_IFIFO: "named pipe (fifo)",
+    stat.S_IFSOCK: "socket",
+    stat.S_IFCHR: "character device",
+    stat.S_IFBLK: "block device",
+}
 
 
 def _hash_fd(fd: int, sink: int | None = None) -> str:
     """sha256 of what ``fd`` holds, streamed; also written to ``sink`` on the way."""
     digest = hashlib.sha256()
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    while n := os.readv(fd, [buf]):
-        chunk = view[:n]
-        digest.update(chunk)
-        while sink is not None and chunk:
-            chunk = chunk[os.write(sink, chunk) :]
+    while data := os.read(fd, CHUNK):  # allocates what was read, not CHUNK, per small file
+        digest.update(data)
+        view = memoryview(data)
+        while sink is not None and view:
+            view = view[os.write(sink, view) :]
     return digest.hexdigest()
 
 
@@ -194,14 +189,15 @@ def _open_nofollow(path: str) -> int:
     return os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
 
 
-def _root_stat(root: Path) -> os.stat_result:
+def _real_dir(root: Path, missing: type[RunyardError] = NotFound) -> os.stat_result:
+    """The lstat of ``root``, which must be a directory and not a link to one."""
     try:
         st = os.lstat(root)
     except FileNotFoundError:
-        raise NotFound(f"{root} does not exist") from None
+        raise missing(f"{root} does not exist") from None
     if not stat.S_ISDIR(st.st_mode):
         what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
-        raise Invalid(f"{root} is {what}; only a real directory can be scanned or moved")
+        raise Invalid(f"{root} is {what}; only a real directory is scanned or moved")
     return st
 
 
@@ -234,7 +230,7 @@ def scan_tree(root: Path, hash_content: bool = True) -> TreeScan:
         Invalid: an entry is a fifo, socket or device, or ``root`` is not a real directory.
         Refused: something under ``root`` cannot be read.
     """
-    root_st = _root_stat(root)
+    root_st = _real_dir(root)
     base = str(root)
     entries: list[Entry] = []
     try:
@@ -417,7 +413,9 @@ def move_tree(src: Path, dst: Path, expected: TreeScan | None = None) -> MoveRes
 
     Args:
         expected: the scan the move was planned from (a report's digest); when given,
-            a tree that no longer agrees with it is refused and left where it is.
+            a tree that no longer agrees with it is refused and left where it is. The
+            tree is hashed again even so (before a rename, or as the copy is read): the
+            result describes what moved, not what was planned.
 
     Raises:
         Conflict: ``dst`` exists, or an interrupted move left its ``.partial`` or
@@ -427,7 +425,7 @@ def move_tree(src: Path, dst: Path, expected: TreeScan | None = None) -> MoveRes
         Refused: the tree changed since ``expected``, or the copy did not verify; ``src``
             is untouched and no partial copy remains.
     """
-    src_st = _check_source(src)
+    src_st = _real_dir(src, missing=Invalid)
     if os.path.lexists(dst):
         raise _exists(dst)
     src_real, dst_real = src.resolve(), dst.resolve()
@@ -439,10 +437,10 @@ def move_tree(src: Path, dst: Path, expected: TreeScan | None = None) -> MoveRes
                 f"{leftover} is left over from an interrupted move",
                 hint="run `runyard recover` first",
             )
-    _ensure_dir(dst.parent)
     if same_filesystem(src, dst.parent):
         scan = scan_tree(src)
         _check_expected(scan, expected, src)
+        _ensure_dir(dst.parent)
         crashpoint("fsops.rename.before")
         try:
             rename_noreplace(src, dst)
@@ -455,6 +453,7 @@ def move_tree(src: Path, dst: Path, expected: TreeScan | None = None) -> MoveRes
                 fsync_dir(dst.parent)
             crashpoint("fsops.rename.after")
             return MoveResult("rename", scan, symlink_resolution(dst, scan.symlinks))
+    _ensure_dir(dst.parent)
     scan = _copy_verify(src, src_st, dst, expected)
     try:
         rename_noreplace(partial_path(dst), dst)
@@ -465,17 +464,6 @@ def move_tree(src: Path, dst: Path, expected: TreeScan | None = None) -> MoveRes
     crashpoint("fsops.partial.renamed")
     _delete_source(src)
     return MoveResult("copy", scan, symlink_resolution(dst, scan.symlinks))
-
-
-def _check_source(src: Path) -> os.stat_result:
-    try:
-        st = os.lstat(src)
-    except FileNotFoundError:
-        raise Invalid(f"{src} does not exist; nothing to move") from None
-    if not stat.S_ISDIR(st.st_mode):
-        what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
-        raise Invalid(f"{src} is {what}; only a real run directory is moved")
-    return st
 
 
 def _check_expected(scan: TreeScan, expected: TreeScan | None, where: Path) -> None:

@@ -93,8 +93,11 @@ def recover_locked(yard: Yard) -> list[str]:
 
 
 def _recover(yard: Yard) -> RecoverResult:
+    from runyard.lifecycle.purge import recover_purges
+
     result = RecoverResult()
     settings = yard.settings
+    result.settled.extend(recover_purges(yard))
     for kind, path in _interrupted(settings.archive_root):
         try:
             if kind == "archive":

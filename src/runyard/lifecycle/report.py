@@ -169,11 +169,12 @@ def _inside(path: Path, root: Path) -> bool:
 def checked_path(settings: Settings, relative: str, expected: Path, root: Path, what: str) -> Path:
     """``relative`` (from a report) as an absolute path, only if it is exactly ``expected``.
 
-    Refuses absolute paths, ``..``, anything but the expected place, and a parent that
-    leads out of ``root`` through a symlink.
+    Refuses ``..``, anything but the expected place (an absolute path is accepted only
+    where the root itself lies outside the yard and the path is exactly the expected
+    one), and a parent that leads out of ``root`` through a symlink.
     """
-    if os.path.isabs(relative) or ".." in Path(relative).parts:
-        raise Refused(f"report {what} {relative!r} is not a plain path inside the yard")
+    if ".." in Path(relative).parts:
+        raise Refused(f"report {what} {relative!r} climbs with '..'")
     candidate = settings.yard_path / relative
     if os.path.normpath(candidate) != os.path.normpath(expected):
         raise Refused(f"report {what} {relative!r} is not where this yard keeps it ({expected})")

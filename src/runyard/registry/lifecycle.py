@@ -58,6 +58,16 @@ def locations(conn: Connection, run_ids: Sequence[str]) -> dict[str, tuple[str, 
     return out
 
 
+def pinned_runs(conn: Connection, run_ids: Sequence[str]) -> set[str]:
+    """Which of ``run_ids`` are pinned."""
+    out: set[str] = set()
+    for start in range(0, len(run_ids), 500):
+        chunk = list(run_ids[start : start + 500])
+        query = select(runs.c.run_id).where(runs.c.run_id.in_(chunk), runs.c.pinned.is_(True))
+        out.update(conn.execute(query).scalars())
+    return out
+
+
 _SET_LOCATION = (
     runs.update()
     .where(runs.c.run_id == bindparam("b_run_id"))
