@@ -154,7 +154,7 @@ def test_archive_then_restore_is_exact(ws):
     assert legacy["legacy"] is True  # registered before it moved
     log = ws["cli"].ok("log")["items"][0]
     assert log["kind"] == "archive" and log["moved"] == len(moved)
-    assert (ws["root"] / "logs" / "regression" / "EXECUTION_LOG.md").read_text().count("archive")
+    assert (ws["root"] / "logs" / "regression" / "CLEANUP_LOG.md").read_text().count("archive")
 
     restored = ws["cli"].ok("restore", "--report", str(report_path), "--run")
     assert restored["restored"] == len(moved)
@@ -313,3 +313,44 @@ def test_archive_across_filesystems(ws, tmp_path):
         import shutil
 
         shutil.rmtree(archive_root, ignore_errors=True)
+
+
+def test_an_alarm_is_raised_until_someone_acts(ws):
+    import shutil
+
+    cli = ws["cli"]
+    doc = cli.ok("archive", "--all", "--legacy", "--run", "--yes")
+    report_path = Path(doc["report_path"])
+    data = json.loads(report_path.read_text())
+    data["status"] = "in_progress"
+    data["entries"][0]["status"] = "moving"
+    report_path.write_text(json.dumps(data))
+    lost = ws["root"] / data["entries"][0]["dst"]
+    shutil.rmtree(lost)  # the run is nowhere: neither in the runs root nor in the batch
+    for _ in range(2):
+        result = cli("recover", "--json")
+        assert result.exit_code == 4
+        assert any("run missing" in a for a in result.json["alarms"])
+    blocked = cli("archive", "--all", "--legacy", "--run", "--yes")
+    assert blocked.exit_code == 4 and "could not be settled" in blocked.stderr
+    log = (ws["root"] / "logs" / "regression" / "CLEANUP_LOG.md").read_text()
+    assert "| recover | failed |" in log
+
+
+def test_folders_that_are_not_run_ids_are_reported(ws):
+    (ws["runs"] / "old render").mkdir()
+    doc = _plan(ws, "--all", "--legacy")
+    skip = next(s for s in doc["skips"] if s["run_id"] == "old render")
+    assert skip["reasons"][0]["code"] == "invalid_run_id"
+    done = ws["cli"].ok("archive", "--all", "--legacy", "--run", "--yes")
+    assert (ws["runs"] / "old render").is_dir()
+    assert "old render" not in {e["run_id"] for e in done["entries"]}
+
+
+def test_cleanup_log_says_who_and_what(ws):
+    import getpass
+
+    ws["cli"].ok("archive", "--all", "--legacy", "--run", "--yes", "--reason", "monthly")
+    line = (ws["root"] / "logs" / "regression" / "CLEANUP_LOG.md").read_text().splitlines()[-1]
+    assert getpass.getuser() in line and "monthly" in line and "archive" in line
+    assert "`runyard" in line

@@ -18,7 +18,8 @@ _COMMON_TAIL = """
 {db_line}
 
 [retention]
-# Cap on active runs; acting on it comes with `runyard archive` (RUNYARD_MAX_RUNS wins).
+# Cap on active runs: `runyard retention` archives the oldest eligible ones above it
+# (RUNYARD_MAX_RUNS wins).
 # max_active_runs = 200
 """
 
@@ -59,7 +60,6 @@ legacy_patterns = ['^[0-9]+$', '^api_', '^jinsei', '^CH[0-9]{{2}}-']
 
 # An episode's status.json names its adopted run, which archiving never moves; the
 # two wildcard parts of the path (channel/episode, e.g. CH01/003) name its group.
-# (Used by `runyard archive`, which arrives with the lifecycle release.)
 [[references]]
 glob = "scripts/*/*/status.json"
 json_path = "metadata.video_run_id"

@@ -161,7 +161,7 @@ def archive(
             console().print(Text(f"recovered first: {line}", style="yellow"))
         if result.report_path is None:
             _print_archive(result.report, dry_run=True)
-            console().print("Nothing to archive.")
+            console().print("Nothing to archive: no batch was made.")
         else:
             _print_archive(result.report, dry_run=False)
             console().print(f"archive report: {result.report_path}")
@@ -234,6 +234,8 @@ def restore(
             }
         )
     else:
+        for line in result.recovered:
+            console().print(Text(f"recovered first: {line}", style="yellow"))
         _print_restore(result.report, dry_run=False)
         console().print(
             f"{result.report.restored} restored, {result.report.conflicts} "
@@ -292,16 +294,31 @@ def retention(
             console().print(f"dry-run report: {path}. Add --run to archive them.")
             return
         result = archive_core.run_archive(yard, plan.options)
+    still_over = plan.excess - result.report.summary.moved
     if json_output:
         print_json(
             {
                 **head,
                 **result.report.model_dump(mode="json"),
                 "report_path": str(result.report_path) if result.report_path else None,
+                "recovered": result.recovered,
+                "still_over": still_over,
             }
         )
     else:
+        for line in result.recovered:
+            console().print(Text(f"recovered first: {line}", style="yellow"))
+        console().print(f"{plan.active} active runs, cap {plan.cap}: {plan.excess} over.")
         _print_archive(result.report, dry_run=result.report_path is None)
+        if result.report_path is not None:
+            console().print(f"archive report: {result.report_path}")
+    if still_over > 0 and not json_output:
+        console().print(
+            Text(
+                f"warning: still {still_over} over the cap: the guards keep the other runs",
+                style="yellow",
+            )
+        )
     if result.report.summary.failed:
         raise typer.Exit(Refused.exit_code)
 
@@ -332,6 +349,7 @@ def purge(
         if not yes:
             if not sys.stdin.isatty():
                 raise Refused("purge --run deletes runs: it needs --yes when not interactive")
+            _print_purge(purge_core.plan_purge(yard, older_than, command), dry_run=True)
             if not typer.confirm("Delete these archived runs for good?"):
                 raise typer.Exit(1)
         result = purge_core.run_purge(yard, older_than, command)

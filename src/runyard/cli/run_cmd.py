@@ -59,7 +59,11 @@ def _show(run: Run, title: str) -> None:
                 ("scenario_id", run.scenario_id),
                 ("group", run.group),
                 ("legacy", "yes" if run.legacy else "no"),
-                ("location", run.location.value),
+                (
+                    "location",
+                    run.location.value
+                    + (f" (batch {run.archive_batch_id})" if run.archive_batch_id else ""),
+                ),
                 ("pinned", "yes" if run.pinned else "no"),
                 ("started", when(run.started_at)),
                 ("finished", when(run.finished_at)),

@@ -124,9 +124,21 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
             )
         )
     unknown = _unknown_folders(root, known_ids)
+    invalid: list[ArchiveSkip] = []
     for entry in unknown:
-        if run_id_problem(entry.name):
-            continue  # not a valid run id: never registered, never moved
+        problem = run_id_problem(entry.name)
+        if problem:  # never registered, never moved; reported with every candidate
+            invalid.append(
+                ArchiveSkip(
+                    run_id=entry.name,
+                    reasons=[
+                        SkipReasonDoc(
+                            code="invalid_run_id", message=f"folder name is not a run id: {problem}"
+                        )
+                    ],
+                )
+            )
+            continue
         facts.append(
             _Candidate(
                 run_id=entry.name,
@@ -164,6 +176,7 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
         updated_at=now,
         problems=[f"{p.path}: {p.message}" for p in refs.problems],
     )
+    report.skips.extend(invalid)
     started = {f.run_id: f.started_at for f in selected}
     for fact in sorted(selected, key=lambda f: f.run_id):
         folder = root / fact.run_id
@@ -268,7 +281,7 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
 
     settings = yard.settings
     with yard_lock(settings.yard_path, "archive"):
-        recovered = recover_locked(yard)
+        recovered = recover_locked(yard, options.command)
         plan = plan_archive(yard, options)
         report = plan.report
         moving_ids = {e.run_id for e in report.entries}

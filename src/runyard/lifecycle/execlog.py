@@ -1,13 +1,17 @@
 """The execution log: every executed archive, restore, recover, retention and purge.
 
 Kept twice, for two readers: a table (``runyard log``, the web UI) and a Markdown
-file, ``<logs_dir>/EXECUTION_LOG.md``, that people read and diff (the seed's
-``OPS_CLEANUP_EXECUTION_LOG.md``).
+file, ``<logs_dir>/CLEANUP_LOG.md``, that people read and diff (the seed's
+``OPS_CLEANUP_EXECUTION_LOG.md``): when, who, the command, the reason, the counts
+and the report's path.
 """
 
 from __future__ import annotations
 
+import getpass
 import os
+import shlex
+import socket
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -19,13 +23,22 @@ from runyard.registry.lifecycle import Execution
 if TYPE_CHECKING:
     from runyard.yard import Yard
 
-LOG_NAME = "EXECUTION_LOG.md"
+LOG_NAME = "CLEANUP_LOG.md"
 _HEADER = (
     "# runyard execution log\n\n"
-    "| finished (UTC) | kind | status | batch | moved | skipped | failed | bytes | reason "
-    "| report |\n"
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
+    "| finished (UTC) | who | kind | status | batch | moved | skipped | failed | bytes "
+    "| reason | command | report |\n"
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n"
 )
+
+
+def who() -> str:
+    """user@host of this process, for the log."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
 
 
 def _cell(value: object) -> str:
@@ -71,6 +84,7 @@ def log_execution(
             _cell(v)
             for v in (
                 finished,
+                who(),
                 kind,
                 status,
                 batch_id,
@@ -79,6 +93,7 @@ def log_execution(
                 failed,
                 size,
                 reason,
+                "`" + shlex.join(command) + "`" if command else "",
                 report_path,
             )
         )

@@ -23,6 +23,7 @@ from runyard.lifecycle.report import (
     ARCHIVE_REPORT_NAME,
     ArchiveReport,
     RestoreReport,
+    SymlinkDoc,
     entry_paths,
     relative_to_yard,
     write_report,
@@ -64,26 +65,38 @@ def _interrupted(archive_root: Path) -> list[tuple[str, Path]]:
 
 
 def recover(yard: Yard, command: list[str] | None = None) -> RecoverResult:
-    """Take the yard lock and settle every interrupted archive and restore."""
+    """Take the yard lock and settle every interrupted archive, restore and purge.
+
+    A report with an alarm stays ``in_progress``: every later ``recover`` (and every
+    ``archive``/``restore``, which refuse to go on) raises the alarm again until a
+    person has dealt with it.
+    """
     with yard_lock(yard.settings.yard_path, "recover"):
-        started = datetime.now(UTC)
-        result = _recover(yard)
-        if result.settled or result.alarms:
-            log_execution(
-                yard,
-                kind="recover",
-                status="failed" if result.alarms else "complete",
-                command=command or [],
-                started_at=started,
-                moved=len(result.settled),
-                failed=len(result.alarms),
-            )
-        return result
+        return _recover_and_log(yard, command or ["runyard", "recover"])
 
 
-def recover_locked(yard: Yard) -> list[str]:
-    """For callers that hold the lock already: settle, refuse to go on after an alarm."""
+def _recover_and_log(yard: Yard, command: list[str]) -> RecoverResult:
+    started = datetime.now(UTC)
     result = _recover(yard)
+    if result.settled or result.alarms:
+        moved = sum(1 for s in result.settled if s.endswith((": moved", ": settled_both")))
+        log_execution(
+            yard,
+            kind="recover",
+            status="failed" if result.alarms else "complete",
+            command=command,
+            started_at=started,
+            moved=moved,
+            skipped=len(result.settled) - moved,
+            failed=len(result.alarms),
+            reason="; ".join(result.alarms)[:500] or None,
+        )
+    return result
+
+
+def recover_locked(yard: Yard, command: list[str]) -> list[str]:
+    """For callers that hold the lock already: settle, refuse to go on after an alarm."""
+    result = _recover_and_log(yard, command)
     if result.alarms:
         raise Refused(
             "an interrupted archive or restore could not be settled: " + "; ".join(result.alarms),
@@ -124,11 +137,19 @@ def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
         try:
             outcome = fsops.finish_interrupted_move(active, archived, entry.digest)
         except RunyardError as exc:
-            entry.status, entry.error = "failed", exc.message
+            entry.error = exc.message  # status kept: the alarm is raised again next time
             result.alarms.append(f"{report.batch_id}/{entry.run_id}: {exc.message}")
             continue
         if outcome in ("moved", "settled_both"):
             entry.status = "moved"
+            if not entry.symlinks:
+                links = fsops.scan_tree(archived, hash_content=False).symlinks
+                entry.symlinks = [
+                    SymlinkDoc(
+                        path=s["path"], target=s["target"], resolves=s["resolves_after_move"]
+                    )
+                    for s in fsops.symlink_resolution(archived, links)
+                ]
             changes.append((entry.run_id, RunLocation.archived, report.batch_id))
         else:
             entry.status = "not_moved"
@@ -140,7 +161,8 @@ def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
     report.summary.moved = len(moved)
     report.summary.bytes_moved = sum(e.bytes for e in moved)
     report.summary.failed = sum(1 for e in report.entries if e.status == "failed")
-    report.status = "recovered"
+    alarmed = any(a.startswith(f"{report.batch_id}/") for a in result.alarms)
+    report.status = "in_progress" if alarmed else "recovered"  # an alarm is raised again
     report.finished_at = report.updated_at = datetime.now(UTC)
     write_report(path, report)
 
@@ -167,7 +189,7 @@ def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
             # A restore moves archived → active.
             outcome = fsops.finish_interrupted_move(archived, active, digests.get(entry.run_id))
         except RunyardError as exc:
-            entry.status, entry.error = "failed", exc.message
+            entry.error = exc.message  # status kept: the alarm is raised again next time
             result.alarms.append(f"{report.batch_id}/{entry.run_id}: {exc.message}")
             continue
         if outcome in ("moved", "settled_both"):
@@ -182,6 +204,7 @@ def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
         registry.set_locations(conn, changes)
     report.restored = sum(1 for e in report.entries if e.status == "restored")
     report.failed = sum(1 for e in report.entries if e.status == "failed")
-    report.status = "recovered"
+    alarmed = any(a.startswith(f"{report.batch_id}/") for a in result.alarms)
+    report.status = "in_progress" if alarmed else "recovered"
     report.finished_at = report.updated_at = datetime.now(UTC)
     write_report(path, report)

@@ -134,7 +134,7 @@ def run_restore(
 
     settings = yard.settings
     with yard_lock(settings.yard_path, "restore"):
-        recovered = recover_locked(yard)
+        recovered = recover_locked(yard, list(command))
         plan = plan_restore(yard, report_path, only)
         report = plan.report
         report.status = "in_progress"
