@@ -20,6 +20,7 @@ from runyard.ids import run_id_problem
 from runyard.lifecycle import fsops, guards, references
 from runyard.lifecycle.crashpoints import crashpoint
 from runyard.lifecycle.execlog import log_execution
+from runyard.lifecycle.journal import Journal
 from runyard.lifecycle.lock import yard_lock
 from runyard.lifecycle.report import (
     ARCHIVE_REPORT_NAME,
@@ -301,10 +302,16 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         for entry in report.entries:
             entry.dst = relative_to_yard(settings, settings.run_dir(entry.run_id, batch_id))
         report_path = batch_dir / ARCHIVE_REPORT_NAME
+        # Every tree is hashed before the first move, so the report holds the digest of
+        # each run from the start: recovery can verify any copy it finds.
+        scans = _scan_all(yard, report)
         write_report(report_path, report)  # before the first move
         crashpoint("archive:report-written")
+        journal = Journal(yard, report, report_path, RunLocation.archived, batch_id)
         for entry in report.entries:
-            _archive_one(yard, report, report_path, entry, batch_id)
+            if entry.status == "pending":
+                _archive_one(yard, journal, entry, batch_id, scans[entry.run_id])
+        journal.flush()
         report.status = (
             "complete" if not any(e.status == "failed" for e in report.entries) else "failed"
         )
@@ -333,18 +340,27 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         return ArchiveResult(report=report, report_path=report_path, recovered=recovered)
 
 
+def _scan_all(yard: Yard, report: ArchiveReport) -> dict[str, fsops.TreeScan]:
+    """Hash every entry's tree; an entry that cannot be scanned fails before anything moves."""
+    scans: dict[str, fsops.TreeScan] = {}
+    for entry in report.entries:
+        try:
+            scan = fsops.scan_tree(yard.settings.runs_root / entry.run_id, hash_content=True)
+        except RunyardError as exc:
+            entry.status, entry.error = "failed", exc.message
+            continue
+        entry.digest, entry.bytes, entry.files = scan.digest, scan.bytes, scan.files
+        scans[entry.run_id] = scan
+    return scans
+
+
 def _archive_one(
-    yard: Yard, report: ArchiveReport, report_path: Path, entry: ArchiveEntry, batch_id: str
+    yard: Yard, journal: Journal, entry: ArchiveEntry, batch_id: str, scan: fsops.TreeScan
 ) -> None:
     settings = yard.settings
     src = settings.runs_root / entry.run_id
     dst = settings.run_dir(entry.run_id, batch_id)
     try:
-        scan = fsops.scan_tree(src, hash_content=True)
-        entry.digest, entry.bytes, entry.files = scan.digest, scan.bytes, scan.files
-        entry.status = "moving"
-        report.updated_at = _now()
-        write_report(report_path, report)
         crashpoint("archive:entry-moving")
         result = fsops.move_tree(src, dst, expected=scan)
         crashpoint("archive:entry-moved")
@@ -354,12 +370,7 @@ def _archive_one(
             for s in result.symlinks
         ]
         entry.status = "moved"
-        with yard.write() as conn:
-            registry.set_locations(conn, [(entry.run_id, RunLocation.archived, batch_id)])
-        crashpoint("archive:entry-registered")
+        journal.moved(entry.run_id)
     except RunyardError as exc:
         entry.status = "failed"
         entry.error = exc.message
-    report.updated_at = _now()
-    write_report(report_path, report)
-    crashpoint("archive:entry-reported")

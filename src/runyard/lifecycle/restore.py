@@ -19,6 +19,7 @@ from runyard.errors import Invalid, Refused, RunyardError
 from runyard.lifecycle import fsops
 from runyard.lifecycle.crashpoints import crashpoint
 from runyard.lifecycle.execlog import log_execution
+from runyard.lifecycle.journal import Journal
 from runyard.lifecycle.lock import yard_lock
 from runyard.lifecycle.report import (
     ARCHIVE_REPORT_NAME,
@@ -30,7 +31,6 @@ from runyard.lifecycle.report import (
     write_report,
 )
 from runyard.models import RunLocation
-from runyard.registry import lifecycle as registry
 
 if TYPE_CHECKING:
     from runyard.yard import Yard
@@ -144,10 +144,11 @@ def run_restore(
         out = plan.archive_report_path.parent / f"restore_report_{stamp}.json"
         write_report(out, report)  # before the first move
         crashpoint("restore:report-written")
+        journal = Journal(yard, report, out, RunLocation.active, None)
         for entry in report.entries:
-            if entry.status != "pending":
-                continue
-            _restore_one(yard, report, out, entry, plan.digests.get(entry.run_id))
+            if entry.status == "pending":
+                _restore_one(yard, journal, entry, plan.digests.get(entry.run_id))
+        journal.flush()
         report.restored = sum(1 for e in report.entries if e.status == "restored")
         report.failed = sum(1 for e in report.entries if e.status == "failed")
         report.status = "failed" if report.failed else "complete"
@@ -169,9 +170,7 @@ def run_restore(
         return RestoreResult(report=report, report_path=out, recovered=recovered)
 
 
-def _restore_one(
-    yard: Yard, report: RestoreReport, out: Path, entry: RestoreEntry, digest: str | None
-) -> None:
+def _restore_one(yard: Yard, journal: Journal, entry: RestoreEntry, digest: str | None) -> None:
     settings = yard.settings
     archived = settings.yard_path / entry.src
     active = settings.yard_path / entry.dst
@@ -182,17 +181,10 @@ def _restore_one(
                 f"the archived copy of {entry.run_id} changed since it was archived "
                 "(digest differs); left where it is"
             )
-        entry.status = "moving"
-        write_report(out, report)
         crashpoint("restore:entry-moving")
         fsops.move_tree(archived, active, expected=scan)
         crashpoint("restore:entry-moved")
         entry.status = "restored"
-        with yard.write() as conn:
-            registry.set_locations(conn, [(entry.run_id, RunLocation.active, None)])
-        crashpoint("restore:entry-registered")
+        journal.moved(entry.run_id)
     except RunyardError as exc:
         entry.status, entry.error = "failed", exc.message
-    report.updated_at = _now()
-    write_report(out, report)
-    crashpoint("restore:entry-reported")
