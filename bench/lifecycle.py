@@ -68,7 +68,7 @@ class Sizes:
 
 
 FULL = Sizes(small_runs=10_000, big_runs=1_000, big_run_bytes=MiB)
-QUICK = Sizes(small_runs=1_000, big_runs=100, big_run_bytes=MiB)
+QUICK = Sizes(small_runs=400, big_runs=50, big_run_bytes=MiB)
 
 
 @dataclass
@@ -474,11 +474,15 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         work = stack.enter_context(temporary_folder(args.dir, "runyard-bench-lifecycle-"))
         console.print(f"temporary folder: {work} on {filesystem_of(work)}")
+        shm = None
+        if not args.skip_across:
+            shm = stack.enter_context(temporary_folder(args.shm, "runyard-bench-lifecycle-"))
+            if os.stat(shm).st_dev == os.stat(work).st_dev:
+                parser.error(f"--shm {args.shm} is on the filesystem of {work}: nothing to cross")
         console.print(f"One filesystem: {sizes.small_runs:,} small runs")
         mine, bare = bench_one_filesystem(work, sizes.small_runs, console, profile)
         across = None
-        if not args.skip_across:
-            shm = stack.enter_context(temporary_folder(args.shm, "runyard-bench-lifecycle-"))
+        if shm is not None:
             console.print(
                 f"Across filesystems: {sizes.big_runs:,} runs, archive root in {shm} "
                 f"on {filesystem_of(shm)}"

@@ -1,28 +1,37 @@
 """Run ``runyard`` commands in forked children of one process that imported it once.
 
-The crash tests run a few hundred archive, restore and recover commands. As separate
-``python -m runyard`` processes each one would spend most of its time importing
-(about 0.6 s of CPU); forked from this server each starts at once. A child is a real
-process like any other: it runs ``runyard.cli.main.main()`` with its own argv,
+The crash tests run over a thousand archive, restore, recover and list commands. As
+separate ``python -m runyard`` processes each would spend most of its time importing
+(about 0.6 s of CPU) and building the click command tree (about 45 ms); forked from
+this server, which did both once, each starts at once. A child is a real process like
+any other: it runs the command ``runyard.cli.main.main()`` runs, with its own argv,
 environment and stdout/stderr files, and a crash point kills it with SIGKILL exactly
 as it would kill ``python -m runyard``.
 
 Protocol: one JSON request per line on stdin, one JSON reply per line on stdout.
 Request keys: ``argv`` (after ``runyard``), ``env`` (variables to set, ``null`` to
-unset), ``stdout``/``stderr`` (files the child writes), and optionally
-``kill_after`` (seconds: SIGKILL the child then, if it still runs) or ``kill_when``
-(``{"glob": G, "min": A, "max": B}``: SIGKILL it as soon as a file matching G has a
-size in [A, B], i.e. while it is being written). Reply: ``returncode`` (negative:
-killed by that signal), ``killed_by_server`` and ``seconds``.
+unset), ``stdout``/``stderr`` (files the child writes), and optionally ``watch`` (a
+file, e.g. the crash log: the reply says when it appeared), ``kill_after`` (seconds
+from the start, or from the appearance of ``watch``: SIGKILL the child then, if it
+still runs) or ``kill_when`` (``{"glob": G, "min": A, "max": B}``: SIGKILL it as soon
+as a file matching G has a size in [A, B], i.e. while it is being written). Reply:
+``returncode`` (negative: killed by that signal), ``killed_by_server``, ``seconds``,
+``watch_seconds`` (or null) and ``cpu_seconds``.
 
 This server never calls into runyard itself, so children inherit only imported
 modules: no engine, no open file, and a crash-point counter of zero.
+
+``--journal-every=N`` makes archive and restore flush their journal (registry and
+report) after every N moves and never on a timer: the flush cadence is a tuning
+constant, and with a timer the N-th crash point would be another step from one run to
+the next (and a small batch would never flush before its end).
 """
 
 from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import select
 import signal
@@ -31,8 +40,15 @@ import time
 import traceback
 from typing import Any
 
+import pydantic.type_adapter  # noqa: F401  (imported on first use by every command)
+import sqlalchemy.dialects.sqlite  # noqa: F401
+import typer.main
+
 import runyard.cli.main
 from runyard.lifecycle import crashpoints
+
+COMMAND = typer.main.get_command(runyard.cli.main.app)
+"""What ``runyard.cli.main.main()`` builds and calls, built once for every child."""
 
 
 def _child(request: dict[str, Any]) -> None:
@@ -54,7 +70,7 @@ def _child(request: dict[str, Any]) -> None:
                 os.environ[key] = value
         sys.argv = ["runyard", *request["argv"]]
         try:
-            runyard.cli.main.main()
+            COMMAND(prog_name="runyard")  # reads sys.argv, as main() does
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -83,6 +99,14 @@ def _kill_when(pid: int, pidfd: int, rule: dict[str, Any]) -> bool:
             return False  # it finished (or died) first
 
 
+def _appeared(pidfd: int, path: str) -> bool:
+    """Wait until ``path`` exists (True) or the child has exited (False)."""
+    while not os.path.exists(path):
+        if select.select([pidfd], [], [], 0.0002)[0]:
+            return False
+    return True
+
+
 def _serve(request: dict[str, Any]) -> dict[str, Any]:
     started = time.monotonic()
     sys.stdout.flush()
@@ -90,26 +114,42 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
     if pid == 0:
         _child(request)
     killed = False
+    watch_seconds = None
     pidfd = os.pidfd_open(pid)
     try:
-        if request.get("kill_after") is not None:
-            if not select.select([pidfd], [], [], float(request["kill_after"]))[0]:
+        running = True
+        if request.get("watch") is not None:
+            running = _appeared(pidfd, request["watch"])
+            watch_seconds = time.monotonic() - started if running else None
+        kill_after, kill_when = request.get("kill_after"), request.get("kill_when")
+        if running and kill_after is not None:
+            if not select.select([pidfd], [], [], float(kill_after))[0]:
                 os.kill(pid, signal.SIGKILL)  # not reaped yet: the pid cannot have been reused
                 killed = True
-        elif request.get("kill_when") is not None:
-            killed = _kill_when(pid, pidfd, request["kill_when"])
+        elif running and kill_when is not None:
+            killed = _kill_when(pid, pidfd, kill_when)
     finally:
         os.close(pidfd)
-    _, status = os.waitpid(pid, 0)
+    _, status, usage = os.wait4(pid, 0)
     return {
         "returncode": os.waitstatus_to_exitcode(status),
         "killed_by_server": killed,
         "seconds": time.monotonic() - started,
+        "watch_seconds": watch_seconds,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
     }
 
 
 def main() -> None:
     assert crashpoints._counter == 0, "the server must never pass a crash point itself"
+    for arg in sys.argv[1:]:
+        name, _, value = arg.partition("=")
+        if name != "--journal-every":
+            raise SystemExit(f"unknown option {arg}")
+        from runyard.lifecycle.journal import Journal
+
+        assert hasattr(Journal, "EVERY") and hasattr(Journal, "INTERVAL"), "Journal changed"
+        Journal.EVERY, Journal.INTERVAL = int(value), math.inf
     for line in sys.stdin:
         if not line.strip():
             continue
