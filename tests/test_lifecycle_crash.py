@@ -22,9 +22,11 @@ alarm, and:
 The commands run as separate processes. Most are forked from a server that imported
 runyard once (``tests/helpers/forkserver.py``; a ``python -m runyard`` spends ~0.6 s
 of CPU importing, which would make a few hundred iterations too slow); a crash point
-kills such a child exactly as it kills ``python -m runyard``. The counting run, the
-smoke test's first crash and some timed kills use ``python -m runyard`` itself, and the
-counting run checks that both pass through the same crash points.
+kills such a child exactly as it kills ``python -m runyard``. Forked children flush the
+journal every ``JOURNAL_EVERY`` moves and never on a timer, so that the N-th crash point
+is the same step in every run. A counting run, the first crash points (before any
+move) and some timed kills use ``python -m runyard`` itself; the counting run checks
+that it passes the same kinds of crash points.
 
 The cross-filesystem tests (archive root on /dev/shm) kill at fewer points: each point
 costs more there, and they are many more (every file copied is one).
