@@ -6,6 +6,7 @@ one, they skip with a loud reason.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from runyard.errors import Conflict, Invalid, Refused
 from runyard.lifecycle import fsops
@@ -193,6 +195,27 @@ def test_cheap_scan_reads_no_content_and_says_so(tmp_path: Path) -> None:
     _same_size_content(run)  # same size and mtime: only the content differs
     assert scan_tree(run, hash_content=False).digest == cheap.digest
     assert scan_tree(run).digest != full.digest
+
+
+@given(
+    path=st.text(min_size=1),
+    kind=st.sampled_from(["dir", "file", "symlink"]),
+    mode=st.integers(0, 0o7777),
+    size=st.integers(0, 2**63),
+    mtime=st.integers(-(2**63), 2**63),
+    last=st.one_of(st.none(), st.text()),
+    content=st.booleans(),
+)
+def test_canonical_line_is_the_json_of_its_fields(
+    path: str, kind: fsops.Kind, mode: int, size: int, mtime: int, last: str | None, content: bool
+) -> None:
+    """Digests recorded in reports stay comparable: the fast line builder must produce
+    exactly the JSON text the digest format is defined by."""
+    entry = fsops.Entry(path, kind, mode, size, mtime, sha256=last, link=last)
+    shown = entry.link if kind == "symlink" else (entry.sha256 if content else None)
+    fields = [path, kind, f"{mode:o}", size, mtime, shown or ""]
+    expected = json.dumps(fields, ensure_ascii=True, separators=(",", ":")) + "\n"
+    assert entry.canonical(content) == expected
 
 
 def test_scan_refuses_a_fifo_naming_it(tmp_path: Path) -> None:
@@ -391,32 +414,97 @@ def test_a_special_file_stops_the_move_before_anything_stays_behind(
     assert not os.path.lexists(dst) and not os.path.lexists(partial_path(dst))
 
 
+@pytest.mark.parametrize("planned", [False, True], ids=["hashed_while_copied", "kernel_copy"])
 def test_a_copy_that_does_not_verify_is_discarded(
-    tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch, planned: bool
 ) -> None:
+    """Without a planned digest each file is hashed as it is copied; with one, the kernel
+    copies and the copy is checked against the plan. Either way a flipped byte is caught
+    and named, and the source stays."""
     run, _ = make_run(tmp_path)
     before = scan_tree(run)
     real_copy = fsops._copy_tree
 
-    def corrupting_copy(src: Path, src_st: os.stat_result, partial: Path) -> TreeScan:
-        source = real_copy(src, src_st, partial)
-        victim = partial / "frames" / "big.bin"
-        stat_before = victim.stat()
-        with open(victim, "r+b") as handle:  # one flipped byte: same size, same mtime
-            handle.seek(1000)
-            byte = handle.read(1)
-            handle.seek(1000)
-            handle.write(bytes([byte[0] ^ 0xFF]))
-        os.utime(victim, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns))
+    def corrupting_copy(
+        src: Path, src_st: os.stat_result, partial: Path, hash_content: bool = True
+    ) -> TreeScan:
+        assert hash_content is not planned
+        source = real_copy(src, src_st, partial, hash_content)
+        _flip_a_byte(partial / "frames" / "big.bin")
         return source
 
     monkeypatch.setattr(fsops, "_copy_tree", corrupting_copy)
     dst = other_fs / "archive" / "r1"
     with pytest.raises(Refused, match=r"does not match the source.*frames/big\.bin"):
-        move_tree(run, dst)
+        move_tree(run, dst, before if planned else None)
     assert scan_tree(run) == before
     assert not os.path.lexists(dst) and not os.path.lexists(partial_path(dst))
     assert list(dst.parent.iterdir()) == []
+
+
+def _flip_a_byte(victim: Path) -> None:
+    """Change one byte of ``victim``, keeping its size and times."""
+    stat_before = victim.stat()
+    with open(victim, "r+b") as handle:
+        handle.seek(1000)
+        byte = handle.read(1)
+        handle.seek(1000)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    os.utime(victim, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns))
+
+
+def test_a_source_changed_since_its_digest_is_not_copied_across(
+    tmp_path: Path, other_fs: Path
+) -> None:
+    """The kernel copy is checked against the planned digest, so a source rewritten since
+    (same size, same mtime) is refused as changed, not blamed on the copy."""
+    run, _ = make_run(tmp_path)
+    planned = scan_tree(run)
+    _flip_a_byte(run / "frames" / "big.bin")
+    changed = scan_tree(run)
+    dst = other_fs / "archive" / "r1"
+    with pytest.raises(Refused, match=r"changed since it was scanned.*frames/big\.bin"):
+        move_tree(run, dst, planned)
+    assert scan_tree(run) == changed
+    assert not os.path.lexists(dst) and list(dst.parent.iterdir()) == []
+
+
+def test_a_source_written_to_while_it_is_copied_stays(
+    tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write to the source after its files were copied (a late log line) would be lost
+    with the source: the source's metadata is checked again before it is let go."""
+    run, _ = make_run(tmp_path)
+    planned = scan_tree(run)
+    real_copy = fsops._copy_tree
+
+    def copy_then_append(
+        src: Path, src_st: os.stat_result, partial: Path, hash_content: bool = True
+    ) -> TreeScan:
+        source = real_copy(src, src_st, partial, hash_content)
+        with open(run / "run.json", "ab") as late:
+            late.write(b"\n")
+        return source
+
+    monkeypatch.setattr(fsops, "_copy_tree", copy_then_append)
+    dst = other_fs / "archive" / "r1"
+    with pytest.raises(Refused, match="changed while it was copied"):
+        move_tree(run, dst, planned)
+    assert (run / "run.json").read_bytes().endswith(b"\n")
+    assert not os.path.lexists(dst) and list(dst.parent.iterdir()) == []
+
+
+def test_a_recorded_digest_is_checked_like_a_scan(tmp_path: Path, archive_root: Path) -> None:
+    """Restore passes the digest from the archive report, not a scan."""
+    run, _ = make_run(tmp_path)
+    recorded = scan_tree(run).digest
+    _same_size_content(run)
+    with pytest.raises(Refused, match="changed since it was recorded"):
+        move_tree(run, archive_root / "b1" / "r1", recorded)
+    assert not os.path.lexists(archive_root / "b1" / "r1")
+    now = scan_tree(run)
+    moved = move_tree(run, archive_root / "b1" / "r1", now.digest)
+    assert moved.scan.digest == now.digest
 
 
 def test_deleting_the_source_does_not_follow_links(tmp_path: Path, other_fs: Path) -> None:

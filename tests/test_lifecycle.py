@@ -242,7 +242,29 @@ def test_busy_yard_is_refused(ws):
 
 
 def test_recover_with_nothing_to_do(ws):
-    assert ws["cli"].ok("recover") == {"settled": [], "alarms": []}
+    assert ws["cli"].ok("recover") == {"settled": [], "alarms": [], "removed_temp_files": []}
+
+
+def test_recover_removes_a_report_temp_file_a_crash_left(ws):
+    """A process killed between writing a report's temporary file and renaming it leaves
+    ``.archive_report.json.<pid>.tmp``; recover removes it, and only such files."""
+    cli = ws["cli"]
+    done = cli.ok("archive", "--all", "--legacy", "--run", "--yes")
+    batch = ws["root"] / "video" / "_archive" / done["batch_id"]
+    leftovers = [batch / ".archive_report.json.4242.tmp", batch / ".restore_report_x.json.7.tmp"]
+    for temp in leftovers:
+        temp.write_text("{half")
+    other = batch / ".someone-elses.tmp"
+    other.write_text("not ours")
+    report_before = (batch / "archive_report.json").read_bytes()
+    result = cli.ok("recover")
+    assert sorted(result["removed_temp_files"]) == sorted(
+        str(p.relative_to(ws["root"])) for p in leftovers
+    )
+    assert not any(p.exists() for p in leftovers) and other.read_text() == "not ours"
+    assert (batch / "archive_report.json").read_bytes() == report_before
+    text = cli("recover")
+    assert text.exit_code == 0 and "Nothing to recover." in text.stdout
 
 
 def test_retention_archives_the_oldest_eligible_above_the_cap(ws, monkeypatch):

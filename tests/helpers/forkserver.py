@@ -144,12 +144,18 @@ def main() -> None:
     assert crashpoints._counter == 0, "the server must never pass a crash point itself"
     for arg in sys.argv[1:]:
         name, _, value = arg.partition("=")
-        if name != "--journal-every":
-            raise SystemExit(f"unknown option {arg}")
-        from runyard.lifecycle.journal import Journal
+        if name == "--journal-every":
+            from runyard.lifecycle.journal import Journal
 
-        assert hasattr(Journal, "EVERY") and hasattr(Journal, "INTERVAL"), "Journal changed"
-        Journal.EVERY, Journal.INTERVAL = int(value), math.inf
+            assert hasattr(Journal, "EVERY") and hasattr(Journal, "INTERVAL"), "Journal changed"
+            Journal.EVERY, Journal.INTERVAL = int(value), math.inf
+        elif name == "--move-threads":
+            from runyard.lifecycle import movers
+
+            assert hasattr(movers, "THREADS"), "movers changed"
+            movers.THREADS = int(value)
+        else:
+            raise SystemExit(f"unknown option {arg}")
     for line in sys.stdin:
         if not line.strip():
             continue

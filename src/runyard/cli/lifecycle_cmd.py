@@ -252,14 +252,22 @@ def recover(ctx: typer.Context, json_output: JsonOption = False) -> None:
     with yard_from(ctx) as yard:
         result = recover_core.recover(yard, ["runyard", *sys.argv[1:]])
     if json_output:
-        print_json({"settled": result.settled, "alarms": result.alarms})
+        print_json(
+            {
+                "settled": result.settled,
+                "alarms": result.alarms,
+                "removed_temp_files": result.removed_temp_files,
+            }
+        )
     else:
         out = console()
         for line in result.settled:
             out.print(line)
+        for name in result.removed_temp_files:
+            out.print(f"removed the leftover temporary file {name}")
         for line in result.alarms:
             out.print(Text(f"ALARM: {line}", style="bold red"))
-        if not result.settled and not result.alarms:
+        if not (result.settled or result.alarms or result.removed_temp_files):
             out.print("Nothing to recover.")
     if result.alarms:
         raise typer.Exit(Refused.exit_code)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from runyard.errors import Invalid, RunyardError
 from runyard.ids import run_id_problem
-from runyard.lifecycle import fsops, guards, references
+from runyard.lifecycle import fsops, guards, movers, references
 from runyard.lifecycle.crashpoints import crashpoint
 from runyard.lifecycle.execlog import log_execution
 from runyard.lifecycle.journal import Journal
@@ -304,13 +304,18 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         report_path = batch_dir / ARCHIVE_REPORT_NAME
         # Every tree is hashed before the first move, so the report holds the digest of
         # each run from the start: recovery can verify any copy it finds.
-        scans = _scan_all(yard, report)
+        threads = movers.move_threads(settings.runs_root, settings.archive_root)
+        scans = _scan_all(yard, report, threads)
         write_report(report_path, report)  # before the first move
         crashpoint("archive:report-written")
         journal = Journal(yard, report, report_path, RunLocation.archived, batch_id)
-        for entry in report.entries:
-            if entry.status == "pending":
-                _archive_one(yard, journal, entry, batch_id, scans[entry.run_id])
+        pending = [e for e in report.entries if e.status == "pending"]
+
+        def archive_one(entry: ArchiveEntry) -> None:
+            _archive_one(yard, journal, entry, batch_id, scans[entry.run_id])
+
+        for _ in movers.ordered_map(archive_one, pending, threads):
+            pass
         journal.flush()
         report.status = (
             "complete" if not any(e.status == "failed" for e in report.entries) else "failed"
@@ -340,17 +345,25 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         return ArchiveResult(report=report, report_path=report_path, recovered=recovered)
 
 
-def _scan_all(yard: Yard, report: ArchiveReport) -> dict[str, fsops.TreeScan]:
+def _scan_all(yard: Yard, report: ArchiveReport, threads: int) -> dict[str, fsops.TreeScan]:
     """Hash every entry's tree; an entry that cannot be scanned fails before anything moves."""
-    scans: dict[str, fsops.TreeScan] = {}
-    for entry in report.entries:
+    runs_root = yard.settings.runs_root
+
+    def scan(entry: ArchiveEntry) -> fsops.TreeScan | RunyardError:
         try:
-            scan = fsops.scan_tree(yard.settings.runs_root / entry.run_id, hash_content=True)
+            return fsops.scan_tree(runs_root / entry.run_id, hash_content=True)
         except RunyardError as exc:
-            entry.status, entry.error = "failed", exc.message
+            return exc
+
+    scans: dict[str, fsops.TreeScan] = {}
+    for entry, result in zip(
+        report.entries, movers.ordered_map(scan, report.entries, threads), strict=True
+    ):
+        if isinstance(result, RunyardError):
+            entry.status, entry.error = "failed", result.message
             continue
-        entry.digest, entry.bytes, entry.files = scan.digest, scan.bytes, scan.files
-        scans[entry.run_id] = scan
+        entry.digest, entry.bytes, entry.files = result.digest, result.bytes, result.files
+        scans[entry.run_id] = result
     return scans
 
 
@@ -364,6 +377,11 @@ def _archive_one(
         crashpoint("archive:entry-moving")
         result = fsops.move_tree(src, dst, expected=scan)
         crashpoint("archive:entry-moved")
+    except RunyardError as exc:
+        with journal.lock:
+            entry.status, entry.error = "failed", exc.message
+        return
+    with journal.lock:
         entry.method = result.method
         entry.symlinks = [
             SymlinkDoc(path=s["path"], target=s["target"], resolves=s["resolves_after_move"])
@@ -371,6 +389,3 @@ def _archive_one(
         ]
         entry.status = "moved"
         journal.moved(entry.run_id)
-    except RunyardError as exc:
-        entry.status = "failed"
-        entry.error = exc.message

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 _counter = 0
+_lock = threading.Lock()  # moves run in several threads (``movers``): count each point once
 
 
 def crashpoint(label: str) -> None:
@@ -23,9 +25,10 @@ def crashpoint(label: str) -> None:
     log = os.environ.get("RUNYARD_TEST_CRASH_LOG")
     if target is None and log is None:
         return
-    _counter += 1
-    if log:
-        with open(log, "a", encoding="utf-8") as out:
-            out.write(f"{_counter} {label}\n")
-    if target is not None and _counter == int(target):
-        os.kill(os.getpid(), signal.SIGKILL)
+    with _lock:
+        _counter += 1
+        if log:
+            with open(log, "a", encoding="utf-8") as out:
+                out.write(f"{_counter} {label}\n")
+        if target is not None and _counter == int(target):
+            os.kill(os.getpid(), signal.SIGKILL)

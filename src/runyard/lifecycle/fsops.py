@@ -10,7 +10,9 @@ A move on one filesystem is a single ``renameat2(RENAME_NOREPLACE)`` (a plain
 parents. Across filesystems it is, with a crash point at every arrow::
 
     copy src → dst.parent/.<dst.name>.partial   (each file and each folder fsynced)
-      → verify: scan the copy, compare its digest with the source's (or the expected one)
+      → verify: hash the copy, compare its digest with the planned one (the source was
+        hashed when the plan was made; with no plan, each file is hashed as it is copied)
+        and check the source's metadata once more (nothing written to it meanwhile)
       → rename .partial → dst (no replace), fsync dst.parent
       → rename src → src.parent/.<src.name>.deleting (no replace), fsync src.parent
       → delete the .deleting tree without following links, fsync src.parent
@@ -51,6 +53,9 @@ META_DIGEST_PREFIX = "meta-sha256:"
 
 _DIGEST_HEADER = b"runyard-tree-v1\n"
 
+_json_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
+"""A string as ASCII-only JSON, quotes included (the C implementation where built)."""
+
 Kind = Literal["dir", "file", "symlink"]
 MoveMethod = Literal["rename", "copy"]
 Settlement = Literal["not_moved", "moved", "settled_both"]
@@ -75,8 +80,13 @@ class Entry:
     def canonical(self, content: bool) -> str:
         """One line of the canonical text the tree digest is taken over."""
         last = self.link if self.kind == "symlink" else (self.sha256 if content else None)
-        fields = [self.path, self.kind, f"{self.mode:o}", self.size, self.mtime_ns, last or ""]
-        return json.dumps(fields, ensure_ascii=True, separators=(",", ":")) + "\n"
+        # Exactly json.dumps([path, kind, mode, size, mtime, last], ensure_ascii=True,
+        # separators=(",", ":")), built from the C string encoder: scans call this for
+        # every entry twice, and json.dumps' generic path dominated small-run archives.
+        return (
+            f'[{_json_str(self.path)},{_json_str(self.kind)},"{self.mode:o}",'
+            f"{self.size},{self.mtime_ns},{_json_str(last or '')}]\n"
+        )
 
 
 @dataclass(frozen=True)
@@ -174,14 +184,24 @@ _SPECIAL_KINDS = {
 }
 
 
-def _hash_fd(fd: int, sink: int | None = None) -> str:
-    """sha256 of what ``fd`` holds, streamed; also written to ``sink`` on the way."""
+def _hash_fd(fd: int, sink: int | None = None, size: int = CHUNK) -> str:
+    """sha256 of what ``fd`` holds, streamed; also written to ``sink`` on the way.
+
+    ``size`` (what lstat said) only sizes the read buffer: a small file costs no more
+    than it holds, and a file that grew is still read to its end.
+    """
     digest = hashlib.sha256()
-    while data := os.read(fd, CHUNK):  # allocates what was read, not CHUNK, per small file
+    if sink is None:  # the common case (scans): one buffer for every read of the file
+        buffer = bytearray(min(CHUNK, size + 1))
+        view = memoryview(buffer)
+        while n := os.readv(fd, [buffer]):
+            digest.update(view[:n])
+        return digest.hexdigest()
+    while data := os.read(fd, CHUNK):
         digest.update(data)
-        view = memoryview(data)
-        while sink is not None and view:
-            view = view[os.write(sink, view) :]
+        out = memoryview(data)
+        while out:
+            out = out[os.write(sink, out) :]
     return digest.hexdigest()
 
 
@@ -240,7 +260,7 @@ def scan_tree(root: Path, hash_content: bool = True) -> TreeScan:
             if hash_content and entry.kind == "file":
                 fd = _open_nofollow(full)
                 try:
-                    sha = _hash_fd(fd)
+                    sha = _hash_fd(fd, size=st.st_size)
                 finally:
                     os.close(fd)
                 entry = Entry(entry.path, "file", entry.mode, entry.size, entry.mtime_ns, sha)
@@ -408,14 +428,19 @@ def symlink_resolution(root: Path, symlinks: Iterable[tuple[str, str]]) -> list[
     ]
 
 
-def move_tree(src: Path, dst: Path, expected: TreeScan | None = None) -> MoveResult:
+Expected = TreeScan | str | None
+"""What a move is checked against: the scan it was planned from, a recorded digest
+(full or metadata-only), or nothing."""
+
+
+def move_tree(src: Path, dst: Path, expected: Expected = None) -> MoveResult:
     """Move the run folder ``src`` to ``dst``, which must not exist.
 
     Args:
-        expected: the scan the move was planned from (a report's digest); when given,
+        expected: the scan the move was planned from, or a recorded digest (a report's);
             a tree that no longer agrees with it is refused and left where it is. The
-            tree is hashed again even so (before a rename, or as the copy is read): the
-            result describes what moved, not what was planned.
+            moved tree is hashed even so (before a rename, or the copy once written):
+            the result describes what moved, not what was planned.
 
     Raises:
         Conflict: ``dst`` exists, or an interrupted move left its ``.partial`` or
@@ -426,34 +451,33 @@ def move_tree(src: Path, dst: Path, expected: TreeScan | None = None) -> MoveRes
             is untouched and no partial copy remains.
     """
     src_st = _real_dir(src, missing=Invalid)
-    if os.path.lexists(dst):
-        raise _exists(dst)
-    src_real, dst_real = src.resolve(), dst.resolve()
-    if dst_real == src_real or src_real in dst_real.parents:
-        raise Invalid(f"cannot move {src} into itself ({dst})")
     for leftover in (tombstone_path(src), partial_path(dst)):
         if os.path.lexists(leftover):
             raise Conflict(
                 f"{leftover} is left over from an interrupted move",
                 hint="run `runyard recover` first",
             )
-    if same_filesystem(src, dst.parent):
+    if os.path.lexists(dst):
+        raise _exists(dst)
+    _ensure_dir(dst.parent)
+    if os.stat(dst.parent).st_dev == src_st.st_dev:
         scan = scan_tree(src)
         _check_expected(scan, expected, src)
-        _ensure_dir(dst.parent)
         crashpoint("fsops.rename.before")
         try:
             rename_noreplace(src, dst)
         except OSError as exc:
-            if exc.errno != errno.EXDEV:  # e.g. two bind mounts of one filesystem
+            if exc.errno == errno.EINVAL:  # the kernel's answer to a move into itself
+                raise _into_itself(src, dst) from None
+            if exc.errno != errno.EXDEV:  # EXDEV: e.g. two bind mounts of one filesystem
                 raise Refused(f"cannot rename {src} to {dst}: {exc.strerror}") from exc
         else:
-            fsync_dir(src.parent)
-            if dst.parent.resolve() != src.parent.resolve():
-                fsync_dir(dst.parent)
+            _fsync_parents(src.parent, dst.parent)
             crashpoint("fsops.rename.after")
             return MoveResult("rename", scan, symlink_resolution(dst, scan.symlinks))
-    _ensure_dir(dst.parent)
+    src_real, dst_real = src.resolve(), dst.resolve()
+    if dst_real == src_real or src_real in dst_real.parents:
+        raise _into_itself(src, dst)
     scan = _copy_verify(src, src_st, dst, expected)
     try:
         rename_noreplace(partial_path(dst), dst)
@@ -466,34 +490,80 @@ def move_tree(src: Path, dst: Path, expected: TreeScan | None = None) -> MoveRes
     return MoveResult("copy", scan, symlink_resolution(dst, scan.symlinks))
 
 
-def _check_expected(scan: TreeScan, expected: TreeScan | None, where: Path) -> None:
-    if expected is not None and not _agrees(scan, expected):
+def _into_itself(src: Path, dst: Path) -> Invalid:
+    return Invalid(f"cannot move {src} into itself ({dst})")
+
+
+def _fsync_parents(first: Path, second: Path) -> None:
+    """fsync both folders, once when they are the same folder."""
+    fd = os.open(first, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+        st = os.fstat(fd)
+    finally:
+        os.close(fd)
+    fd = os.open(second, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        other = os.fstat(fd)
+        if (other.st_dev, other.st_ino) != (st.st_dev, st.st_ino):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _expected_digest(expected: Expected) -> str | None:
+    if isinstance(expected, TreeScan):
+        return expected.digest
+    return expected
+
+
+def _check_expected(scan: TreeScan, expected: Expected, where: Path) -> None:
+    if expected is None:
+        return
+    if isinstance(expected, TreeScan):
+        if _agrees(scan, expected):
+            return
         changed = ", ".join(scan.differences(expected)) or "?"
+    else:
+        if scan.agrees_with(expected):
+            return
         raise Refused(
-            f"{where} changed since it was scanned (first differences: {changed}); not moved",
-            hint="scan it again (a new dry run) before moving",
+            f"{where} changed since it was recorded (its digest is not the recorded "
+            f"{expected}); not moved",
+            hint="compare it with the report's entry; runyard moves only what it can verify",
         )
+    raise Refused(
+        f"{where} changed since it was scanned (first differences: {changed}); not moved",
+        hint="scan it again (a new dry run) before moving",
+    )
 
 
-def _copy_verify(
-    src: Path, src_st: os.stat_result, dst: Path, expected: TreeScan | None
-) -> TreeScan:
+def _copy_verify(src: Path, src_st: os.stat_result, dst: Path, expected: Expected) -> TreeScan:
     """Copy ``src`` to ``dst``'s partial sibling and verify it; the copy's scan.
 
-    On any failure the partial copy is removed and ``src`` stays as it was.
+    With a full digest expected, the copy is made by the kernel and then hashed once
+    against that digest (the source was hashed when the digest was taken); otherwise
+    each source file is hashed as it is copied. Either way the source's metadata is
+    checked once more after the copy verified, so that nothing written to the source
+    while it was copied is left behind. On any failure the partial copy is removed and
+    ``src`` stays as it was.
     """
     partial = partial_path(dst)
+    wanted = _expected_digest(expected)
+    trusted = wanted is not None and wanted.startswith(DIGEST_PREFIX)
     try:
-        source = _copy_tree(src, src_st, partial)
+        source = _copy_tree(src, src_st, partial, hash_content=not trusted)
         crashpoint("fsops.copy.done")
         copy = scan_tree(partial)
-        if copy.digest != source.digest:
-            bad = ", ".join(copy.differences(source)) or "?"
-            raise Refused(
-                f"the copy of {src} at {partial} does not match the source "
-                f"(first differences: {bad}); the source is untouched"
-            )
-        _check_expected(copy, expected, src)
+        if trusted:
+            if copy.digest != wanted:
+                _explain_bad_copy(src, partial, copy, expected)
+        else:
+            if copy.digest != source.digest:
+                _refuse_bad_copy(src, partial, copy.differences(source))
+            _check_expected(copy, expected, src)
+        if scan_tree(src, hash_content=False).metadata_digest != copy.metadata_digest:
+            raise Refused(f"{src} changed while it was copied; not moved")
     except BaseException as exc:
         if os.path.lexists(partial):
             _remove_tree(partial)
@@ -505,12 +575,31 @@ def _copy_verify(
     return copy
 
 
-def _copy_tree(src: Path, src_st: os.stat_result, partial: Path) -> TreeScan:
+def _explain_bad_copy(src: Path, partial: Path, copy: TreeScan, expected: Expected) -> None:
+    """Raise the right error for a copy that missed the expected digest: the source
+    changed since it was scanned, or the copy differs from the source."""
+    source = scan_tree(src)
+    _check_expected(source, expected, src)
+    _refuse_bad_copy(src, partial, copy.differences(source))
+
+
+def _refuse_bad_copy(src: Path, partial: Path, differences: list[str]) -> None:
+    bad = ", ".join(differences) or "?"
+    raise Refused(
+        f"the copy of {src} at {partial} does not match the source "
+        f"(first differences: {bad}); the source is untouched"
+    )
+
+
+def _copy_tree(
+    src: Path, src_st: os.stat_result, partial: Path, hash_content: bool = True
+) -> TreeScan:
     """Copy ``src`` into the new folder ``partial``; the scan of the source as it was read.
 
-    Each file is read once: its hash is taken on the way to the copy. Folders are
-    created private and get their mode and mtime (and an fsync) once their contents
-    are complete, so writing into them never changes what was set.
+    With ``hash_content`` each file is read once and hashed on the way to the copy;
+    without, the kernel copies it (``sendfile``) and the scan has metadata only.
+    Folders are created private and get their mode and mtime (and an fsync) once their
+    contents are complete, so writing into them never changes what was set.
     """
     base, out = str(src), str(partial)
     entries: list[Entry] = []
@@ -530,25 +619,32 @@ def _copy_tree(src: Path, src_st: os.stat_result, partial: Path) -> TreeScan:
             os.symlink(entry.link or "", target)
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
         else:
-            entry = _copy_file(full, target, entry, st)
+            entry = _copy_file(full, target, entry, st, hash_content)
             crashpoint("fsops.copy.file")
         entries.append(entry)
     while pending_dirs:
         _finish_dir(out, *pending_dirs.pop())
-    return _build_scan(entries, content_hashed=True)
+    return _build_scan(entries, content_hashed=hash_content)
 
 
 def _inside(rel: str, folder: str) -> bool:
     return folder == "" or rel.startswith(folder + "/")
 
 
-def _copy_file(full: str, target: str, entry: Entry, st: os.stat_result) -> Entry:
-    """Copy one file with its mode and times, fsynced; its entry with the content hash."""
+def _copy_file(
+    full: str, target: str, entry: Entry, st: os.stat_result, hash_content: bool = True
+) -> Entry:
+    """Copy one file with its mode and times, fsynced; its entry, with the content hash
+    when ``hash_content``."""
     fd_in = _open_nofollow(full)
     try:
         fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            sha = _hash_fd(fd_in, fd_out)
+            sha = None
+            if hash_content:
+                sha = _hash_fd(fd_in, fd_out)
+            else:
+                _kernel_copy(fd_in, fd_out)
             os.fchmod(fd_out, entry.mode)
             os.utime(fd_out, ns=(st.st_atime_ns, st.st_mtime_ns))
             os.fsync(fd_out)
@@ -559,6 +655,21 @@ def _copy_file(full: str, target: str, entry: Entry, st: os.stat_result) -> Entr
     # The entry keeps the size lstat saw: a file that grew or shrank while it was read
     # gives a copy of another size, which verification then refuses.
     return Entry(entry.path, "file", entry.mode, entry.size, entry.mtime_ns, sha)
+
+
+def _kernel_copy(fd_in: int, fd_out: int) -> None:
+    """Copy what ``fd_in`` holds to ``fd_out`` inside the kernel (``sendfile``), with a
+    read/write loop where the kernel cannot."""
+    try:
+        while os.sendfile(fd_out, fd_in, None, CHUNK * 64):
+            pass
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+        while data := os.read(fd_in, CHUNK):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd_out, view) :]
 
 
 def _finish_dir(out: str, rel: str, entry: Entry, st: os.stat_result) -> None:

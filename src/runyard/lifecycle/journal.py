@@ -3,6 +3,7 @@ whole report after every run (which would make a batch quadratic in its size).""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ class Journal:
     """
 
     INTERVAL = 1.0
-    EVERY = 200
+    EVERY = 1000
 
     def __init__(
         self,
@@ -42,13 +43,21 @@ class Journal:
         self.location, self.batch_id = location, batch_id
         self.pending: list[str] = []
         self.last = time.monotonic()
+        # Held by whoever changes an entry of the report or flushes it: moves may run in
+        # several threads (``movers``), and a flush must never write a half-updated entry.
+        self.lock = threading.RLock()
 
     def moved(self, run_id: str) -> None:
-        self.pending.append(run_id)
-        if len(self.pending) >= self.EVERY or time.monotonic() - self.last >= self.INTERVAL:
-            self.flush()
+        with self.lock:
+            self.pending.append(run_id)
+            if len(self.pending) >= self.EVERY or time.monotonic() - self.last >= self.INTERVAL:
+                self.flush()
 
     def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
         if self.pending:
             with self.yard.write() as conn:
                 registry.set_locations(

@@ -108,13 +108,16 @@ def plan_purge(yard: Yard, older_than_days: float, command: list[str]) -> PurgeR
     with yard.read() as conn:
         where = registry.locations(conn, ids)
         pinned = registry.pinned_runs(conn, ids)
+    resolved: dict[Path, Path] = {}
     for archived in reports:
         assert archived.batch_id is not None
         report.batches.append(archived.batch_id)
         for e in archived.entries:
             if e.status != "moved":
                 continue
-            _active, folder = entry_paths(settings, archived.batch_id, e.run_id, e.src, e.dst)
+            _active, folder = entry_paths(
+                settings, archived.batch_id, e.run_id, e.src, e.dst, resolved
+            )
             entry = PurgeEntry(
                 run_id=e.run_id,
                 batch_id=archived.batch_id,

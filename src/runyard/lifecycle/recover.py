@@ -10,6 +10,7 @@ and the report are brought in line. ``archive`` and ``restore`` run this first.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,19 +40,30 @@ if TYPE_CHECKING:
 class RecoverResult:
     settled: list[str] = field(default_factory=list)  # "batch/run_id: outcome"
     alarms: list[str] = field(default_factory=list)
+    removed_temp_files: list[str] = field(default_factory=list)  # relative to the yard
 
     @property
     def reports(self) -> int:
         return len({s.split("/")[0] for s in self.settled})
 
 
-def _interrupted(archive_root: Path) -> list[tuple[str, Path]]:
+_REPORT_TEMP = re.compile(r"^\.(archive_report\.json|restore_report_[^/]+\.json)\.\d+\.tmp$")
+"""A report's temporary file (``fsutil.write_atomic``), left behind by a process killed
+between writing it and renaming it into place. Under the yard lock nobody else writes
+reports, so any such file is a leftover: the report itself is the old or the new one."""
+
+
+def _interrupted(archive_root: Path, removed: list[Path]) -> list[tuple[str, Path]]:
     found: list[tuple[str, Path]] = []
     if not archive_root.is_dir():
         return found
     for batch in sorted(archive_root.iterdir()):
         if not batch.is_dir() or batch.is_symlink():
             continue
+        for temp in sorted(batch.glob(".*.tmp")):
+            if _REPORT_TEMP.match(temp.name) and not temp.is_symlink():
+                temp.unlink()
+                removed.append(temp)
         for path in sorted(batch.glob("*.json")):
             if path.name != ARCHIVE_REPORT_NAME and not path.name.startswith("restore_report_"):
                 continue
@@ -111,7 +123,10 @@ def _recover(yard: Yard) -> RecoverResult:
     result = RecoverResult()
     settings = yard.settings
     result.settled.extend(recover_purges(yard))
-    for kind, path in _interrupted(settings.archive_root):
+    removed: list[Path] = []
+    interrupted = _interrupted(settings.archive_root, removed)
+    result.removed_temp_files = [relative_to_yard(settings, p) for p in removed]
+    for kind, path in interrupted:
         try:
             if kind == "archive":
                 _settle_archive(yard, path, result)
@@ -128,11 +143,12 @@ def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
     if report.yard_id != settings.yard_id or report.batch_id is None:
         raise Refused(f"{path} is not an interrupted archive of this yard")
     changes: list[tuple[str, RunLocation, str | None]] = []
+    resolved: dict[Path, Path] = {}
     for entry in report.entries:
         if entry.status not in ("pending", "moving", "moved"):
             continue
         active, archived = entry_paths(
-            settings, report.batch_id, entry.run_id, entry.src, entry.dst
+            settings, report.batch_id, entry.run_id, entry.src, entry.dst, resolved
         )
         try:
             outcome = fsops.finish_interrupted_move(active, archived, entry.digest)
@@ -176,6 +192,7 @@ def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
     digests = {e.run_id: e.digest for e in archive.entries}
     originals = {e.run_id: e for e in archive.entries}
     changes: list[tuple[str, RunLocation, str | None]] = []
+    resolved: dict[Path, Path] = {}
     for entry in report.entries:
         if entry.status not in ("pending", "moving"):
             continue
@@ -183,7 +200,7 @@ def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
         if original is None:
             raise Refused(f"{entry.run_id} is not in the batch's archive report")
         active, archived = entry_paths(
-            settings, report.batch_id, entry.run_id, original.src, original.dst
+            settings, report.batch_id, entry.run_id, original.src, original.dst, resolved
         )
         try:
             # A restore moves archived → active.

@@ -126,8 +126,9 @@ class RestoreReport(_Model):
 def write_report(path: Path, report: BaseModel) -> None:
     """Write a report atomically (temporary file, fsync, rename) and fsync its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(report.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
-    write_atomic(path, data.encode())
+    # pydantic's own serializer: json.dumps with indent runs in pure Python, and a
+    # journal rewrites a report of thousands of entries many times in one batch.
+    write_atomic(path, report.model_dump_json(indent=2).encode() + b"\n")
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -166,25 +167,45 @@ def _inside(path: Path, root: Path) -> bool:
     return True
 
 
-def checked_path(settings: Settings, relative: str, expected: Path, root: Path, what: str) -> Path:
+def checked_path(
+    settings: Settings,
+    relative: str,
+    expected: Path,
+    root: Path,
+    what: str,
+    resolved: dict[Path, Path] | None = None,
+) -> Path:
     """``relative`` (from a report) as an absolute path, only if it is exactly ``expected``.
 
     Refuses ``..``, anything but the expected place (an absolute path is accepted only
     where the root itself lies outside the yard and the path is exactly the expected
-    one), and a parent that leads out of ``root`` through a symlink.
+    one), and a parent that leads out of ``root`` through a symlink. ``resolved`` caches
+    real paths across the entries of one report, whose parents are all the same folders.
     """
     if ".." in Path(relative).parts:
         raise Refused(f"report {what} {relative!r} climbs with '..'")
     candidate = settings.yard_path / relative
     if os.path.normpath(candidate) != os.path.normpath(expected):
         raise Refused(f"report {what} {relative!r} is not where this yard keeps it ({expected})")
-    if not _inside(candidate.parent.resolve(), root.resolve()):
+    cache = {} if resolved is None else resolved
+    if not _inside(_real_path(candidate.parent, cache), _real_path(root, cache)):
         raise Refused(f"report {what} {relative!r} leads outside {root} (through a symlink?)")
     return candidate
 
 
+def _real_path(path: Path, cache: dict[Path, Path]) -> Path:
+    if path not in cache:
+        cache[path] = path.resolve()
+    return cache[path]
+
+
 def entry_paths(
-    settings: Settings, batch_id: str, run_id: str, src: str, dst: str
+    settings: Settings,
+    batch_id: str,
+    run_id: str,
+    src: str,
+    dst: str,
+    resolved: dict[Path, Path] | None = None,
 ) -> tuple[Path, Path]:
     """The (active, archived) folders of a report entry, after every check."""
     problem = run_id_problem(run_id)
@@ -192,9 +213,10 @@ def entry_paths(
         raise Refused(f"report entry has an invalid run id {run_id!r}: {problem}")
     if run_id_problem(batch_id):
         raise Refused(f"report has an invalid batch id {batch_id!r}")
-    active = checked_path(settings, src, settings.runs_root / run_id, settings.runs_root, "src")
+    runs_root = settings.runs_root
+    active = checked_path(settings, src, runs_root / run_id, runs_root, "src", resolved)
     archived = checked_path(
-        settings, dst, settings.run_dir(run_id, batch_id), settings.archive_root, "dst"
+        settings, dst, settings.run_dir(run_id, batch_id), settings.archive_root, "dst", resolved
     )
     return active, archived
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runyard.errors import Invalid, Refused, RunyardError
-from runyard.lifecycle import fsops
+from runyard.lifecycle import fsops, movers
 from runyard.lifecycle.crashpoints import crashpoint
 from runyard.lifecycle.execlog import log_execution
 from runyard.lifecycle.journal import Journal
@@ -87,11 +87,13 @@ def plan_restore(yard: Yard, report_path: Path, only: Sequence[str] = ()) -> Res
         updated_at=now,
     )
     digests: dict[str, str | None] = {}
+    by_id = {e.run_id: e for e in reversed(archive.entries)}  # the first entry of an id wins
+    resolved: dict[Path, Path] = {}
     # Check every entry before anything moves: one tampered path refuses the whole restore.
     for run_id in dict.fromkeys(chosen):
-        original = next(e for e in archive.entries if e.run_id == run_id)
+        original = by_id[run_id]
         active, archived = entry_paths(
-            settings, archive.batch_id, run_id, original.src, original.dst
+            settings, archive.batch_id, run_id, original.src, original.dst, resolved
         )
         entry = RestoreEntry(
             run_id=run_id,
@@ -145,9 +147,14 @@ def run_restore(
         write_report(out, report)  # before the first move
         crashpoint("restore:report-written")
         journal = Journal(yard, report, out, RunLocation.active, None)
-        for entry in report.entries:
-            if entry.status == "pending":
-                _restore_one(yard, journal, entry, plan.digests.get(entry.run_id))
+        pending = [e for e in report.entries if e.status == "pending"]
+
+        def restore_one(entry: RestoreEntry) -> None:
+            _restore_one(yard, journal, entry, plan.digests.get(entry.run_id))
+
+        threads = movers.move_threads(settings.archive_root, settings.runs_root)
+        for _ in movers.ordered_map(restore_one, pending, threads):
+            pass
         journal.flush()
         report.restored = sum(1 for e in report.entries if e.status == "restored")
         report.failed = sum(1 for e in report.entries if e.status == "failed")
@@ -175,16 +182,13 @@ def _restore_one(yard: Yard, journal: Journal, entry: RestoreEntry, digest: str 
     archived = settings.yard_path / entry.src
     active = settings.yard_path / entry.dst
     try:
-        scan = fsops.scan_tree(archived, hash_content=True)
-        if digest is not None and scan.digest != digest:
-            raise Refused(
-                f"the archived copy of {entry.run_id} changed since it was archived "
-                "(digest differs); left where it is"
-            )
         crashpoint("restore:entry-moving")
-        fsops.move_tree(archived, active, expected=scan)
+        fsops.move_tree(archived, active, expected=digest)
         crashpoint("restore:entry-moved")
+    except RunyardError as exc:
+        with journal.lock:
+            entry.status, entry.error = "failed", exc.message
+        return
+    with journal.lock:
         entry.status = "restored"
         journal.moved(entry.run_id)
-    except RunyardError as exc:
-        entry.status, entry.error = "failed", exc.message
