@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -183,6 +185,20 @@ def test_partial_restore_and_never_overwrite(ws):
     archived = ws["root"] / next(e["dst"] for e in doc["entries"] if e["run_id"] == "api_upload_1")
     assert (archived / "out.txt").read_text() == "api_upload_1"
     assert ws["cli"]("restore", "--report", report, "--only-run-id", "nope").exit_code == 5
+    # The execution log agrees with the exit code, and counts what came back.
+    first, second = (i for i in reversed(ws["cli"].ok("log")["items"]) if i["kind"] == "restore")
+    assert (first["status"], first["moved"], first["bytes"]) == ("complete", 1, 3)  # "192"
+    assert (second["status"], second["skipped"]) == ("conflicts", 1)
+
+
+def test_restoring_a_purged_run_says_it_was_purged(ws):
+    cli = ws["cli"]
+    doc = cli.ok("archive", "--all", "--legacy", "--run", "--yes")
+    cli.ok("purge", "--older-than", "0", "--run", "--yes")
+    result = cli.ok("restore", "--report", doc["report_path"], "--only-run-id", "192")
+    assert [(e["status"], e["error"]) for e in result["entries"]] == [
+        ("not_archived", "purged: deleted from this batch by `runyard purge`")
+    ]
 
 
 def test_dry_run_restore_changes_nothing(ws):
@@ -289,6 +305,34 @@ def test_retention_archives_the_oldest_eligible_above_the_cap(ws, monkeypatch):
     assert cli.ok("log")["items"][0]["kind"] == "retention"
 
 
+def test_retention_run_recovers_first_even_under_the_cap(ws, monkeypatch):
+    """A cron job is often the first to come by after a crash: it settles the batch
+    before finding nothing over the cap."""
+    cli = ws["cli"]
+    doc = cli.ok("archive", "--all", "--legacy", "--run", "--yes")
+    report_path = Path(doc["report_path"])
+    data = json.loads(report_path.read_text())
+    data["status"] = "in_progress"
+    data["entries"][0]["status"] = "pending"
+    report_path.write_text(json.dumps(data))
+    monkeypatch.setenv("RUNYARD_MAX_RUNS", "1000")
+    done = cli.ok("retention", "--run")
+    assert done["excess"] == 0
+    assert done["recovered"] == [f"{doc['batch_id']}/{data['entries'][0]['run_id']}: moved"]
+    assert json.loads(report_path.read_text())["status"] == "recovered"
+
+
+def test_retention_run_with_nothing_eligible_says_so(ws, monkeypatch):
+    cli = ws["cli"]
+    monkeypatch.setenv("RUNYARD_MAX_RUNS", "1")
+    cli.ok("archive", "--all", "--legacy", "--run", "--yes")
+    cli.ok("archive", "--all", "--run", "--yes")  # the guards keep the rest
+    result = cli("retention", "--run")
+    assert result.exit_code == 0, result.stderr
+    assert "Nothing to archive" in result.stdout and "dry run" not in result.stdout
+    assert "still" in result.stdout and "over the cap" in result.stdout
+
+
 def test_purge_deletes_only_old_unpinned_archived_runs(ws):
     cli = ws["cli"]
     doc = cli.ok("archive", "--all", "--legacy", "--run", "--yes")
@@ -338,7 +382,6 @@ def test_archive_across_filesystems(ws, tmp_path):
 
 
 def test_an_alarm_is_raised_until_someone_acts(ws):
-    import shutil
 
     cli = ws["cli"]
     doc = cli.ok("archive", "--all", "--legacy", "--run", "--yes")
@@ -346,17 +389,68 @@ def test_an_alarm_is_raised_until_someone_acts(ws):
     data = json.loads(report_path.read_text())
     data["status"] = "in_progress"
     data["entries"][0]["status"] = "moving"
+    data["entries"][1]["status"] = "pending"  # moved, but the journal had not said so yet
     report_path.write_text(json.dumps(data))
     lost = ws["root"] / data["entries"][0]["dst"]
-    shutil.rmtree(lost)  # the run is nowhere: neither in the runs root nor in the batch
+    kept = lost.with_name(f"{lost.name}.aside")
+    lost.rename(kept)  # the run is nowhere: neither in the runs root nor in the batch
+    settled = []
     for _ in range(2):
         result = cli("recover", "--json")
         assert result.exit_code == 4
         assert any("run missing" in a for a in result.json["alarms"])
-    blocked = cli("archive", "--all", "--legacy", "--run", "--yes")
-    assert blocked.exit_code == 4 and "could not be settled" in blocked.stderr
+        settled.append(result.json["settled"])
+    # The pending entry is settled once; the report, kept open by the alarm, does not
+    # make the next recover count it again.
+    assert settled == [[f"{doc['batch_id']}/{data['entries'][1]['run_id']}: moved"], []]
+    for command in (
+        ("archive", "--all", "--legacy", "--run", "--yes"),
+        ("purge", "--older-than", "0", "--run", "--yes"),
+    ):
+        blocked = cli(*command)
+        assert blocked.exit_code == 4 and "could not be settled" in blocked.stderr, command
+    assert kept.is_dir() and all((ws["root"] / e["dst"]).is_dir() for e in data["entries"][1:])
     log = (ws["root"] / "logs" / "regression" / "CLEANUP_LOG.md").read_text()
     assert "| recover | failed |" in log
+    kept.rename(lost)  # someone found it
+    result = cli.ok("recover")
+    assert result["alarms"] == [] and result["settled"] == [
+        f"{doc['batch_id']}/{data['entries'][0]['run_id']}: moved"
+    ]
+    entry = json.loads(report_path.read_text())["entries"][0]
+    assert entry["status"] == "moved" and entry["error"] is None
+
+
+def test_busy_names_the_holder_only_while_it_is_alive(ws):
+    from runyard.lifecycle.lock import LOCK_NAME, yard_lock
+
+    lock_file = ws["root"] / LOCK_NAME
+    with yard_lock(ws["root"], "purge"):
+        result = ws["cli"]("recover")
+        assert result.exit_code == 4 and f"pid {os.getpid()} (purge) holds" in result.stderr
+    assert lock_file.read_text() == ""  # released: the name is cleared
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, os, sys, time\n"
+            "fd = os.open(sys.argv[1], os.O_RDWR)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "print('locked', flush=True)\n"
+            "time.sleep(60)",
+            str(lock_file),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        lock_file.write_text("pid 999999999 (archive)")  # left by a runyard killed long ago
+        result = ws["cli"]("recover")
+        assert result.exit_code == 4 and "another process holds" in result.stderr
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_folders_that_are_not_run_ids_are_reported(ws):

@@ -59,7 +59,12 @@ def _print_archive(report: ArchiveReport, dry_run: bool) -> None:
     for problem in report.problems:
         out.print(Text(f"reference problem: {problem}", style="red"))
     s = report.summary
-    if dry_run:
+    if not dry_run and report.batch_id is None:
+        out.print(
+            f"Nothing to archive: {s.skipped} skipped, of {s.candidates} candidates; "
+            "no batch was made."
+        )
+    elif dry_run:
         out.print(
             f"dry run: {s.to_archive} to archive ({_size(s.bytes_to_archive)}), "
             f"{s.skipped} skipped, of {s.candidates} candidates. Nothing was moved."
@@ -159,11 +164,8 @@ def archive(
     else:
         for line in result.recovered:
             console().print(Text(f"recovered first: {line}", style="yellow"))
-        if result.report_path is None:
-            _print_archive(result.report, dry_run=True)
-            console().print("Nothing to archive: no batch was made.")
-        else:
-            _print_archive(result.report, dry_run=False)
+        _print_archive(result.report, dry_run=False)
+        if result.report_path is not None:
             console().print(f"archive report: {result.report_path}")
     if result.report.summary.failed:
         raise typer.Exit(Refused.exit_code)
@@ -282,16 +284,23 @@ def retention(
     json_output: JsonOption = False,
 ) -> None:
     """Archive the oldest eligible runs above the cap on active runs (never deletes)."""
+    command = ["runyard", *sys.argv[1:]]
     with yard_from(ctx) as yard:
-        plan = retention_core.plan_retention(yard, ["runyard", *sys.argv[1:]])
+        if run:
+            done = retention_core.run_retention(yard, command)
+            plan, result, recovered = done.plan, done.archived, done.recovered
+        else:
+            plan, result, recovered = retention_core.plan_retention(yard, command), None, []
         head = {"cap": plan.cap, "active": plan.active, "excess": plan.excess}
         if plan.excess == 0:
             if json_output:
-                print_json({**head, "entries": [], "report_path": None})
+                print_json({**head, "entries": [], "report_path": None, "recovered": recovered})
             else:
+                for line in recovered:
+                    console().print(Text(f"recovered first: {line}", style="yellow"))
                 console().print(f"{plan.active} active runs, cap {plan.cap}: nothing to do.")
             return
-        if not run:
+        if result is None:
             dry = archive_core.plan_archive(yard, plan.options)
             path = archive_core.write_dry_run(yard, dry)
             if json_output:
@@ -301,7 +310,6 @@ def retention(
             _print_archive(dry.report, dry_run=True)
             console().print(f"dry-run report: {path}. Add --run to archive them.")
             return
-        result = archive_core.run_archive(yard, plan.options)
     still_over = plan.excess - result.report.summary.moved
     if json_output:
         print_json(
@@ -309,15 +317,15 @@ def retention(
                 **head,
                 **result.report.model_dump(mode="json"),
                 "report_path": str(result.report_path) if result.report_path else None,
-                "recovered": result.recovered,
+                "recovered": recovered,
                 "still_over": still_over,
             }
         )
     else:
-        for line in result.recovered:
+        for line in recovered:
             console().print(Text(f"recovered first: {line}", style="yellow"))
         console().print(f"{plan.active} active runs, cap {plan.cap}: {plan.excess} over.")
-        _print_archive(result.report, dry_run=result.report_path is None)
+        _print_archive(result.report, dry_run=False)
         if result.report_path is not None:
             console().print(f"archive report: {result.report_path}")
     if still_over > 0 and not json_output:
@@ -363,9 +371,15 @@ def purge(
         result = purge_core.run_purge(yard, older_than, command)
     if json_output:
         print_json(
-            {**result.report.model_dump(mode="json"), "report_path": str(result.report_path)}
+            {
+                **result.report.model_dump(mode="json"),
+                "report_path": str(result.report_path),
+                "recovered": result.recovered,
+            }
         )
     else:
+        for line in result.recovered:
+            console().print(Text(f"recovered first: {line}", style="yellow"))
         _print_purge(result.report, dry_run=False)
         console().print(f"purge report: {result.report_path}")
     if result.report.status == "failed":

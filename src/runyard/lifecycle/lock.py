@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,13 +27,36 @@ def yard_lock(yard_path: Path, what: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
             raise Refused(
-                f"the yard is busy: {holder} holds {path}",
+                f"the yard is busy: {_holder(fd)} holds {path}",
                 hint="wait for it to finish, then run this again",
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} ({what})".encode(), 0)
-        yield
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # still locked: nobody reads a half-cleared name
     finally:
         os.close(fd)
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, as the holder wrote it; "another process" when the text is
+    gone or names a process that no longer exists (a runyard killed before it could
+    clear it, while something else, e.g. ``flock(1)``, holds the lock now)."""
+    text = os.pread(fd, 200, 0).decode(errors="replace").strip()
+    match = re.fullmatch(r"pid (\d+) \(.*\)", text)
+    if match is None or not _alive(int(match.group(1))):
+        return "another process"
+    return text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

@@ -73,12 +73,17 @@ class PurgeReport(BaseModel):
 class PurgeResult:
     report: PurgeReport
     report_path: Path
+    recovered: list[str]  # what recover settled first
+
+
+def _check_days(older_than_days: float) -> None:
+    if not older_than_days >= 0:
+        raise Invalid(f"--older-than must be a number of days, 0 or more (got {older_than_days})")
 
 
 def plan_purge(yard: Yard, older_than_days: float, command: list[str]) -> PurgeReport:
     """Which archived runs of which batches would be deleted, and which are kept and why."""
-    if not older_than_days >= 0:
-        raise Invalid(f"--older-than must be a number of days, 0 or more (got {older_than_days})")
+    _check_days(older_than_days)
     settings = yard.settings
     now = datetime.now(UTC)
     cutoff = now - timedelta(days=older_than_days)
@@ -143,8 +148,16 @@ def write_purge_dry_run(yard: Yard, report: PurgeReport) -> Path:
 
 
 def run_purge(yard: Yard, older_than_days: float, command: list[str]) -> PurgeResult:
-    """Delete for real: report first, then each folder, then the registry row's location."""
+    """Delete for real: report first, then each folder, then the registry row's location.
+
+    Like archive and restore, it settles interrupted batches first, and refuses to go on
+    while one raises an alarm: a yard that has lost track of a run is no place to delete.
+    """
+    from runyard.lifecycle.recover import recover_locked
+
+    _check_days(older_than_days)
     with yard_lock(yard.settings.yard_path, "purge"):
+        recovered = recover_locked(yard, command)
         report = plan_purge(yard, older_than_days, command)
         report.status = "in_progress"
         stamp = report.created_at.strftime("%Y%m%dT%H%M%S%fZ")
@@ -169,7 +182,7 @@ def run_purge(yard: Yard, older_than_days: float, command: list[str]) -> PurgeRe
             reason=f"older than {older_than_days:g} days",
             report_path=relative_to_yard(yard.settings, path),
         )
-        return PurgeResult(report=report, report_path=path)
+        return PurgeResult(report=report, report_path=path, recovered=recovered)
 
 
 def _finish(report: PurgeReport) -> None:

@@ -156,6 +156,8 @@ def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
             entry.error = exc.message  # status kept: the alarm is raised again next time
             result.alarms.append(f"{report.batch_id}/{entry.run_id}: {exc.message}")
             continue
+        was = entry.status
+        entry.error = None
         if outcome in ("moved", "settled_both"):
             entry.status = "moved"
             if not entry.symlinks:
@@ -170,7 +172,10 @@ def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
         else:
             entry.status = "not_moved"
             changes.append((entry.run_id, RunLocation.active, None))
-        result.settled.append(f"{report.batch_id}/{entry.run_id}: {outcome}")
+        # A run the report already had as moved (a report kept open by an alarm elsewhere
+        # in it) was only checked again: it is not news, and not counted twice.
+        if was != "moved" or outcome == "settled_both":
+            result.settled.append(f"{report.batch_id}/{entry.run_id}: {outcome}")
     with yard.write() as conn:
         registry.set_locations(conn, changes)
     moved = [e for e in report.entries if e.status == "moved"]
@@ -209,6 +214,7 @@ def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
             entry.error = exc.message  # status kept: the alarm is raised again next time
             result.alarms.append(f"{report.batch_id}/{entry.run_id}: {exc.message}")
             continue
+        entry.error = None
         if outcome in ("moved", "settled_both"):
             entry.status = "restored"
             changes.append((entry.run_id, RunLocation.active, None))

@@ -104,6 +104,7 @@ class RestoreEntry(_Model):
         "pending"
     )
     error: str | None = None
+    bytes: int = 0  # as archived
 
 
 class RestoreReport(_Model):

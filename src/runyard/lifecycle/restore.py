@@ -31,6 +31,7 @@ from runyard.lifecycle.report import (
     write_report,
 )
 from runyard.models import RunLocation
+from runyard.registry import lifecycle as registry
 
 if TYPE_CHECKING:
     from runyard.yard import Yard
@@ -89,6 +90,8 @@ def plan_restore(yard: Yard, report_path: Path, only: Sequence[str] = ()) -> Res
     digests: dict[str, str | None] = {}
     by_id = {e.run_id: e for e in reversed(archive.entries)}  # the first entry of an id wins
     resolved: dict[Path, Path] = {}
+    with yard.read() as conn:
+        where = registry.locations(conn, list(dict.fromkeys(chosen)))
     # Check every entry before anything moves: one tampered path refuses the whole restore.
     for run_id in dict.fromkeys(chosen):
         original = by_id[run_id]
@@ -99,13 +102,22 @@ def plan_restore(yard: Yard, report_path: Path, only: Sequence[str] = ()) -> Res
             run_id=run_id,
             src=relative_to_yard(settings, archived),
             dst=relative_to_yard(settings, active),
+            bytes=original.bytes,
         )
+        location, batch = where.get(run_id, (None, None))
         if run_id not in moved:
             entry.status, entry.error = "not_archived", f"its archive entry is {original.status}"
         elif not archived.is_dir() or archived.is_symlink():
             already = active.is_dir() and not active.is_symlink()
             entry.status = "not_archived"
-            entry.error = "already restored" if already else f"missing: no folder at {archived}"
+            if already:
+                entry.error = "already restored"
+            elif location == RunLocation.purged and batch == archive.batch_id:
+                entry.error = "purged: deleted from this batch by `runyard purge`"
+            elif location == RunLocation.purged:
+                entry.error = f"purged, from a later batch ({batch})"
+            else:
+                entry.error = f"missing: no folder at {archived}"
         elif active.exists() or active.is_symlink():
             entry.status, entry.error = "conflict", f"{active} exists; it is never overwritten"
         digests[run_id] = original.digest
@@ -165,12 +177,16 @@ def run_restore(
         log_execution(
             yard,
             kind="restore",
-            status=report.status,
+            # The command exits 4 when a run could not come back; the log says why.
+            status="conflicts"
+            if report.conflicts and report.status == "complete"
+            else report.status,
             command=command,
             started_at=started,
             batch_id=report.batch_id,
             moved=report.restored,
             skipped=report.conflicts,
+            size=sum(e.bytes for e in report.entries if e.status == "restored"),
             failed=report.failed,
             report_path=relative_to_yard(settings, out),
         )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from runyard.errors import Invalid
 from runyard.lifecycle import archive
 from runyard.lifecycle.guards import Scope
+from runyard.lifecycle.lock import yard_lock
 from runyard.registry import lifecycle as registry
 
 if TYPE_CHECKING:
@@ -25,6 +26,13 @@ class RetentionPlan:
     active: int
     excess: int
     options: archive.ArchiveOptions
+
+
+@dataclass
+class RetentionRun:
+    plan: RetentionPlan
+    archived: archive.ArchiveResult | None  # None: nothing over the cap
+    recovered: list[str]  # what recover settled first
 
 
 def plan_retention(yard: Yard, command: list[str]) -> RetentionPlan:
@@ -46,3 +54,18 @@ def plan_retention(yard: Yard, command: list[str]) -> RetentionPlan:
         kind="retention",
     )
     return RetentionPlan(cap=cap, active=active, excess=excess, options=options)
+
+
+def run_retention(yard: Yard, command: list[str]) -> RetentionRun:
+    """Settle any interrupted batch first (also when nothing is over the cap: a cron job
+    is often the first to come by after a crash), then archive what is over the cap."""
+    from runyard.lifecycle.recover import recover_locked
+
+    plan_retention(yard, command)  # no cap set: refused before anything happens
+    with yard_lock(yard.settings.yard_path, "retention"):
+        recovered = recover_locked(yard, command)
+    plan = plan_retention(yard, command)  # counted again: recovery may change the count
+    if plan.excess == 0:
+        return RetentionRun(plan=plan, archived=None, recovered=recovered)
+    result = archive.run_archive(yard, plan.options)
+    return RetentionRun(plan=plan, archived=result, recovered=recovered + result.recovered)
