@@ -414,29 +414,25 @@ def test_a_special_file_stops_the_move_before_anything_stays_behind(
     assert not os.path.lexists(dst) and not os.path.lexists(partial_path(dst))
 
 
-@pytest.mark.parametrize("planned", [False, True], ids=["hashed_while_copied", "kernel_copy"])
+@pytest.mark.parametrize("planned", [None, "cheap", "full"])
 def test_a_copy_that_does_not_verify_is_discarded(
-    tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch, planned: bool
+    tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch, planned: str | None
 ) -> None:
-    """Without a planned digest each file is hashed as it is copied; with one, the kernel
-    copies and the copy is checked against the plan. Either way a flipped byte is caught
-    and named, and the source stays."""
+    """The copy is compared with the source byte for byte, whatever it was planned from:
+    a flipped byte (same size, same mtime) is caught and named, and the source stays."""
     run, _ = make_run(tmp_path)
     before = scan_tree(run)
     real_copy = fsops._copy_tree
 
-    def corrupting_copy(
-        src: Path, src_st: os.stat_result, partial: Path, hash_content: bool = True
-    ) -> TreeScan:
-        assert hash_content is not planned
-        source = real_copy(src, src_st, partial, hash_content)
+    def corrupting_copy(src: Path, src_st: os.stat_result, partial: Path) -> None:
+        real_copy(src, src_st, partial)
         _flip_a_byte(partial / "frames" / "big.bin")
-        return source
 
     monkeypatch.setattr(fsops, "_copy_tree", corrupting_copy)
     dst = other_fs / "archive" / "r1"
     with pytest.raises(Refused, match=r"does not match the source.*frames/big\.bin"):
-        move_tree(run, dst, before if planned else None)
+        expected = {"cheap": scan_tree(run, hash_content=False), "full": before}.get(planned or "")
+        move_tree(run, dst, expected)
     assert scan_tree(run) == before
     assert not os.path.lexists(dst) and not os.path.lexists(partial_path(dst))
     assert list(dst.parent.iterdir()) == []
@@ -472,26 +468,36 @@ def test_a_source_changed_since_its_digest_is_not_copied_across(
 def test_a_source_written_to_while_it_is_copied_stays(
     tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A write to the source after its files were copied (a late log line) would be lost
-    with the source: the source's metadata is checked again before it is let go."""
+    """A write to the source during the copy is caught by the comparison; one just after
+    it (a late log line) would be lost with the source: the source's metadata is checked
+    once more before it is let go."""
     run, _ = make_run(tmp_path)
-    planned = scan_tree(run)
-    real_copy = fsops._copy_tree
+    real_copy, real_verify = fsops._copy_tree, fsops._verify_copy
 
-    def copy_then_append(
-        src: Path, src_st: os.stat_result, partial: Path, hash_content: bool = True
-    ) -> TreeScan:
-        source = real_copy(src, src_st, partial, hash_content)
+    def copy_then_append(src: Path, src_st: os.stat_result, partial: Path) -> None:
+        real_copy(src, src_st, partial)
         with open(run / "run.json", "ab") as late:
             late.write(b"\n")
-        return source
 
-    monkeypatch.setattr(fsops, "_copy_tree", copy_then_append)
+    def verify_then_append(src: Path, partial: Path) -> TreeScan:
+        verified = real_verify(src, partial)
+        with open(run / "frames" / "ready.flag", "ab") as late:
+            late.write(b"\n")
+        return verified
+
     dst = other_fs / "archive" / "r1"
-    with pytest.raises(Refused, match="changed while it was copied"):
-        move_tree(run, dst, planned)
+    for patched, name, message in (
+        (copy_then_append, "_copy_tree", r"does not match the source.*run\.json"),
+        (verify_then_append, "_verify_copy", "changed while it was copied"),
+    ):
+        planned = scan_tree(run)
+        with monkeypatch.context() as patch:
+            patch.setattr(fsops, name, patched)
+            with pytest.raises(Refused, match=message):
+                move_tree(run, dst, planned)
+        assert not os.path.lexists(dst) and list(dst.parent.iterdir()) == []
     assert (run / "run.json").read_bytes().endswith(b"\n")
-    assert not os.path.lexists(dst) and list(dst.parent.iterdir()) == []
+    assert (run / "frames" / "ready.flag").read_bytes() == b"\n"
 
 
 def test_a_recorded_digest_is_checked_like_a_scan(tmp_path: Path, archive_root: Path) -> None:

@@ -3,8 +3,10 @@
 Plan → report → apply, as restic does: ``plan_archive`` only reads; ``run_archive``
 takes the yard lock, settles any interrupted batch first (``recover``), registers
 unknown folders as legacy runs (so the registry always knows what moved), writes the
-batch's ``archive_report.json`` before the first move, and rewrites it after every
-move. A crash at any point leaves a report from which ``recover`` finishes the batch.
+batch's ``archive_report.json`` before the first move (every entry with its metadata
+digest), and keeps it current as runs move (each with its sha256 digest, through the
+``Journal``). A crash at any point leaves a report from which ``recover`` finishes the
+batch.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class _Candidate:
 class ArchivePlan:
     report: ArchiveReport
     unregistered: list[str]  # folders to register as legacy runs before moving
+    # The metadata scan of each entry's tree: what the move checks the tree against.
+    scans: dict[str, fsops.TreeScan] = field(default_factory=dict)
 
 
 def _now() -> datetime:
@@ -178,6 +182,7 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
         problems=[f"{p.path}: {p.message}" for p in refs.problems],
     )
     report.skips.extend(invalid)
+    scans: dict[str, fsops.TreeScan] = {}
     started = {f.run_id: f.started_at for f in selected}
     for fact in sorted(selected, key=lambda f: f.run_id):
         folder = root / fact.run_id
@@ -227,8 +232,10 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
                     dst="",  # set when the batch exists
                     bytes=scan.bytes,
                     files=scan.files,
+                    digest=scan.metadata_digest,
                 )
             )
+            scans[fact.run_id] = scan
     if options.oldest is not None:
         by_age = sorted(report.entries, key=lambda e: (started[e.run_id], e.run_id))
         report.entries = sorted(by_age[: options.oldest], key=lambda e: e.run_id)
@@ -248,7 +255,7 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
         bytes_to_archive=sum(e.bytes for e in report.entries),
     )
     unregistered = [f.run_id for f in facts if not f.registered]
-    return ArchivePlan(report=report, unregistered=unregistered)
+    return ArchivePlan(report=report, unregistered=unregistered, scans=scans)
 
 
 def write_dry_run(yard: Yard, plan: ArchivePlan) -> Path:
@@ -305,17 +312,21 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         # Every tree is hashed before the first move, so the report holds the digest of
         # each run from the start: recovery can verify any copy it finds.
         threads = movers.move_threads(settings.runs_root, settings.archive_root)
-        scans = _scan_all(yard, report, threads)
+        scans = plan.scans
+        # Each entry's metadata digest is in the report before the first move; its
+        # sha256 digest replaces it as it moves (a tree is hashed once, as it moves).
         write_report(report_path, report)  # before the first move
         crashpoint("archive:report-written")
         journal = Journal(yard, report, report_path, RunLocation.archived, batch_id)
         pending = [e for e in report.entries if e.status == "pending"]
 
-        def archive_one(entry: ArchiveEntry) -> None:
-            _archive_one(yard, journal, entry, batch_id, scans[entry.run_id])
+        with movers.source_remover(threads) as remove:
 
-        for _ in movers.ordered_map(archive_one, pending, threads):
-            pass
+            def archive_one(entry: ArchiveEntry) -> None:
+                _archive_one(yard, journal, entry, batch_id, scans[entry.run_id], remove)
+
+            for _ in movers.ordered_map(archive_one, pending, threads):
+                pass
         journal.flush()
         report.status = (
             "complete" if not any(e.status == "failed" for e in report.entries) else "failed"
@@ -345,37 +356,20 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         return ArchiveResult(report=report, report_path=report_path, recovered=recovered)
 
 
-def _scan_all(yard: Yard, report: ArchiveReport, threads: int) -> dict[str, fsops.TreeScan]:
-    """Hash every entry's tree; an entry that cannot be scanned fails before anything moves."""
-    runs_root = yard.settings.runs_root
-
-    def scan(entry: ArchiveEntry) -> fsops.TreeScan | RunyardError:
-        try:
-            return fsops.scan_tree(runs_root / entry.run_id, hash_content=True)
-        except RunyardError as exc:
-            return exc
-
-    scans: dict[str, fsops.TreeScan] = {}
-    for entry, result in zip(
-        report.entries, movers.ordered_map(scan, report.entries, threads), strict=True
-    ):
-        if isinstance(result, RunyardError):
-            entry.status, entry.error = "failed", result.message
-            continue
-        entry.digest, entry.bytes, entry.files = result.digest, result.bytes, result.files
-        scans[entry.run_id] = result
-    return scans
-
-
 def _archive_one(
-    yard: Yard, journal: Journal, entry: ArchiveEntry, batch_id: str, scan: fsops.TreeScan
+    yard: Yard,
+    journal: Journal,
+    entry: ArchiveEntry,
+    batch_id: str,
+    scan: fsops.TreeScan,
+    remove: fsops.Remover | None,
 ) -> None:
     settings = yard.settings
     src = settings.runs_root / entry.run_id
     dst = settings.run_dir(entry.run_id, batch_id)
     try:
         crashpoint("archive:entry-moving")
-        result = fsops.move_tree(src, dst, expected=scan)
+        result = fsops.move_tree(src, dst, expected=scan, remove_source=remove)
         crashpoint("archive:entry-moved")
     except RunyardError as exc:
         with journal.lock:
@@ -383,6 +377,7 @@ def _archive_one(
         return
     with journal.lock:
         entry.method = result.method
+        entry.digest = result.scan.digest
         entry.symlinks = [
             SymlinkDoc(path=s["path"], target=s["target"], resolves=s["resolves_after_move"])
             for s in result.symlinks

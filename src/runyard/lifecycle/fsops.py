@@ -9,10 +9,10 @@ A move on one filesystem is a single ``renameat2(RENAME_NOREPLACE)`` (a plain
 ``rename`` would silently replace an empty directory) followed by an fsync of both
 parents. Across filesystems it is, with a crash point at every arrow::
 
-    copy src → dst.parent/.<dst.name>.partial   (each file and each folder fsynced)
-      → verify: hash the copy, compare its digest with the planned one (the source was
-        hashed when the plan was made; with no plan, each file is hashed as it is copied)
-        and check the source's metadata once more (nothing written to it meanwhile)
+    copy src → dst.parent/.<dst.name>.partial   (sendfile; each file and folder fsynced)
+      → verify: the copy against the source (metadata of every entry, each file byte
+        for byte, hashing those bytes), then against what was planned; and the
+        source's metadata once more (nothing written to it meanwhile)
       → rename .partial → dst (no replace), fsync dst.parent
       → rename src → src.parent/.<src.name>.deleting (no replace), fsync src.parent
       → delete the .deleting tree without following links, fsync src.parent
@@ -39,7 +39,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypedDict
+from typing import Literal, NoReturn, TypedDict
 
 from runyard.errors import Conflict, Invalid, NotFound, Refused, RunyardError
 from runyard.lifecycle.crashpoints import crashpoint
@@ -184,24 +184,17 @@ _SPECIAL_KINDS = {
 }
 
 
-def _hash_fd(fd: int, sink: int | None = None, size: int = CHUNK) -> str:
-    """sha256 of what ``fd`` holds, streamed; also written to ``sink`` on the way.
+def _hash_fd(fd: int, size: int = CHUNK) -> str:
+    """sha256 of what ``fd`` holds, streamed through one buffer.
 
-    ``size`` (what lstat said) only sizes the read buffer: a small file costs no more
-    than it holds, and a file that grew is still read to its end.
+    ``size`` (what lstat said) only sizes the buffer: a small file costs no more than
+    it holds, and a file that grew is still read to its end.
     """
     digest = hashlib.sha256()
-    if sink is None:  # the common case (scans): one buffer for every read of the file
-        buffer = bytearray(min(CHUNK, size + 1))
-        view = memoryview(buffer)
-        while n := os.readv(fd, [buffer]):
-            digest.update(view[:n])
-        return digest.hexdigest()
-    while data := os.read(fd, CHUNK):
-        digest.update(data)
-        out = memoryview(data)
-        while out:
-            out = out[os.write(sink, out) :]
+    buffer = bytearray(min(CHUNK, size + 1))
+    view = memoryview(buffer)
+    while n := os.readv(fd, [buffer]):
+        digest.update(view[:n])
     return digest.hexdigest()
 
 
@@ -391,14 +384,25 @@ def _remove_tree(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def _delete_source(src: Path) -> None:
-    """Remove ``src`` from its name in one atomic step, then delete it at leisure."""
+Remover = Callable[[Path], None]
+"""Deletes a tombstoned tree (``remove_tombstone``, or a queue for a thread that calls it)."""
+
+
+def _delete_source(src: Path, remove: Remover | None = None) -> None:
+    """Remove ``src`` from its name in one atomic step, then delete it at leisure: here,
+    or by ``remove`` (another thread), since the tree is already out of every path that
+    means something; ``finish_interrupted_move`` deletes a tombstone a crash left."""
     tomb = tombstone_path(src)
     rename_noreplace(src, tomb)
     fsync_dir(src.parent)
     crashpoint("fsops.src.tombstoned")
+    (remove or remove_tombstone)(tomb)
+
+
+def remove_tombstone(tomb: Path) -> None:
+    """Delete a tombstoned tree without following links, and fsync its folder."""
     _remove_tree(tomb)
-    fsync_dir(src.parent)
+    fsync_dir(tomb.parent)
     crashpoint("fsops.src.deleted")
 
 
@@ -433,7 +437,9 @@ Expected = TreeScan | str | None
 (full or metadata-only), or nothing."""
 
 
-def move_tree(src: Path, dst: Path, expected: Expected = None) -> MoveResult:
+def move_tree(
+    src: Path, dst: Path, expected: Expected = None, remove_source: Remover | None = None
+) -> MoveResult:
     """Move the run folder ``src`` to ``dst``, which must not exist.
 
     Args:
@@ -449,6 +455,9 @@ def move_tree(src: Path, dst: Path, expected: Expected = None) -> MoveResult:
             or the tree holds a fifo, socket or device.
         Refused: the tree changed since ``expected``, or the copy did not verify; ``src``
             is untouched and no partial copy remains.
+
+    ``remove_source`` deletes the tombstoned original of a copy (by default, here and
+    now): the move is complete once the original has left its name.
     """
     src_st = _real_dir(src, missing=Invalid)
     for leftover in (tombstone_path(src), partial_path(dst)):
@@ -486,7 +495,7 @@ def move_tree(src: Path, dst: Path, expected: Expected = None) -> MoveResult:
         raise
     fsync_dir(dst.parent)
     crashpoint("fsops.partial.renamed")
-    _delete_source(src)
+    _delete_source(src, remove_source)
     return MoveResult("copy", scan, symlink_resolution(dst, scan.symlinks))
 
 
@@ -509,12 +518,6 @@ def _fsync_parents(first: Path, second: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _expected_digest(expected: Expected) -> str | None:
-    if isinstance(expected, TreeScan):
-        return expected.digest
-    return expected
 
 
 def _check_expected(scan: TreeScan, expected: Expected, where: Path) -> None:
@@ -541,27 +544,20 @@ def _check_expected(scan: TreeScan, expected: Expected, where: Path) -> None:
 def _copy_verify(src: Path, src_st: os.stat_result, dst: Path, expected: Expected) -> TreeScan:
     """Copy ``src`` to ``dst``'s partial sibling and verify it; the copy's scan.
 
-    With a full digest expected, the copy is made by the kernel and then hashed once
-    against that digest (the source was hashed when the digest was taken); otherwise
-    each source file is hashed as it is copied. Either way the source's metadata is
-    checked once more after the copy verified, so that nothing written to the source
+    The kernel copies each file (``sendfile``); then the copy is compared with the
+    source: the same entries with the same type, mode, size, mtime and link text, and
+    every file byte for byte, hashing the bytes found identical, so the sha256 recorded
+    is that of the copy and of the source at once. The copy is then checked against
+    ``expected``, and the source's metadata once more, so that nothing written to it
     while it was copied is left behind. On any failure the partial copy is removed and
     ``src`` stays as it was.
     """
     partial = partial_path(dst)
-    wanted = _expected_digest(expected)
-    trusted = wanted is not None and wanted.startswith(DIGEST_PREFIX)
     try:
-        source = _copy_tree(src, src_st, partial, hash_content=not trusted)
+        _copy_tree(src, src_st, partial)
         crashpoint("fsops.copy.done")
-        copy = scan_tree(partial)
-        if trusted:
-            if copy.digest != wanted:
-                _explain_bad_copy(src, partial, copy, expected)
-        else:
-            if copy.digest != source.digest:
-                _refuse_bad_copy(src, partial, copy.differences(source))
-            _check_expected(copy, expected, src)
+        copy = _verify_copy(src, partial)
+        _check_expected(copy, expected, src)
         if scan_tree(src, hash_content=False).metadata_digest != copy.metadata_digest:
             raise Refused(f"{src} changed while it was copied; not moved")
     except BaseException as exc:
@@ -575,15 +571,67 @@ def _copy_verify(src: Path, src_st: os.stat_result, dst: Path, expected: Expecte
     return copy
 
 
-def _explain_bad_copy(src: Path, partial: Path, copy: TreeScan, expected: Expected) -> None:
-    """Raise the right error for a copy that missed the expected digest: the source
-    changed since it was scanned, or the copy differs from the source."""
-    source = scan_tree(src)
-    _check_expected(source, expected, src)
-    _refuse_bad_copy(src, partial, copy.differences(source))
+def _verify_copy(src: Path, partial: Path) -> TreeScan:
+    """The copy's full scan, if it is the source's tree exactly; Refused otherwise."""
+    copy = scan_tree(partial, hash_content=False)
+    source = scan_tree(src, hash_content=False)
+    if copy.metadata_digest != source.metadata_digest:
+        _refuse_bad_copy(src, partial, copy.differences(source))
+    entries: list[Entry] = []
+    for entry in copy.entries:
+        if entry.kind == "file":
+            rel = "" if entry.path == "." else entry.path
+            sha = _same_content(_join(str(src), rel), _join(str(partial), rel), entry.size)
+            if sha is None:
+                _refuse_bad_copy(src, partial, [entry.path])
+            entry = Entry(entry.path, "file", entry.mode, entry.size, entry.mtime_ns, sha)
+        entries.append(entry)
+    return _build_scan(entries, content_hashed=True)
 
 
-def _refuse_bad_copy(src: Path, partial: Path, differences: list[str]) -> None:
+def _same_content(first: str, second: str, size: int) -> str | None:
+    """The sha256 of two files' content when it is the same, byte for byte; else None.
+
+    ``bytearray ==`` is a ``memcmp``; only a last, partial chunk is copied to compare.
+    """
+    fd_a, fd_b = _open_nofollow(first), None
+    try:
+        fd_b = _open_nofollow(second)
+        digest = hashlib.sha256()
+        # Buffers of the file's size: one full read, compared whole, and a second read
+        # that must find the end (a file that grew shows there).
+        n = min(CHUNK, max(size, 1))
+        buf_a, buf_b = bytearray(n), bytearray(n)
+        while True:
+            got_a, got_b = _read_full(fd_a, buf_a), _read_full(fd_b, buf_b)
+            if got_a != got_b:
+                return None
+            if got_a == 0:
+                return digest.hexdigest()
+            if got_a == n:
+                if buf_a != buf_b:
+                    return None
+                digest.update(buf_a)
+            else:
+                tail_a, tail_b = bytes(buf_a[:got_a]), bytes(buf_b[:got_b])
+                if tail_a != tail_b:
+                    return None
+                digest.update(tail_a)
+    finally:
+        os.close(fd_a)
+        if fd_b is not None:
+            os.close(fd_b)
+
+
+def _read_full(fd: int, buffer: bytearray) -> int:
+    """Fill ``buffer`` from ``fd`` (short reads retried); the count, less only at the end."""
+    view, got = memoryview(buffer), 0
+    while got < len(buffer) and (n := os.readv(fd, [view[got:]])):
+        got += n
+    return got
+
+
+def _refuse_bad_copy(src: Path, partial: Path, differences: list[str]) -> NoReturn:
     bad = ", ".join(differences) or "?"
     raise Refused(
         f"the copy of {src} at {partial} does not match the source "
@@ -591,18 +639,14 @@ def _refuse_bad_copy(src: Path, partial: Path, differences: list[str]) -> None:
     )
 
 
-def _copy_tree(
-    src: Path, src_st: os.stat_result, partial: Path, hash_content: bool = True
-) -> TreeScan:
-    """Copy ``src`` into the new folder ``partial``; the scan of the source as it was read.
+def _copy_tree(src: Path, src_st: os.stat_result, partial: Path) -> None:
+    """Copy ``src`` into the new folder ``partial``, links as links, never following one.
 
-    With ``hash_content`` each file is read once and hashed on the way to the copy;
-    without, the kernel copies it (``sendfile``) and the scan has metadata only.
-    Folders are created private and get their mode and mtime (and an fsync) once their
-    contents are complete, so writing into them never changes what was set.
+    The kernel copies each file (``sendfile``). Folders are created private and get
+    their mode and mtime (and an fsync) once their contents are complete, so writing
+    into them never changes what was set.
     """
     base, out = str(src), str(partial)
-    entries: list[Entry] = []
     pending_dirs: list[tuple[str, Entry, os.stat_result]] = []
     os.mkdir(out, 0o700)
     crashpoint("fsops.copy.started")
@@ -619,32 +663,24 @@ def _copy_tree(
             os.symlink(entry.link or "", target)
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
         else:
-            entry = _copy_file(full, target, entry, st, hash_content)
+            _copy_file(full, target, entry, st)
             crashpoint("fsops.copy.file")
-        entries.append(entry)
     while pending_dirs:
         _finish_dir(out, *pending_dirs.pop())
-    return _build_scan(entries, content_hashed=hash_content)
 
 
 def _inside(rel: str, folder: str) -> bool:
     return folder == "" or rel.startswith(folder + "/")
 
 
-def _copy_file(
-    full: str, target: str, entry: Entry, st: os.stat_result, hash_content: bool = True
-) -> Entry:
-    """Copy one file with its mode and times, fsynced; its entry, with the content hash
-    when ``hash_content``."""
+def _copy_file(full: str, target: str, entry: Entry, st: os.stat_result) -> None:
+    """Copy one file with its mode and times, fsynced. A file that grew or shrank while
+    it was copied gives a copy that verification then refuses."""
     fd_in = _open_nofollow(full)
     try:
         fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            sha = None
-            if hash_content:
-                sha = _hash_fd(fd_in, fd_out)
-            else:
-                _kernel_copy(fd_in, fd_out)
+            _kernel_copy(fd_in, fd_out)
             os.fchmod(fd_out, entry.mode)
             os.utime(fd_out, ns=(st.st_atime_ns, st.st_mtime_ns))
             os.fsync(fd_out)
@@ -652,9 +688,6 @@ def _copy_file(
             os.close(fd_out)
     finally:
         os.close(fd_in)
-    # The entry keeps the size lstat saw: a file that grew or shrank while it was read
-    # gives a copy of another size, which verification then refuses.
-    return Entry(entry.path, "file", entry.mode, entry.size, entry.mtime_ns, sha)
 
 
 def _kernel_copy(fd_in: int, fd_out: int) -> None:

@@ -12,8 +12,11 @@ its two places, so ``recover`` settles any mix of interrupted moves.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -47,3 +50,33 @@ def ordered_map(work: Callable[[T], R], items: Iterable[T], threads: int) -> Ite
             yield future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def source_remover(threads: int) -> Iterator[fsops.Remover | None]:
+    """Where copied originals are deleted: ``None`` (each move deletes its own) with one
+    thread; else a thread that deletes them while the next runs are copied (deleting is
+    mostly waiting on the disk). Leaving the block waits for every deletion, and raises
+    the first that failed: its tombstone stays, and ``recover`` removes it."""
+    if threads <= 1:
+        yield None
+        return
+    pending: queue.SimpleQueue[Path | None] = queue.SimpleQueue()
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        while (tomb := pending.get()) is not None:
+            try:
+                fsops.remove_tombstone(tomb)
+            except BaseException as exc:  # reported by the caller, on its thread
+                failures.append(exc)
+
+    worker = threading.Thread(target=work, name="runyard-remove", daemon=True)
+    worker.start()
+    try:
+        yield pending.put
+    finally:
+        pending.put(None)
+        worker.join()
+    if failures:
+        raise failures[0]

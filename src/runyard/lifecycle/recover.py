@@ -160,8 +160,11 @@ def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
         entry.error = None
         if outcome in ("moved", "settled_both"):
             entry.status = "moved"
-            if not entry.symlinks:
-                links = fsops.scan_tree(archived, hash_content=False).symlinks
+            if not (entry.digest or "").startswith(fsops.DIGEST_PREFIX) or not entry.symlinks:
+                # Cut off before its journal said so: the report gets what the move
+                # would have recorded, the tree's sha256 digest and its links.
+                scan = fsops.scan_tree(archived)
+                entry.digest, links = scan.digest, scan.symlinks
                 entry.symlinks = [
                     SymlinkDoc(
                         path=s["path"], target=s["target"], resolves=s["resolves_after_move"]

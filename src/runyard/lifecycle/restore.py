@@ -161,12 +161,14 @@ def run_restore(
         journal = Journal(yard, report, out, RunLocation.active, None)
         pending = [e for e in report.entries if e.status == "pending"]
 
-        def restore_one(entry: RestoreEntry) -> None:
-            _restore_one(yard, journal, entry, plan.digests.get(entry.run_id))
-
         threads = movers.move_threads(settings.archive_root, settings.runs_root)
-        for _ in movers.ordered_map(restore_one, pending, threads):
-            pass
+        with movers.source_remover(threads) as remove:
+
+            def restore_one(entry: RestoreEntry) -> None:
+                _restore_one(yard, journal, entry, plan.digests.get(entry.run_id), remove)
+
+            for _ in movers.ordered_map(restore_one, pending, threads):
+                pass
         journal.flush()
         report.restored = sum(1 for e in report.entries if e.status == "restored")
         report.failed = sum(1 for e in report.entries if e.status == "failed")
@@ -193,13 +195,19 @@ def run_restore(
         return RestoreResult(report=report, report_path=out, recovered=recovered)
 
 
-def _restore_one(yard: Yard, journal: Journal, entry: RestoreEntry, digest: str | None) -> None:
+def _restore_one(
+    yard: Yard,
+    journal: Journal,
+    entry: RestoreEntry,
+    digest: str | None,
+    remove: fsops.Remover | None,
+) -> None:
     settings = yard.settings
     archived = settings.yard_path / entry.src
     active = settings.yard_path / entry.dst
     try:
         crashpoint("restore:entry-moving")
-        fsops.move_tree(archived, active, expected=digest)
+        fsops.move_tree(archived, active, expected=digest, remove_source=remove)
         crashpoint("restore:entry-moved")
     except RunyardError as exc:
         with journal.lock:
