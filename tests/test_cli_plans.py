@@ -17,7 +17,9 @@ def test_create_and_show(cli, lineage):
     assert shown["run_count"] == 1 and shown["runs"][0]["run_id"] == run["run_id"]
 
 
-def test_params_are_json_when_they_parse(cli, lineage):
+def test_params_are_json_when_they_parse(cli, lineage, yard_path):
+    with open(yard_path / "runyard.toml", "a") as toml:
+        toml.write('\n[runners.psi]\nkind = "python"\nentry = "runyard.examples.psi:run"\n')
     plan = cli.ok(
         "plan",
         "create",
@@ -40,6 +42,25 @@ def test_params_are_json_when_they_parse(cli, lineage):
     )
     assert plan["params"] == {"n": 3, "flag": True, "name": "east", "weights": [1, 2]}
     assert plan["label"] == "try 2" and plan["runner"] == "psi"
+
+
+def test_a_runner_that_is_not_configured_is_refused(cli, lineage):
+    before = cli.ok("plan", "list")["items"]
+    result = cli(
+        "plan",
+        "create",
+        "--scenario",
+        "base",
+        "--config",
+        lineage["config_version_id"],
+        "--runner",
+        "nope",
+        "--json",
+    )
+    assert result.exit_code == 5
+    assert "no runner 'nope'" in result.json["error"]["message"]
+    assert "[runners.nope]" in result.json["error"]["hint"]
+    assert cli.ok("plan", "list")["items"] == before
 
 
 def test_list_newest_first_and_filtered(cli, lineage):

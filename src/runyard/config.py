@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from runyard.errors import ConfigFileError, Invalid, YardNotFound
 
@@ -55,6 +56,58 @@ class RetentionSection(_Strict):
     max_active_runs: PositiveInt | None = None
 
 
+RUNNER_PLACEHOLDERS = {
+    "run_dir": "the run's folder",
+    "run_id": "the run's id",
+    "config": "config.json in the run folder: the config version's snapshot",
+    "params": "params.json in the run folder: the plan's parameters",
+    "plan": "plan.json in the run folder: the plan version",
+    "scenario_data": "the scenario's data (a JSON file), or an empty string if it has none",
+    "python": "the Python that runs runyard (sys.executable)",
+}
+"""The ``{name}`` placeholders a command runner's argv may use."""
+
+RUNNER_NAME_PATTERN = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}"
+_ENTRY_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+class RunnerSection(_Strict):
+    """``[runners.NAME]``: how a plan's runs are executed."""
+
+    kind: Literal["command", "python"]
+    argv: list[str] | None = None
+    entry: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: PositiveInt = 3600
+
+    @model_validator(mode="after")
+    def _fits_its_kind(self) -> RunnerSection:
+        if self.kind == "command":
+            if not self.argv or self.entry is not None:
+                raise ValueError("a command runner needs argv (a non-empty list) and no entry")
+            for part in self.argv:
+                for _, name, spec, conv in string.Formatter().parse(part):
+                    if name is not None and (name not in RUNNER_PLACEHOLDERS or spec or conv):
+                        known = ", ".join("{" + p + "}" for p in RUNNER_PLACEHOLDERS)
+                        raise ValueError(f"unknown placeholder {{{name}}} in argv; use {known}")
+        else:
+            if self.entry is None or self.argv is not None:
+                raise ValueError("a python runner needs entry ('module:function') and no argv")
+            if not _ENTRY_RE.fullmatch(self.entry):
+                raise ValueError(f"entry must be 'module:function', not {self.entry!r}")
+        return self
+
+
+DEFAULT_RUNNER = RunnerSection(kind="python", entry="runyard.examples.psi:run")
+"""The runner a plan gets when runyard.toml has no ``[runners.default]``: the PSI example."""
+
+
+class JobsSection(_Strict):
+    max_attempts: PositiveInt = 1
+    heartbeat_seconds: PositiveInt = 2
+    lost_after_seconds: PositiveInt = 30
+
+
 class YardFile(_Strict):
     """The contents of ``runyard.toml``; every key is documented in docs/configuration.md."""
 
@@ -71,6 +124,16 @@ class YardFile(_Strict):
     references: list[ReferenceRule] = Field(default_factory=list)
     db: DbSection = Field(default_factory=DbSection)
     retention: RetentionSection = Field(default_factory=RetentionSection)
+    runners: dict[str, RunnerSection] = Field(default_factory=dict)
+    jobs: JobsSection = Field(default_factory=JobsSection)
+
+    @field_validator("runners")
+    @classmethod
+    def _runner_names(cls, value: dict[str, RunnerSection]) -> dict[str, RunnerSection]:
+        for name in value:
+            if not re.fullmatch(RUNNER_NAME_PATTERN, name):
+                raise ValueError(f"invalid runner name {name!r}: letters, digits, '_', '.', '-'")
+        return value
 
     @field_validator("group_pattern")
     @classmethod
@@ -162,6 +225,32 @@ class Settings:
         if batch_id is None:
             return self.runs_root / run_id
         return self.batch_runs_dir(batch_id) / run_id
+
+    def runner(self, name: str) -> RunnerSection:
+        """The runner called ``name``; ``default`` is the PSI example unless configured."""
+        found = self.file.runners.get(name)
+        if found is None and name == "default":
+            return DEFAULT_RUNNER
+        if found is None:
+            known = ", ".join(sorted({"default", *self.file.runners})) or "default"
+            raise Invalid(
+                f"no runner {name!r} in {self.config_file}",
+                hint=f"add a [runners.{name}] table, or use one of: {known}",
+            )
+        return found
+
+    @property
+    def aggregates_dir(self) -> Path:
+        return self.yard_path / "aggregates"
+
+    @property
+    def jobs_log_dir(self) -> Path:
+        return self.logs_dir / "jobs"
+
+    @property
+    def scenario_data_dir(self) -> Path:
+        """Scenario data as files, by digest, for runners to read."""
+        return self.yard_path / "scenario_data"
 
     def _resolve(self, value: str) -> Path:
         path = Path(value)

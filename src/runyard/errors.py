@@ -13,10 +13,11 @@ exit codes or HTTP statuses, through ``exit_code`` and ``code``::
     ├── Invalid                     exit 5   "invalid"       the input itself is wrong
     │   ├── ConfigFileError                  "bad_config_file"     runyard.toml
     │   └── ManifestError                    "bad_manifest"        a run.json
-    └── RegistryStateError          exit 6   "registry_state"  the database needs attention
-        ├── SchemaOutdated                   "schema_outdated"     run `runyard db upgrade`
-        ├── NotARegistry                     "not_a_registry"
-        └── ForeignRegistry                  "other_yard"          another yard's registry
+    ├── RegistryStateError          exit 6   "registry_state"  the database needs attention
+    │   ├── SchemaOutdated                   "schema_outdated"     run `runyard db upgrade`
+    │   ├── NotARegistry                     "not_a_registry"
+    │   └── ForeignRegistry                  "other_yard"          another yard's registry
+    └── JobFailed                   exit 7   "job_failed"    a job waited for did not succeed
 
 Exit code 2 is reserved for usage errors (unknown option, missing argument),
 which the command-line parser reports itself.
@@ -97,3 +98,10 @@ class NotARegistry(RegistryStateError):
 
 class ForeignRegistry(RegistryStateError):
     code = "other_yard"
+
+
+class JobFailed(RunyardError):
+    """A job the command waited for (``--wait``) ended failed or cancelled."""
+
+    exit_code = 7
+    code = "job_failed"

@@ -19,6 +19,7 @@ class RunStatus(StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     cancelled = "cancelled"
+    skipped = "skipped"  # a planning job with RUNYARD_SKIP_SIMULATION=1: no runner ran
     unknown = "unknown"  # legacy runs imported without a manifest
 
     @property
@@ -26,8 +27,23 @@ class RunStatus(StrEnum):
         return self in TERMINAL_STATUSES
 
 
-TERMINAL_STATUSES = frozenset({RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled})
-FINISH_STATUSES = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled)
+TERMINAL_STATUSES = frozenset(
+    {RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.skipped}
+)
+FINISH_STATUSES = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.skipped)
+
+
+class JobType(StrEnum):
+    planning = "planning"
+    aggregate = "aggregate"
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
 
 
 class RunLocation(StrEnum):
@@ -49,6 +65,9 @@ class Scenario(_Model):
     locked_reason: str | None = None
     locked_at: datetime | None = None
     created_at: datetime
+    data_digest: str | None = Field(
+        default=None, description="sha256 of the scenario data's canonical JSON, if any"
+    )
 
 
 class ConfigVersion(_Model):
@@ -106,6 +125,35 @@ class Run(_Model):
     error: str | None
     archive_batch_id: str | None = Field(default=None, description="when archived")
     path: str = Field(description="the run directory, absolute (where it is now)")
+
+
+class Job(_Model):
+    job_id: str
+    type: JobType
+    status: JobStatus
+    plan_version_id: str | None
+    params: dict[str, Any]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    attempts: int
+    max_attempts: int
+    error: str | None
+    run_id: str | None = Field(description="the run a planning job produced")
+    worker_id: str | None = Field(description="the worker that holds or held it")
+    heartbeat_at: datetime | None
+    cancel_requested: bool
+    result: dict[str, Any] | None = Field(description="what the job produced (aggregates)")
+
+
+class Aggregate(_Model):
+    aggregate_id: str
+    plan_version_id: str
+    job_id: str
+    path: str = Field(description="the folder of aggregate.csv and aggregate.json")
+    run_count: int
+    created_at: datetime
 
 
 class PlanDetail(PlanVersion):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -89,3 +90,19 @@ def parse_time(value: str | None, what: str) -> datetime | None:
             f"{what} {value!r} is not an ISO 8601 date or time (e.g. 2026-11-21 or "
             "2026-11-21T09:00:00Z)"
         ) from None
+
+
+def read_text_file(file: str) -> str:
+    """A UTF-8 text file given on the command line ('-': standard input); Invalid if not."""
+    if file == "-":
+        return sys.stdin.read()
+    try:
+        return Path(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise Invalid(f"no such file: {file}") from None
+    except IsADirectoryError:
+        raise Invalid(f"{file} is a folder, not a JSON file") from None
+    except UnicodeDecodeError:
+        raise Invalid(f"{file} is not UTF-8 text") from None
+    except OSError as exc:
+        raise Invalid(f"cannot read {file}: {exc.strerror}") from None

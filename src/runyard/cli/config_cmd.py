@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.syntax import Syntax
 from rich.text import Text
 
-from runyard.cli.common import AfterOption, JsonOption, LimitOption, yard_from
+from runyard.cli.common import AfterOption, JsonOption, LimitOption, read_text_file, yard_from
 from runyard.cli.output import (
     console,
     handles_errors,
@@ -21,7 +19,6 @@ from runyard.cli.output import (
     table,
     when,
 )
-from runyard.errors import Invalid
 from runyard.models import ConfigVersion
 from runyard.registry import configs
 
@@ -31,21 +28,6 @@ app = typer.Typer(
 )
 
 IdArg = Annotated[str, typer.Argument(help="Config version id (cfg-…).", metavar="ID")]
-
-
-def _read(file: str) -> str:
-    if file == "-":
-        return sys.stdin.read()
-    try:
-        return Path(file).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise Invalid(f"no such file: {file}") from None
-    except IsADirectoryError:
-        raise Invalid(f"{file} is a folder, not a JSON file") from None
-    except UnicodeDecodeError:
-        raise Invalid(f"{file} is not UTF-8 text") from None
-    except OSError as exc:
-        raise Invalid(f"cannot read {file}: {exc.strerror}") from None
 
 
 def _show(config: ConfigVersion, title: str) -> None:
@@ -85,7 +67,7 @@ def add(
     json_output: JsonOption = False,
 ) -> None:
     """Store a config snapshot; identical content gives back the existing id."""
-    text = _read(file)
+    text = read_text_file(file)
     source = "standard input" if file == "-" else file
     with yard_from(ctx) as yard, yard.write() as conn:
         added = configs.add_config(conn, text, name=name, source=source)

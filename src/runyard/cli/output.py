@@ -140,6 +140,7 @@ STATUS_STYLE = {
     "running": "cyan",
     "queued": "blue",
     "unknown": "dim",
+    "skipped": "magenta",
 }
 
 

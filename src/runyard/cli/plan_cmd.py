@@ -75,8 +75,8 @@ def create(
 ) -> None:
     """Create a plan version (refused on a locked scenario)."""
     params = parse_key_values(param, "--param", json_values=True)
-    with yard_from(ctx) as yard, yard.write() as conn:
-        plan = plans.create_plan(conn, scenario, config, params, label=label, runner=runner)
+    with yard_from(ctx) as yard:
+        plan = plans.create_plan_in_yard(yard, scenario, config, params, label, runner)
     if json_output:
         print_json(plan)
         return

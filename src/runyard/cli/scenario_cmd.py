@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from runyard.cli.common import AfterOption, JsonOption, LimitOption, yard_from
+from runyard.cli.common import AfterOption, JsonOption, LimitOption, read_text_file, yard_from
 from runyard.cli.output import (
     console,
     handles_errors,
@@ -55,11 +55,20 @@ def add(
     description: Annotated[
         str, typer.Option("--description", help="Free text.", metavar="TEXT")
     ] = "",
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="Its base data: a JSON file ('-' for stdin), stored as a snapshot.",
+            metavar="FILE",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Create a scenario."""
+    """Create a scenario, with its data if given."""
+    data_text = read_text_file(data) if data is not None else None
     with yard_from(ctx) as yard, yard.write() as conn:
-        scenario = scenarios.add_scenario(conn, name, description)
+        scenario = scenarios.add_scenario(conn, name, description, data_text)
     if json_output:
         print_json(scenario)
     else:

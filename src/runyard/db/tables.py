@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -49,6 +50,18 @@ scenarios = Table(
     Column("locked", Boolean, nullable=False, default=False),
     Column("locked_reason", Text, nullable=True),
     Column("locked_at", DateTime, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("data_digest", String(64), nullable=True),  # scenario_data.digest
+)
+
+# Scenario data, content-addressed: the canonical JSON and its sha256. A scenario points
+# at one snapshot, so the data a plan ran on can always be found again.
+scenario_data = Table(
+    "scenario_data",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("content", Text, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
     Column("created_at", DateTime, nullable=False),
 )
 
@@ -131,6 +144,46 @@ executions = Table(
     Index("ix_executions_batch", "batch_id"),
 )
 
+# Jobs: planning and aggregate work, claimed by workers (``runyard.jobs``).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", ID, primary_key=True),
+    Column("type", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("plan_version_id", ID, ForeignKey("plan_versions.plan_version_id"), nullable=True),
+    Column("params", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("started_at", DateTime, nullable=True),
+    Column("finished_at", DateTime, nullable=True),
+    Column("duration_seconds", Float, nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("error", Text, nullable=True),
+    Column("run_id", String(128), nullable=True),
+    Column("worker_id", String(128), nullable=True),
+    Column("heartbeat_at", DateTime, nullable=True),
+    Column("cancel_requested", Boolean, nullable=False),
+    Column("result", Text, nullable=True),
+    Index("ix_jobs_queue", "status", "created_at", "job_id"),
+    Index("ix_jobs_created", "created_at", "job_id"),
+    Index("ix_jobs_plan", "plan_version_id", "created_at", "job_id"),
+    Index("ix_jobs_type", "type", "created_at", "job_id"),
+)
+
+# Aggregates: the files an aggregate job wrote for a plan version.
+aggregates = Table(
+    "aggregates",
+    metadata,
+    Column("aggregate_id", ID, primary_key=True),
+    Column("plan_version_id", ID, ForeignKey("plan_versions.plan_version_id"), nullable=False),
+    Column("job_id", ID, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("run_count", Integer, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_aggregates_plan", "plan_version_id", "created_at", "aggregate_id"),
+)
+
 REGISTRY_TABLES = (
     "runyard_meta",
     "scenarios",
@@ -138,4 +191,7 @@ REGISTRY_TABLES = (
     "plan_versions",
     "runs",
     "executions",
+    "scenario_data",
+    "jobs",
+    "aggregates",
 )

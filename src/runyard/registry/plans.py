@@ -7,7 +7,7 @@ update function here: a changed plan is a new plan version.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 
@@ -19,6 +19,9 @@ from runyard.models import Page, PlanVersion
 from runyard.registry.common import as_aware, newest_first_page, utcnow
 from runyard.registry.configs import get_config
 from runyard.registry.scenarios import ensure_unlocked, get_scenario
+
+if TYPE_CHECKING:
+    from runyard.yard import Yard
 
 PLAN_ID_PREFIX = "pv"
 DEFAULT_RUNNER = "default"
@@ -109,3 +112,18 @@ def list_plans(
         )
     rows, cursor = newest_first_page(conn, query, t.c.created_at, t.c.plan_version_id, limit, after)
     return Page[PlanVersion](items=[_to_model(r) for r in rows], next_cursor=cursor)
+
+
+def create_plan_in_yard(
+    yard: Yard,
+    scenario: str,
+    config_version_id: str,
+    params: dict[str, Any] | None = None,
+    label: str | None = None,
+    runner: str = DEFAULT_RUNNER,
+) -> PlanVersion:
+    """``create_plan`` with the runner checked against the yard's ``[runners]``."""
+    if _RUNNER_RE.fullmatch(runner):
+        yard.settings.runner(runner)  # Invalid, naming the file, when it is not configured
+    with yard.write() as conn:
+        return create_plan(conn, scenario, config_version_id, params, label, runner)

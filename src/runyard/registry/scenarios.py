@@ -7,7 +7,8 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
 
-from runyard.db.tables import scenarios
+from runyard import canonical
+from runyard.db.tables import scenario_data, scenarios
 from runyard.errors import Conflict, Invalid, Locked, NotFound
 from runyard.ids import new_id, validate_label, validate_text
 from runyard.models import Page, Scenario
@@ -32,11 +33,39 @@ def _to_model(row: Any) -> Scenario:
         locked_reason=row.locked_reason,
         locked_at=as_aware(row.locked_at),
         created_at=as_aware(row.created_at),
+        data_digest=row.data_digest,
     )
 
 
-def add_scenario(conn: Connection, name: str, description: str = "") -> Scenario:
-    """Create a scenario; names are unique."""
+def store_data(conn: Connection, data_text: str, source: str = "scenario data") -> str:
+    """Store JSON ``data_text`` canonically, once per content; its digest."""
+    text = canonical.canonicalize(data_text, source)
+    digest = canonical.content_digest(text)
+    known = select(scenario_data.c.digest).where(scenario_data.c.digest == digest)
+    if conn.execute(known).first() is None:
+        conn.execute(
+            scenario_data.insert().values(
+                digest=digest, content=text, bytes=len(text.encode()), created_at=utcnow()
+            )
+        )
+    return digest
+
+
+def data_content(conn: Connection, digest: str) -> str:
+    """The canonical JSON text of a stored snapshot."""
+    text = conn.execute(
+        select(scenario_data.c.content).where(scenario_data.c.digest == digest)
+    ).scalar()
+    if text is None:
+        raise NotFound(f"no scenario data with digest {digest}")
+    return str(text)
+
+
+def add_scenario(
+    conn: Connection, name: str, description: str = "", data_text: str | None = None
+) -> Scenario:
+    """Create a scenario; names are unique. ``data_text`` (JSON) is its base data,
+    stored as a content-addressed snapshot."""
     validate_label(name, "scenario name")
     validate_text(description, "scenario description")
     if name.startswith(SCENARIO_ID_PREFIX + "-"):
@@ -50,6 +79,7 @@ def add_scenario(conn: Connection, name: str, description: str = "") -> Scenario
         "description": description,
         "locked": False,
         "created_at": utcnow(),
+        "data_digest": None if data_text is None else store_data(conn, data_text),
     }
     try:
         with conn.begin_nested():

@@ -1,0 +1,1 @@
+"""Jobs: the queue, workers, runners and what jobs do."""
