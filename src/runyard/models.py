@@ -161,6 +161,8 @@ class PlanDetail(PlanVersion):
     config_version: ConfigVersion
     run_count: int
     runs: list[Run]
+    jobs: list[Job] = Field(default_factory=list, description="its newest jobs")
+    aggregates: list[Aggregate] = Field(default_factory=list, description="newest first")
 
 
 T = TypeVar("T")

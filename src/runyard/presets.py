@@ -21,6 +21,27 @@ _COMMON_TAIL = """
 # Cap on active runs: `runyard retention` archives the oldest eligible ones above it
 # (RUNYARD_MAX_RUNS wins).
 # max_active_runs = 200
+
+[jobs]
+# A job whose worker stops sending heartbeats for lost_after_seconds is failed with
+# "worker lost", or queued again while it has attempts left (max_attempts).
+max_attempts = 1
+heartbeat_seconds = 2
+lost_after_seconds = 30
+
+# How plans run (`runyard plan create --runner NAME`). Without a [runners.default]
+# table, "default" is the built-in PSI example (runyard.examples.psi:run).
+# [runners.default]
+# kind = "python"
+# entry = "runyard.examples.psi:run"
+# timeout_seconds = 3600
+#
+# [runners.my-model]
+# kind = "command"
+# argv = ["{{python}}", "-m", "my_model", "--run-dir", "{{run_dir}}", "--config", "{{config}}",
+#         "--data", "{{scenario_data}}", "--params", "{{params}}"]
+# env = {{ OMP_NUM_THREADS = "2" }}
+# timeout_seconds = 600
 """
 
 _PLANNING = """# runyard yard configuration; every key is described in docs/configuration.md

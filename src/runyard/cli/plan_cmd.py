@@ -165,3 +165,32 @@ def show(
             ],
         )
     )
+    if detail.jobs:
+        out.print(
+            table(
+                "Newest jobs",
+                ["job_id", "type", "status", "run_id", "created", "error"],
+                [
+                    (
+                        j.job_id,
+                        j.type.value,
+                        styled_status(j.status.value),
+                        j.run_id,
+                        when(j.created_at),
+                        short_json(j.error, 50) if j.error else None,
+                    )
+                    for j in detail.jobs
+                ],
+            )
+        )
+    if detail.aggregates:
+        out.print(
+            table(
+                "Aggregates",
+                ["aggregate_id", "runs", "created", "folder"],
+                [
+                    (a.aggregate_id, a.run_count, when(a.created_at), a.path)
+                    for a in detail.aggregates
+                ],
+            )
+        )

@@ -41,6 +41,7 @@ def _show(scenario: Scenario, title: str) -> None:
                     if scenario.locked and scenario.locked_reason
                     else ("yes" if scenario.locked else "no"),
                 ),
+                ("data", f"sha256:{scenario.data_digest}" if scenario.data_digest else "none"),
                 ("created", when(scenario.created_at)),
             ],
         )

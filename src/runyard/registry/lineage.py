@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from runyard.models import PlanDetail
 from runyard.registry.configs import get_config
+from runyard.registry.jobs import aggregates_of_plan, list_jobs
 from runyard.registry.plans import get_plan
 from runyard.registry.runs import runs_of_plan
 from runyard.registry.scenarios import get_scenario
@@ -21,10 +22,14 @@ def plan_detail(yard: Yard, plan_version_id: str, run_limit: int = 20) -> PlanDe
         scenario = get_scenario(conn, plan.scenario_id)
         config = get_config(conn, plan.config_version_id)
         count, recent = runs_of_plan(conn, yard.settings, plan_version_id, run_limit)
+        jobs = list_jobs(conn, plan_version_id=plan.plan_version_id, limit=10).items
+        aggregates = aggregates_of_plan(conn, plan.plan_version_id)
     return PlanDetail(
         **plan.model_dump(),
         scenario=scenario,
         config_version=config,
         run_count=count,
         runs=recent,
+        jobs=jobs,
+        aggregates=aggregates,
     )
