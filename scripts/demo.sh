@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The end-to-end demo on SQLite: a yard, a scenario, two config versions, a plan,
-# a few runs (CLI and Python API), a legacy folder imported, and the history listed.
+# The end-to-end demo on SQLite. First `runyard demo`: a planning yard whose plans are
+# run as PSI simulations by a worker, aggregated, and dry-run archived. Then, by hand,
+# the registry's own commands: a yard, a scenario, two config versions, a plan, a few
+# runs (CLI and Python API), a legacy folder imported, and the history listed.
 # Usage: scripts/demo.sh [FOLDER]   (default: a new temporary folder)
 set -euo pipefail
 demo_dir=${1:-$(mktemp -d "${TMPDIR:-/tmp}/runyard-demo-XXXXXX")}
@@ -10,6 +12,8 @@ run() { say "$*"; "$@"; }
 json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
 
 unset RUNYARD_YARD RUNYARD_DB
+run runyard demo "$demo_dir/demo-yard"
+
 run runyard init "$yard"
 cd "$yard"
 
@@ -64,4 +68,4 @@ run runyard run import --all
 run runyard run list
 run runyard run list --plan "$plan" --status succeeded --limit 2
 run runyard plan show "$plan"
-printf '\nDemo yard: %s\n' "$yard"
+printf '\nDemo yards: %s (runyard demo) and %s (by hand)\n' "$demo_dir/demo-yard" "$yard"

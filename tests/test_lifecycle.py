@@ -267,7 +267,11 @@ def test_recover_removes_a_report_temp_file_a_crash_left(ws):
     cli = ws["cli"]
     done = cli.ok("archive", "--all", "--legacy", "--run", "--yes")
     batch = ws["root"] / "video" / "_archive" / done["batch_id"]
-    leftovers = [batch / ".archive_report.json.4242.tmp", batch / ".restore_report_x.json.7.tmp"]
+    leftovers = [
+        batch / ".archive_report.json.4242.tmp",
+        batch / ".archive_report.json.4242.0a1b2c3d.tmp",
+        batch / ".restore_report_x.json.7.tmp",
+    ]
     for temp in leftovers:
         temp.write_text("{half")
     other = batch / ".someone-elses.tmp"

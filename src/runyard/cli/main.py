@@ -10,6 +10,7 @@ from runyard import __version__
 from runyard.cli import (
     config_cmd,
     db_cmd,
+    demo_cmd,
     jobs_cmd,
     lifecycle_cmd,
     plan_cmd,
@@ -64,6 +65,7 @@ app.add_typer(plan_cmd.app, name="plan")
 app.add_typer(run_cmd.app, name="run")
 lifecycle_cmd.register(app)
 jobs_cmd.register(app, plan_cmd.app)
+demo_cmd.register(app)
 
 
 def main() -> None:

@@ -125,7 +125,12 @@ def run_runner(
         )
     deadline = began + runner.timeout_seconds
     timed_out = cancelled = False
-    while child.poll() is None:
+    while True:
+        try:
+            child.wait(timeout=POLL_SECONDS)  # returns the moment it exits
+            break
+        except subprocess.TimeoutExpired:
+            pass
         if time.monotonic() >= deadline:
             timed_out = True
         elif should_stop():
@@ -133,7 +138,6 @@ def run_runner(
         if timed_out or cancelled:
             _stop_group(child)
             break
-        time.sleep(POLL_SECONDS)
     seconds = time.monotonic() - began
     code = None if (timed_out or cancelled) else child.returncode
     log(

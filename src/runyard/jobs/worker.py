@@ -15,7 +15,6 @@ True)``, or the end of the grace period, stops their runners, and they end
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
@@ -93,6 +92,7 @@ class Worker:
         self._held: dict[str, bool] = {}  # job id → cancel requested
         self._lock = threading.Lock()
         self._settings = yard.settings.file.jobs
+        self.last_error: str | None = None  # the last database trouble, for people
 
     # --- control ---------------------------------------------------------------------------
 
@@ -141,13 +141,15 @@ class Worker:
 
     def _work_loop(self) -> None:
         while not self._stopping.is_set():
+            failed = False
             try:
                 with self.yard.write() as conn:
                     job = job_registry.claim(conn, self.worker_id, self._postgres, self.only_job)
-            except RunyardError:
-                job = None
+            except Exception as exc:  # the database is away: wait and try again
+                self.last_error = f"claiming a job failed: {type(exc).__name__}: {exc}"
+                job, failed = None, True
             if job is None:
-                if self.exit_when_idle:
+                if self.exit_when_idle and not failed:
                     return
                 self._stopping.wait(IDLE_POLL_SECONDS)
                 continue
@@ -210,10 +212,12 @@ class Worker:
                         for job_id in cancel:
                             if job_id in self._held:
                                 self._held[job_id] = True
-                except RunyardError:
-                    pass  # the next beat tries again; lost_after_seconds is many beats
-            with contextlib.suppress(RunyardError):
+                except Exception as exc:  # the next beat tries again: lost_after is many beats
+                    self.last_error = f"heartbeat failed: {type(exc).__name__}: {exc}"
+            try:
                 self.stats.reaped += reap_lost_jobs(self.yard)
+            except Exception as exc:
+                self.last_error = f"reaping lost jobs failed: {type(exc).__name__}: {exc}"
             if self._stopping.is_set() and not self.running_jobs:
                 return
             if self._stopping.is_set():

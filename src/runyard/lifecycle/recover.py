@@ -47,7 +47,9 @@ class RecoverResult:
         return len({s.split("/")[0] for s in self.settled})
 
 
-_REPORT_TEMP = re.compile(r"^\.(archive_report\.json|restore_report_[^/]+\.json)\.\d+\.tmp$")
+_REPORT_TEMP = re.compile(
+    r"^\.(archive_report\.json|restore_report_[^/]+\.json)\.\d+(\.[0-9a-f]+)?\.tmp$"
+)
 """A report's temporary file (``fsutil.write_atomic``), left behind by a process killed
 between writing it and renaming it into place. Under the yard lock nobody else writes
 reports, so any such file is a leftover: the report itself is the old or the new one."""
