@@ -107,6 +107,15 @@ class JobsSection(_Strict):
     heartbeat_seconds: PositiveInt = 2
     lost_after_seconds: PositiveInt = 30
 
+    @model_validator(mode="after")
+    def _lost_after_several_beats(self) -> JobsSection:
+        if self.lost_after_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                "lost_after_seconds must be at least twice heartbeat_seconds, or the jobs "
+                "of a worker that is alive would be taken for lost"
+            )
+        return self
+
 
 class YardFile(_Strict):
     """The contents of ``runyard.toml``; every key is documented in docs/configuration.md."""

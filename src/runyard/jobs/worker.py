@@ -239,7 +239,10 @@ def reap_lost_jobs(yard: Yard) -> int:
         if outcome is None:
             continue
         settled += 1
-        what = "queued again" if outcome == JobStatus.queued else "failed: worker lost"
+        what = {
+            JobStatus.queued: "queued again",
+            JobStatus.cancelled: "cancelled (as asked)",
+        }.get(outcome, "failed: worker lost")
         append_job_log(yard, job.job_id, f"worker {job.worker_id} lost; {what}")
         if job.run_id:
             _fail_lost_run(yard, job.run_id, job.worker_id)

@@ -202,23 +202,32 @@ def finish(
 
 
 def request_cancel(conn: Connection, job_id: str) -> Job:
-    """Cancel a queued job at once; ask the worker of a running one to stop it."""
-    job = get_job(conn, job_id)
-    if job.status == JobStatus.queued:
-        conn.execute(
-            jobs.update()
-            .where(jobs.c.job_id == job_id, jobs.c.status == JobStatus.queued.value)
-            .values(
-                status=JobStatus.cancelled.value,
-                finished_at=utcnow(),
-                error="cancelled before it started",
-                cancel_requested=True,
-            )
+    """Cancel a queued job at once; ask the worker of a running one to stop it.
+
+    Each step is one conditional update, so a worker claiming the job meanwhile cannot
+    make the request miss (on PostgreSQL the update waits for the claim's row lock,
+    then sees ``running``): a job is either cancelled while queued or marked.
+    """
+    get_job(conn, job_id)  # NotFound first
+    cancelled = conn.execute(
+        jobs.update()
+        .where(jobs.c.job_id == job_id, jobs.c.status == JobStatus.queued.value)
+        .values(
+            status=JobStatus.cancelled.value,
+            finished_at=utcnow(),
+            error="cancelled before it started",
+            cancel_requested=True,
         )
-    elif job.status == JobStatus.running:
-        conn.execute(jobs.update().where(jobs.c.job_id == job_id).values(cancel_requested=True))
-    else:
-        raise Conflict(f"job {job_id} is {job.status.value}: there is nothing to cancel")
+    ).rowcount
+    if cancelled != 1:
+        marked = conn.execute(
+            jobs.update()
+            .where(jobs.c.job_id == job_id, jobs.c.status == JobStatus.running.value)
+            .values(cancel_requested=True)
+        ).rowcount
+        if marked != 1:
+            job = get_job(conn, job_id)
+            raise Conflict(f"job {job_id} is {job.status.value}: there is nothing to cancel")
     return get_job(conn, job_id)
 
 
@@ -239,8 +248,16 @@ def settle_lost(conn: Connection, job: Job, stale_before: datetime) -> JobStatus
         & (jobs.c.status == JobStatus.running.value)
         & (jobs.c.heartbeat_at < stale_before)
     )
-    if job.attempts < job.max_attempts:
+    if job.cancel_requested:  # asked to stop, then lost: never run again
+        now = utcnow()
         values: dict[str, Any] = {
+            "status": JobStatus.cancelled.value,
+            "finished_at": now,
+            "error": f"cancelled; its worker ({job.worker_id}) was lost",
+        }
+        outcome = JobStatus.cancelled
+    elif job.attempts < job.max_attempts:
+        values = {
             "status": JobStatus.queued.value,
             "worker_id": None,
             "heartbeat_at": None,
