@@ -5,7 +5,7 @@ Format (``schema_version`` 1; documented in docs/manifest.md)::
     {"schema_version": 1, "yard_id": "...", "run_id": "...",
      "plan_version_id": "...", "config_version_id": "...", "scenario_id": "...",
      "group": null, "status": "running", "created_at": "...", "started_at": "...",
-     "finished_at": null, "summary": {}, "tags": {}, "error": null}
+     "finished_at": null, "summary": {}, "tags": {}, "error": null, "pinned": false}
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class Manifest(BaseModel):
     summary: dict[str, Any] = {}
     tags: dict[str, str] = {}
     error: str | None = None
+    pinned: bool = False  # kept here too, so that `runyard rebuild` restores pins
 
 
 def manifest_bytes(run: Run, yard_id: str) -> bytes:
@@ -62,6 +63,7 @@ def manifest_bytes(run: Run, yard_id: str) -> bytes:
         "summary": run.summary,
         "tags": run.tags,
         "error": run.error,
+        "pinned": run.pinned,
     }
     return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
 

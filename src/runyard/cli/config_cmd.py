@@ -20,7 +20,7 @@ from runyard.cli.output import (
     when,
 )
 from runyard.models import ConfigVersion
-from runyard.registry import configs
+from runyard.registry import configs, lineage_files
 
 app = typer.Typer(
     help="Config versions: immutable canonical JSON snapshots; the id is the content.",
@@ -69,8 +69,11 @@ def add(
     """Store a config snapshot; identical content gives back the existing id."""
     text = read_text_file(file)
     source = "standard input" if file == "-" else file
-    with yard_from(ctx) as yard, yard.write() as conn:
-        added = configs.add_config(conn, text, name=name, source=source)
+    with yard_from(ctx) as yard:
+        with yard.write() as conn:
+            added = configs.add_config(conn, text, name=name, source=source)
+        with yard.read() as conn:
+            lineage_files.write_config(conn, yard.settings, added.config_version_id)
     if json_output:
         print_json(added)
         return

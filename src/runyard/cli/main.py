@@ -14,6 +14,7 @@ from runyard.cli import (
     jobs_cmd,
     lifecycle_cmd,
     plan_cmd,
+    rebuild_cmd,
     run_cmd,
     scenario_cmd,
     yard_cmd,
@@ -66,6 +67,7 @@ app.add_typer(run_cmd.app, name="run")
 lifecycle_cmd.register(app)
 jobs_cmd.register(app, plan_cmd.app)
 demo_cmd.register(app)
+rebuild_cmd.register(app)
 
 
 def main() -> None:

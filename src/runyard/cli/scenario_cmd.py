@@ -17,7 +17,7 @@ from runyard.cli.output import (
     when,
 )
 from runyard.models import Scenario
-from runyard.registry import scenarios
+from runyard.registry import lineage_files, scenarios
 
 app = typer.Typer(
     help="Scenarios: named base inputs; a locked one takes no new plans or runs.",
@@ -68,8 +68,10 @@ def add(
 ) -> None:
     """Create a scenario, with its data if given."""
     data_text = read_text_file(data) if data is not None else None
-    with yard_from(ctx) as yard, yard.write() as conn:
-        scenario = scenarios.add_scenario(conn, name, description, data_text)
+    with yard_from(ctx) as yard:
+        with yard.write() as conn:
+            scenario = scenarios.add_scenario(conn, name, description, data_text)
+        lineage_files.write_scenario(yard.settings, scenario, data_text)
     if json_output:
         print_json(scenario)
     else:
@@ -133,8 +135,10 @@ def lock(
     json_output: JsonOption = False,
 ) -> None:
     """Lock a scenario: new plans and runs on it are refused."""
-    with yard_from(ctx) as yard, yard.write() as conn:
-        scenario = scenarios.set_locked(conn, scenario_id, True, reason)
+    with yard_from(ctx) as yard:
+        with yard.write() as conn:
+            scenario = scenarios.set_locked(conn, scenario_id, True, reason)
+        lineage_files.write_scenario(yard.settings, scenario)
     if json_output:
         print_json(scenario)
     else:
@@ -145,8 +149,10 @@ def lock(
 @handles_errors
 def unlock(ctx: typer.Context, scenario_id: IdArg, json_output: JsonOption = False) -> None:
     """Unlock a scenario."""
-    with yard_from(ctx) as yard, yard.write() as conn:
-        scenario = scenarios.set_locked(conn, scenario_id, False)
+    with yard_from(ctx) as yard:
+        with yard.write() as conn:
+            scenario = scenarios.set_locked(conn, scenario_id, False)
+        lineage_files.write_scenario(yard.settings, scenario)
     if json_output:
         print_json(scenario)
     else:

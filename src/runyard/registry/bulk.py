@@ -103,6 +103,10 @@ def record_runs(yard: Yard, records: Iterable[RunRecord | Mapping[str, Any]]) ->
     with yard.read() as conn:
         plans = _lookup_plans(conn, [r.plan_version_id for r in parsed])
         _refuse_existing(conn, run_ids)
+        from runyard.registry.lineage_files import ensure_plan_lineage
+
+        for plan_version_id in plans:
+            ensure_plan_lineage(yard, plan_version_id, conn)
     prepared = [
         _prepare(yard, i, record, run_id, plans[record.plan_version_id], root, now)
         for i, (record, run_id) in enumerate(zip(parsed, run_ids, strict=True))

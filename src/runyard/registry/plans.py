@@ -123,7 +123,12 @@ def create_plan_in_yard(
     runner: str = DEFAULT_RUNNER,
 ) -> PlanVersion:
     """``create_plan`` with the runner checked against the yard's ``[runners]``."""
+    from runyard.registry.lineage_files import write_plan_lineage  # it imports this module
+
     if _RUNNER_RE.fullmatch(runner):
         yard.settings.runner(runner)  # Invalid, naming the file, when it is not configured
     with yard.write() as conn:
-        return create_plan(conn, scenario, config_version_id, params, label, runner)
+        plan = create_plan(conn, scenario, config_version_id, params, label, runner)
+    with yard.read() as conn:
+        write_plan_lineage(conn, yard.settings, plan.plan_version_id)
+    return plan

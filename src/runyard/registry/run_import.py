@@ -165,7 +165,7 @@ def import_runs(yard: Yard, paths: Iterable[Path], scan_all: bool = False) -> Im
                 )
                 continue
             try:
-                new_row = _import_row(settings, path, manifest, plans, now)
+                new_row = import_row(settings, path, manifest, plans, now)
             except (Invalid, NotFound) as exc:
                 outcomes.append(
                     ImportOutcome(
@@ -196,7 +196,7 @@ def import_runs(yard: Yard, paths: Iterable[Path], scan_all: bool = False) -> Im
     )
 
 
-def _import_row(
+def import_row(
     settings: Settings,
     path: Path,
     manifest: Manifest | None,
@@ -206,6 +206,7 @@ def _import_row(
     run_id = path.name
     if manifest is None:
         started = datetime.fromtimestamp(path.stat().st_mtime)
+        # created = started: both come from the folder, so a rebuild gives the same row.
         return {
             "run_id": run_id,
             "plan_version_id": None,
@@ -216,7 +217,7 @@ def _import_row(
             "legacy": True,
             "location": RunLocation.active.value,
             "pinned": False,
-            "created_at": now,
+            "created_at": to_utc_naive(started.astimezone()),
             "started_at": to_utc_naive(started.astimezone()),
             "finished_at": None,
             "summary": "{}",
@@ -252,7 +253,7 @@ def _import_row(
         "status": manifest.status.value,
         "legacy": plan is None,
         "location": RunLocation.active.value,
-        "pinned": False,
+        "pinned": manifest.pinned,
         "created_at": to_utc_naive(manifest.created_at) if manifest.created_at else now,
         "started_at": to_utc_naive(manifest.started_at),
         "finished_at": to_utc_naive(manifest.finished_at) if manifest.finished_at else None,

@@ -216,6 +216,9 @@ def _plan_for_run(
         )
     if plan.locked:
         ensure_unlocked(get_scenario(conn, plan.scenario_id), "starting a run")
+    from runyard.registry.lineage_files import ensure_plan_lineage  # it imports this module
+
+    ensure_plan_lineage(yard, plan_version_id, conn)
     cache[plan_version_id] = plan
     return plan
 
@@ -413,7 +416,11 @@ def set_pinned(yard: Yard, run_id: str, pinned: bool) -> Run:
         result = conn.execute(runs.update().where(runs.c.run_id == run_id).values(pinned=pinned))
         if result.rowcount == 0:
             raise NotFound(f"no run {run_id!r}", hint="`runyard run list` shows them")
-    return get_run(yard, run_id)
+    run = get_run(yard, run_id)
+    # The manifest says it too (for `runyard rebuild`); a legacy run has none to update.
+    if (Path(run.path) / MANIFEST_NAME).is_file():
+        write_manifest(Path(run.path), run, yard.settings.yard_id)
+    return run
 
 
 @dataclass(frozen=True)

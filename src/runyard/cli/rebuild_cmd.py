@@ -1,0 +1,67 @@
+"""``runyard rebuild``: the registry recreated from the disk."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.text import Text
+
+from runyard.cli.common import JsonOption, yard_from
+from runyard.cli.output import console, handles_errors, print_json, table
+from runyard.db.schema import inspect_registry, upgrade_registry, verify_registry
+from runyard.durability.rebuild import RebuildReport, rebuild
+
+
+@handles_errors
+def rebuild_command(
+    ctx: typer.Context,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would be recreated; change nothing.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Recreate the registry from the disk: lineage files, run folders (runs root and every
+    archive batch) and aggregates. Only what is missing is added, and runs found elsewhere
+    than the registry says are relocated; running it twice changes nothing."""
+    with yard_from(ctx, check_schema=False) as yard:
+        state = inspect_registry(yard.engine)
+        empty = False
+        if dry_run:
+            empty = state.revision is None  # nothing to read yet: all of it would be new
+            if not empty:
+                verify_registry(yard.engine, yard.settings.yard_id)
+        else:
+            upgrade_registry(yard.engine, yard.settings.yard_id)  # creates a lost registry
+        report = rebuild(yard, dry_run=dry_run, registry_empty=empty)
+    if json_output:
+        print_json(report.to_dict())
+        return
+    _print(report)
+
+
+def _print(report: RebuildReport) -> None:
+    out = console()
+    verb = "would add" if report.dry_run else "added"
+    out.print(
+        table(
+            None,
+            ["table", verb],
+            [(name, count) for name, count in report.inserted.items()],
+        )
+    )
+    moved = "would relocate" if report.dry_run else "relocated"
+    out.print(
+        f"{report.runs_seen} run folders seen; {report.legacy_runs} of the new runs are legacy "
+        f"(no usable run.json); {moved} {report.runs_relocated} known runs to where they are."
+    )
+    for problem in report.problems:
+        out.print(Text(f"problem: {problem}", style="yellow"))
+    if not report.changed:
+        out.print("Nothing to rebuild: the registry already holds everything on disk.")
+    elif report.dry_run:
+        out.print("Dry run: nothing was changed. Run it without --dry-run to rebuild.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rebuild")(rebuild_command)

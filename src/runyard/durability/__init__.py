@@ -1,0 +1,1 @@
+"""Keeping the registry safe: backup, restore-db, rebuild, check."""
