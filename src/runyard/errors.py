@@ -16,7 +16,8 @@ exit codes or HTTP statuses, through ``exit_code`` and ``code``::
     ├── RegistryStateError          exit 6   "registry_state"  the database needs attention
     │   ├── SchemaOutdated                   "schema_outdated"     run `runyard db upgrade`
     │   ├── NotARegistry                     "not_a_registry"
-    │   └── ForeignRegistry                  "other_yard"          another yard's registry
+    │   ├── ForeignRegistry                  "other_yard"          another yard's registry
+    │   └── CheckFailed                      "check_failed"        `runyard check` found mismatches
     └── JobFailed                   exit 7   "job_failed"    a job waited for did not succeed
 
 Exit code 2 is reserved for usage errors (unknown option, missing argument),
@@ -105,3 +106,9 @@ class JobFailed(RunyardError):
 
     exit_code = 7
     code = "job_failed"
+
+
+class CheckFailed(RegistryStateError):
+    """``runyard check`` found the registry and the disk disagreeing (it lists how)."""
+
+    code = "check_failed"

@@ -8,6 +8,7 @@ import typer
 
 from runyard import __version__
 from runyard.cli import (
+    check_cmd,
     config_cmd,
     db_cmd,
     demo_cmd,
@@ -68,6 +69,7 @@ lifecycle_cmd.register(app)
 jobs_cmd.register(app, plan_cmd.app)
 demo_cmd.register(app)
 rebuild_cmd.register(app)
+check_cmd.register(app)
 
 
 def main() -> None:

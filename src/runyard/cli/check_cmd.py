@@ -1,0 +1,70 @@
+"""``runyard check``: list every mismatch between the registry and the disk.
+
+Prints everything found, then exits 6 (``check_failed``) when there was anything;
+with ``--json`` the document on stdout holds the mismatches and the error goes to
+stderr, so a script gets both.
+"""
+
+from __future__ import annotations
+
+import typer
+from rich.text import Text
+
+from runyard.cli.common import JsonOption, yard_from
+from runyard.cli.output import console, handles_errors, print_json, report_error, table
+from runyard.durability.check import CheckReport, check_yard
+from runyard.errors import CheckFailed
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check)
+
+
+@handles_errors
+def check(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """Compare the registry with the runs and archive folders; exit 6 on any mismatch."""
+    with yard_from(ctx) as yard:
+        report = check_yard(yard)
+    if json_output:
+        print_json(report.to_dict())
+    else:
+        _print(report)
+    if not report.ok:
+        # The report is out already: the error goes to stderr, also with --json.
+        report_error(_failure(report), json_mode=False)
+        raise typer.Exit(CheckFailed.exit_code)
+
+
+def _summary(report: CheckReport) -> str:
+    return ", ".join(f"{kind} {n}" for kind, n in report.counts.items() if n)
+
+
+def _print(report: CheckReport) -> None:
+    out = console()
+    if report.ok:
+        out.print(
+            f"Registry and disk agree: {report.runs_checked} runs, {report.folders_seen} folders."
+        )
+        return
+    out.print(
+        table(
+            None,
+            ["kind", "run_id", "path", "detail"],
+            [(Text(m.kind, style="red"), m.run_id, m.path, m.detail) for m in report.mismatches],
+        )
+    )
+    out.print(
+        f"{len(report.mismatches)} mismatches ({_summary(report)}) in "
+        f"{report.runs_checked} runs, {report.folders_seen} folders."
+    )
+
+
+def _failure(report: CheckReport) -> CheckFailed:
+    hint = "each row says what disagrees; docs/cli.md (runyard check) says what to do"
+    if report.counts["leftover"] or report.counts["incomplete_report"]:
+        hint = "run `runyard recover` first, then check again; " + hint
+    return CheckFailed(
+        f"the registry and the disk disagree: {len(report.mismatches)} mismatches "
+        f"({_summary(report)})",
+        hint=hint,
+    )
