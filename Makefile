@@ -41,11 +41,12 @@ fmt: $(VENV)/.installed-test
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-## bench: the registry, lifecycle and jobs benchmarks (see bench/README.md)
+## bench: the registry, lifecycle, jobs and durability benchmarks (see bench/README.md)
 bench: $(VENV)/.installed-run
 	$(BIN)/python bench/registry.py
 	$(BIN)/python bench/lifecycle.py
 	$(BIN)/python bench/jobs.py
+	$(BIN)/python bench/durability.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
