@@ -8,6 +8,7 @@ import typer
 
 from runyard import __version__
 from runyard.cli import (
+    backup_cmd,
     check_cmd,
     config_cmd,
     db_cmd,
@@ -70,6 +71,7 @@ jobs_cmd.register(app, plan_cmd.app)
 demo_cmd.register(app)
 rebuild_cmd.register(app)
 check_cmd.register(app)
+backup_cmd.register(app)
 
 
 def main() -> None:
