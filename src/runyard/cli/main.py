@@ -19,6 +19,7 @@ from runyard.cli import (
     rebuild_cmd,
     run_cmd,
     scenario_cmd,
+    serve_cmd,
     yard_cmd,
 )
 
@@ -72,6 +73,7 @@ demo_cmd.register(app)
 rebuild_cmd.register(app)
 check_cmd.register(app)
 backup_cmd.register(app)
+serve_cmd.register(app)
 
 
 def main() -> None:

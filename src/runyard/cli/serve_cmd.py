@@ -1,0 +1,77 @@
+"""``runyard serve``: the JSON API (``/api/v1``, OpenAPI at ``/docs``) on Uvicorn."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from typing import Annotated
+
+import typer
+
+from runyard.cli.common import yard_from
+from runyard.cli.output import err_console, handles_errors
+from runyard.errors import Invalid, Refused
+from runyard.web.app import LOOPBACK_HOSTS, create_app
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@handles_errors
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8765,
+    workers: Annotated[int, typer.Option("--workers", help="Server processes.", metavar="N")] = 1,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="Do not run queued jobs in the background.")
+    ] = False,
+) -> None:
+    """Serve the JSON API of this yard (and run queued jobs unless --no-worker).
+
+    Listens on 127.0.0.1 unless --host says otherwise; any other address needs
+    RUNYARD_TOKEN. Requests for another Host name are refused (DNS rebinding).
+    """
+    import uvicorn
+
+    if not 1 <= port <= 65535:
+        raise Invalid(f"--port must be between 1 and 65535 (got {port})")
+    if workers < 1:
+        raise Invalid(f"--workers must be at least 1 (got {workers})")
+    with yard_from(ctx) as yard:
+        settings = yard.settings
+    if not _is_loopback(host) and not settings.token:
+        raise Refused(
+            f"refusing to listen on {host}, which is not a loopback address, without a token",
+            hint="set RUNYARD_TOKEN (every write will need it), or listen on 127.0.0.1",
+        )
+    hosts = [*LOOPBACK_HOSTS] + ([] if _is_loopback(host) else [host])
+    err_console().print(
+        f"runyard serving {settings.yard_path} on http://{host}:{port} "
+        f"(API: /api/v1, docs: /docs){'' if no_worker else '; running queued jobs'}"
+    )
+    if workers == 1:
+        app = create_app(settings, hosts, run_worker=not no_worker)
+        uvicorn.run(app, host=host, port=port, log_level="warning")
+        return
+    os.environ["RUNYARD_YARD"] = str(settings.yard_path)
+    os.environ["RUNYARD_SERVE_HOSTS"] = ",".join(hosts)
+    os.environ["RUNYARD_SERVE_WORKER"] = "0" if no_worker else "1"
+    uvicorn.run(
+        "runyard.web.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

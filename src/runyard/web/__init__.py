@@ -1,0 +1,1 @@
+"""The web server: JSON API (and, later, the UI) on the core functions."""

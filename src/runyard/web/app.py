@@ -1,0 +1,124 @@
+"""The web server: ``create_app(settings)`` builds the FastAPI application.
+
+It is an adapter like the CLI: every route calls the same core functions, and
+``RunyardError`` maps to an HTTP status and a JSON error with the same stable ``code``
+the CLI prints (``{"error": {"code", "message", "hint"}}``). Bad input is a 4xx, never
+a 500. Requests whose ``Host`` is not an allowed host are refused (DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from runyard import __version__
+from runyard.config import Settings
+from runyard.errors import (
+    Conflict,
+    Invalid,
+    LegacyPathClosed,
+    Locked,
+    NotFound,
+    Refused,
+    RegistryStateError,
+    RunyardError,
+)
+from runyard.jobs.worker import Worker
+from runyard.web.api import router
+from runyard.yard import open_yard
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+# Most specific first: the first class an error is an instance of gives its status.
+STATUS_OF: tuple[tuple[type[RunyardError], int], ...] = (
+    (NotFound, 404),
+    (LegacyPathClosed, 403),
+    (Locked, 423),
+    (Conflict, 409),
+    (Refused, 409),
+    (Invalid, 422),
+    (RegistryStateError, 503),
+)
+
+
+def status_for(exc: RunyardError) -> int:
+    for cls, status in STATUS_OF:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_response(status: int, code: str, message: str, hint: str | None = None) -> JSONResponse:
+    body: dict[str, str] = {"code": code, "message": message}
+    if hint:
+        body["hint"] = hint
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def create_app(
+    settings: Settings, allowed_hosts: list[str] | None = None, run_worker: bool = False
+) -> FastAPI:
+    """The application for one yard; the registry is opened at start-up. With
+    ``run_worker`` a job worker runs in a background thread while the server does."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yard = open_yard(settings.yard_path)
+        app.state.yard = yard
+        worker = Worker(yard, concurrency=1) if run_worker else None
+        thread = None
+        if worker is not None:
+            thread = threading.Thread(target=worker.run, name="runyard-serve-worker")
+            thread.start()
+        try:
+            yield
+        finally:
+            if worker is not None and thread is not None:
+                worker.stop(cancel=True)  # runners stopped, jobs recorded cancelled
+                thread.join()
+            yard.close()
+
+    app = FastAPI(
+        title="runyard",
+        version=__version__,
+        description="Runs with plan lineage, their jobs and their lifecycle.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    hosts = list(allowed_hosts or LOOPBACK_HOSTS)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+
+    @app.exception_handler(RunyardError)
+    async def runyard_error(request: Request, exc: RunyardError) -> JSONResponse:
+        return error_response(status_for(exc), exc.code, exc.message, exc.hint)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
+        return error_response(422, "invalid", f"{where}: {first.get('msg')}".strip(": "))
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.include_router(router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """The factory ``runyard serve --workers N`` hands to Uvicorn: each server process
+    builds its app from the environment ``serve`` set (the yard, the allowed hosts)."""
+    from runyard.config import find_yard, load_settings
+
+    settings = load_settings(find_yard(None))
+    hosts = [h for h in os.environ.get("RUNYARD_SERVE_HOSTS", "").split(",") if h]
+    run_worker = os.environ.get("RUNYARD_SERVE_WORKER") == "1"
+    return create_app(settings, hosts or None, run_worker=run_worker)
