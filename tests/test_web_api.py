@@ -183,3 +183,42 @@ def test_runyard_serve_answers_and_stops_cleanly(yard_path, made):
         # Uvicorn shuts down gracefully, then re-raises the signal it caught: -SIGTERM.
         assert server.wait(timeout=20) in (0, -signal.SIGTERM)
         assert b"Traceback" not in server.stderr.read()
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line == name:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics:\n{text}")
+
+
+def test_metrics_read_the_registry_and_two_servers_agree(yard_path, cli, made, monkeypatch):
+    monkeypatch.setenv("RUNYARD_SKIP_SIMULATION", "1")
+    cli.ok("plan", "run", made["plan_version_id"], "--wait")
+    cli.ok(
+        "archive", "--all", "--keep-recent-minutes", "0", "--keep-last-runs", "0", "--run", "--yes"
+    )
+    cli.ok("backup")
+    texts = []
+    for _ in range(2):  # two server processes: each app reads the same registry
+        with TestClient(create_app(load_settings(yard_path)), base_url="http://127.0.0.1") as c:
+            response = c.get("/metrics")
+            assert response.status_code == 200
+            texts.append(response.text)
+    assert texts[0] == texts[1]
+    text = texts[0]
+    runs = cli.ok("run", "list", "--limit", "1000")["items"]
+    by_status: dict[str, int] = {}
+    for run in runs:
+        by_status[run["status"]] = by_status.get(run["status"], 0) + 1
+    for status, count in by_status.items():
+        assert _metric(text, f'runyard_runs{{status="{status}"}}') == count
+    archived = sum(1 for r in runs if r["location"] == "archived")
+    assert archived and _metric(text, 'runyard_runs_by_location{location="archived"}') == archived
+    assert _metric(text, "runyard_active_runs") == len(runs) - archived
+    assert _metric(text, 'jobs_duration_seconds_count{type="planning"}') == 1
+    assert _metric(text, 'jobs_duration_seconds_bucket{le="+Inf",type="planning"}') == 1
+    assert _metric(text, 'runyard_jobs{status="succeeded"}') == 1
+    assert _metric(text, 'runyard_lifecycle_executions{kind="archive",status="complete"}') == 1
+    assert _metric(text, 'runyard_lifecycle_runs_moved{kind="archive"}') == archived
+    assert _metric(text, "runyard_last_good_backup_timestamp_seconds") > 0

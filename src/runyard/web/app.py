@@ -15,7 +15,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from runyard import __version__
@@ -32,6 +33,7 @@ from runyard.errors import (
 )
 from runyard.jobs.worker import Worker
 from runyard.web.api import router
+from runyard.web.metrics import metrics_registry
 from runyard.yard import open_yard
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
@@ -72,6 +74,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yard = open_yard(settings.yard_path)
         app.state.yard = yard
+        app.state.metrics = metrics_registry(yard)
         worker = Worker(yard, concurrency=1) if run_worker else None
         thread = None
         if worker is not None:
@@ -108,6 +111,11 @@ def create_app(
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        registry = request.app.state.metrics
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(router)
     return app
