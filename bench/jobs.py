@@ -25,17 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import shutil
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +43,11 @@ from runyard.config import CONFIG_FILENAME
 from runyard.examples.psi import example_path, kpis, load_policy, load_scenario, simulate
 from runyard.examples.psi.outputs import write_outputs
 from runyard.jobs import service
+
+sys.path.insert(0, str(Path(__file__).parent))
+# Shared with the lifecycle benchmark: the environment line, the verdict cell, the
+# temporary folder removed at the end, and SIGTERM unwinding through it.
+from lifecycle import environment, exit_on_sigterm, temporary_folder, verdict
 from runyard.models import Job
 from runyard.registry import configs, plans, scenarios
 from runyard.registry import jobs as job_registry
@@ -231,18 +231,6 @@ def bench_psi(work: Path, console: Console) -> list[PsiTimed]:
 # --- output -----------------------------------------------------------------------------
 
 
-def environment() -> str:
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
-    return (
-        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
-        f"{os.cpu_count()} CPUs, load average {load}, {platform.system()}"
-    )
-
-
-def verdict(ok: bool) -> str:
-    return "[green]yes[/green]" if ok else "[red]NO[/red]"
-
-
 def print_results(
     console: Console, queue: list[QueueTimed], spawn_ms: float, psi: list[PsiTimed], quick: bool
 ) -> None:
@@ -297,19 +285,6 @@ def print_results(
         console.print("\n[yellow]--quick: fewer jobs than the full run[/yellow]")
 
 
-@contextmanager
-def temporary_folder(parent: str | None, prefix: str) -> Iterator[Path]:
-    folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the finally blocks that clean up
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_JOBS} jobs, not {FULL_JOBS}")
@@ -324,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if n < 1:
         parser.error("--jobs must be at least 1")
     console = Console(width=None if sys.stdout.isatty() else 120)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     console.print(environment())
 
     queue: list[QueueTimed] = []

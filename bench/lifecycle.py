@@ -441,7 +441,7 @@ def temporary_folder(parent: str | None, prefix: str) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
+def exit_on_sigterm(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)  # unwinds through the finally blocks that clean up
 
 
@@ -474,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--runs and --big-runs must be at least 1")
     sizes = Sizes(small_runs=small, big_runs=big, big_run_bytes=sizes.big_run_bytes)
     console = Console(width=None if sys.stdout.isatty() else 120)
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
     profile: list[str] | None = [] if args.profile else None
     console.print(environment())
 

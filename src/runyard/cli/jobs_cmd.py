@@ -76,7 +76,7 @@ def show_job(job: Job, title: str, json_output: bool) -> None:
         console().print(key_values(title, _job_pairs(job)))
 
 
-def finish_waiting(yard: Yard, job: Job, json_output: bool) -> None:
+def finish_waiting(job: Job, json_output: bool) -> None:
     """Print the job that was waited for; exit 7 unless it succeeded."""
     show_job(job, "Job", json_output)
     if job.status != JobStatus.succeeded:
@@ -197,13 +197,7 @@ def aggregate(
 ) -> None:
     """Queue an aggregate job: the KPIs of a plan's succeeded runs, in one table."""
     with yard_from(ctx) as yard:
-        job = service.enqueue_aggregate(yard, plan)
-        if wait:
-            finish_waiting(yard, service.run_or_wait(yard, job.job_id), json_output)
-            return
-    show_job(job, "Queued aggregate job", json_output)
-    if not json_output:
-        console().print("A worker runs it (`runyard worker`); or add --wait to run it here.")
+        _queue(yard, service.enqueue_aggregate(yard, plan), "aggregate", wait, json_output)
 
 
 def plan_run(
@@ -214,11 +208,15 @@ def plan_run(
 ) -> None:
     """Queue a planning job for a plan version (refused for a locked scenario)."""
     with yard_from(ctx) as yard:
-        job = service.enqueue_planning(yard, plan_version_id)
-        if wait:
-            finish_waiting(yard, service.run_or_wait(yard, job.job_id), json_output)
-            return
-    show_job(job, "Queued planning job", json_output)
+        _queue(yard, service.enqueue_planning(yard, plan_version_id), "planning", wait, json_output)
+
+
+def _queue(yard: Yard, job: Job, kind: str, wait: bool, json_output: bool) -> None:
+    """After enqueueing: run or wait for it with --wait, else show it queued."""
+    if wait:
+        finish_waiting(service.run_or_wait(yard, job.job_id), json_output)
+        return
+    show_job(job, f"Queued {kind} job", json_output)
     if not json_output:
         console().print("A worker runs it (`runyard worker`); or add --wait to run it here.")
 

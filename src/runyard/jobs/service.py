@@ -27,24 +27,19 @@ def enqueue_planning(yard: Yard, plan_version_id: str) -> Job:
         scenario = get_scenario(conn, plan.scenario_id)
     ensure_unlocked(scenario, "running a plan")
     yard.settings.runner(plan.runner)
-    with yard.write() as conn:
-        return job_registry.enqueue(
-            conn,
-            JobType.planning,
-            plan.plan_version_id,
-            max_attempts=yard.settings.file.jobs.max_attempts,
-        )
+    return _enqueue(yard, JobType.planning, plan.plan_version_id)
 
 
 def enqueue_aggregate(yard: Yard, plan_version_id: str) -> Job:
     with yard.read() as conn:
         plan = get_plan(conn, plan_version_id)
+    return _enqueue(yard, JobType.aggregate, plan.plan_version_id)
+
+
+def _enqueue(yard: Yard, job_type: JobType, plan_version_id: str) -> Job:
     with yard.write() as conn:
         return job_registry.enqueue(
-            conn,
-            JobType.aggregate,
-            plan.plan_version_id,
-            max_attempts=yard.settings.file.jobs.max_attempts,
+            conn, job_type, plan_version_id, max_attempts=yard.settings.file.jobs.max_attempts
         )
 
 
