@@ -555,9 +555,11 @@ def test_scope_accepts_plain_scope_facts() -> None:
 @pytest.mark.parametrize(
     ("scope", "fragment"),
     [
-        ({}, "exactly one of --group G (repeatable) or --all"),
+        ({}, "exactly one of --group G (repeatable), --run-id ID (repeatable) or --all"),
         ({"groups": []}, "exactly one of --group"),
-        ({"groups": ["G"], "all": True}, "both were given"),
+        ({"groups": ["G"], "all": True}, "more than one was given"),
+        ({"run_ids": ["r1"], "all": True}, "more than one was given"),
+        ({"run_ids": ["../x"]}, "invalid run id"),
         ({"groups": ["G"], "unscoped_only": True}, "cannot be combined with --group"),
         ({"groups": [""]}, "cannot be empty"),
         ({"groups": [" G"]}, "padded with spaces"),
@@ -570,6 +572,13 @@ def test_bad_scopes_are_refused_with_a_clear_message(scope: dict[str, Any], frag
     with pytest.raises(Invalid) as caught:
         Scope(**scope)
     assert fragment in caught.value.message
+
+
+def test_run_ids_select_only_the_named_runs() -> None:
+    runs = [ScopeFacts("r1", None, NOW), ScopeFacts("r2", "G", NOW), ScopeFacts("r3", "G", NOW)]
+    scope = Scope(run_ids=["r3", "r1", "r3"])
+    assert scope.run_ids == ("r3", "r1")
+    assert select_candidates(runs, scope, [], NOW, ReferenceScan()) == [runs[0], runs[2]]
 
 
 def test_legacy_without_patterns_is_refused(ws: Workspace) -> None:

@@ -9,7 +9,9 @@ exit codes or HTTP statuses, through ``exit_code`` and ``code``::
     ├── Refused                     exit 4   "refused"       the input is fine, the state says no
     │   ├── Conflict                         "conflict"      exists already, bad status move
     │   ├── Locked                           "locked"        the scenario is locked
-    │   └── LegacyPathClosed                 "legacy_path_closed"  a run without a plan
+    │   ├── LegacyPathClosed                 "legacy_path_closed"  a run without a plan
+    │   ├── Unauthorized                     "unauthorized"  a web write without the token (401)
+    │   └── Forbidden                        "forbidden"     a web write failing CSRF/Origin (403)
     ├── Invalid                     exit 5   "invalid"       the input itself is wrong
     │   ├── ConfigFileError                  "bad_config_file"     runyard.toml
     │   └── ManifestError                    "bad_manifest"        a run.json
@@ -69,6 +71,18 @@ class Locked(Refused):
 
 class LegacyPathClosed(Refused):
     code = "legacy_path_closed"
+
+
+class Unauthorized(Refused):
+    """A web write without ``RUNYARD_TOKEN`` (HTTP 401)."""
+
+    code = "unauthorized"
+
+
+class Forbidden(Refused):
+    """A web write whose CSRF token or ``Origin`` does not check out (HTTP 403)."""
+
+    code = "forbidden"
 
 
 class Invalid(RunyardError):

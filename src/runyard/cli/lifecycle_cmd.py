@@ -83,6 +83,10 @@ def archive(
         list[str] | None,
         typer.Option("--group", help="Archive in this group (repeatable).", metavar="GROUP"),
     ] = None,
+    run_id: Annotated[
+        list[str] | None,
+        typer.Option("--run-id", help="Archive this run (repeatable).", metavar="ID"),
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Consider every active run.")] = False,
     unscoped_only: Annotated[
         bool, typer.Option("--unscoped-only", help="Only runs with no group.")
@@ -121,6 +125,7 @@ def archive(
     """Archive run folders: every guard applied, dry run unless --run."""
     scope = Scope(
         groups=group or (),
+        run_ids=run_id or (),
         all=all_,
         unscoped_only=unscoped_only,
         legacy=legacy,

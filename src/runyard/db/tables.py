@@ -140,6 +140,8 @@ executions = Table(
     Column("failed", Integer, nullable=False),
     Column("bytes", BigInteger, nullable=False),
     Column("report_path", Text, nullable=True),
+    # {"<guard reason code>": runs it kept} for archive and retention passes (JSON).
+    Column("skip_reasons", Text, nullable=True),
     Index("ix_executions_started", "started_at", "execution_id"),
     Index("ix_executions_batch", "batch_id"),
 )

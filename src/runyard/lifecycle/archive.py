@@ -12,6 +12,7 @@ batch.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -352,6 +353,7 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
             failed=report.summary.failed,
             size=report.summary.bytes_moved,
             report_path=relative_to_yard(settings, report_path),
+            skip_reasons=Counter(r.code for skip in report.skips for r in skip.reasons),
         )
         return ArchiveResult(report=report, report_path=report_path, recovered=recovered)
 

@@ -12,7 +12,7 @@ import getpass
 import os
 import shlex
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -58,6 +58,7 @@ def log_execution(
     failed: int = 0,
     size: int = 0,
     report_path: str | None = None,
+    skip_reasons: Mapping[str, int] | None = None,
 ) -> Execution:
     """Record one execution in the table and append it to the Markdown log."""
     with yard.write() as conn:
@@ -74,6 +75,7 @@ def log_execution(
             failed=failed,
             size=size,
             report_path=report_path,
+            skip_reasons=skip_reasons,
         )
     path = yard.settings.logs_dir / LOG_NAME
     path.parent.mkdir(parents=True, exist_ok=True)

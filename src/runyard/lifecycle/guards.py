@@ -50,6 +50,7 @@ from typing import Protocol, TypeVar
 
 from runyard.config import YardFile
 from runyard.errors import Invalid
+from runyard.ids import validate_run_id
 from runyard.lifecycle.references import ReferenceScan, effective_group
 from runyard.models import RunStatus
 
@@ -285,14 +286,21 @@ class Scope:
     unscoped_only: bool = False
     legacy: bool = False
     older_than_days: float | None = None
+    # Named runs (``--run-id``, the web's "archive this run"): the guards still apply.
+    run_ids: Sequence[str] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "groups", tuple(self.groups))
-        if bool(self.groups) == self.all:
+        object.__setattr__(self, "run_ids", tuple(dict.fromkeys(self.run_ids)))
+        chosen = sum((bool(self.groups), self.all, bool(self.run_ids)))
+        if chosen != 1:
             raise Invalid(
-                "choose the runs to consider with exactly one of --group G (repeatable) or "
-                "--all" + (" (both were given)" if self.all else "")
+                "choose the runs to consider with exactly one of --group G (repeatable), "
+                "--run-id ID (repeatable) or --all"
+                + (" (more than one was given)" if chosen else "")
             )
+        for run_id in self.run_ids:
+            validate_run_id(run_id)
         for group in self.groups:
             if not group or group != group.strip():
                 raise Invalid(f"--group {group!r}: a group cannot be empty or padded with spaces")
@@ -309,7 +317,10 @@ class Scope:
 
     def describe(self) -> str:
         """A one-line summary for reports and the execution log."""
-        parts = ["all runs" if self.all else "groups " + ", ".join(self.groups)]
+        if self.run_ids:
+            parts = ["runs " + ", ".join(self.run_ids)]
+        else:
+            parts = ["all runs" if self.all else "groups " + ", ".join(self.groups)]
         if self.unscoped_only and self.legacy:
             parts.append("unscoped or legacy-named")
         elif self.unscoped_only:
@@ -366,8 +377,11 @@ def select_candidates(
         except OverflowError:  # before year 1: no run is that old
             return []
     wanted_groups = set(scope.groups)
+    wanted_runs = set(scope.run_ids)
     selected: list[S] = []
     for run in runs:
+        if wanted_runs and run.run_id not in wanted_runs:
+            continue
         group = effective_group(run.run_id, run.group, references)
         if wanted_groups and group not in wanted_groups:
             continue

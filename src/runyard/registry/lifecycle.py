@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import Connection, bindparam, select
 
 from runyard.db.tables import executions, runs
@@ -99,6 +99,9 @@ class Execution(BaseModel):
     failed: int
     bytes: int
     report_path: str | None
+    skip_reasons: dict[str, int] = Field(
+        default_factory=dict, description="runs each guard kept (archive, retention)"
+    )
 
 
 def _to_execution(row: Any) -> Execution:
@@ -116,6 +119,7 @@ def _to_execution(row: Any) -> Execution:
         failed=row.failed,
         bytes=row.bytes,
         report_path=row.report_path,
+        skip_reasons=json.loads(row.skip_reasons) if row.skip_reasons else {},
     )
 
 
@@ -132,6 +136,7 @@ def record_execution(
     failed: int = 0,
     size: int = 0,
     report_path: str | None = None,
+    skip_reasons: Mapping[str, int] | None = None,
 ) -> Execution:
     """Append one executed archive/restore/recover/retention/purge to the log table."""
     execution_id = new_id("ex")
@@ -150,10 +155,21 @@ def record_execution(
             failed=failed,
             bytes=size,
             report_path=report_path,
+            skip_reasons=json.dumps(dict(skip_reasons), sort_keys=True) if skip_reasons else None,
         )
     )
     row = conn.execute(select(executions).where(executions.c.execution_id == execution_id)).one()
     return _to_execution(row)
+
+
+def skipped_by_reason(conn: Connection) -> dict[str, int]:
+    """Runs kept by each guard, summed over every executed archive and retention pass."""
+    totals: dict[str, int] = {}
+    query = select(executions.c.skip_reasons).where(executions.c.skip_reasons.is_not(None))
+    for (text,) in conn.execute(query):
+        for reason, count in json.loads(text).items():
+            totals[reason] = totals.get(reason, 0) + int(count)
+    return totals
 
 
 def list_executions(conn: Connection, limit: int = 50, after: str | None = None) -> Page[Execution]:

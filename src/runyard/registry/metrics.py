@@ -11,6 +11,7 @@ from sqlalchemy import Connection, case, func, select
 
 from runyard.db.tables import executions, jobs, runs
 from runyard.models import JobStatus
+from runyard.registry.lifecycle import skipped_by_reason
 
 DURATION_BUCKETS: tuple[float, ...] = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 """Upper bounds (seconds) of the job duration histogram; +Inf is added."""
@@ -31,6 +32,7 @@ class RegistryFigures:
     jobs_by_status: dict[str, int]
     job_durations: dict[str, DurationHistogram]  # by type, finished jobs only
     executions: dict[tuple[str, str], tuple[int, int, int]]  # (kind, status) → (n, moved, bytes)
+    skipped_by_reason: dict[str, int]  # guard reason code → runs it kept, over executed passes
 
 
 def read_figures(conn: Connection, bounds: Sequence[float] = DURATION_BUCKETS) -> RegistryFigures:
@@ -72,6 +74,7 @@ def read_figures(conn: Connection, bounds: Sequence[float] = DURATION_BUCKETS) -
             (str(kind), str(status)): (int(n), int(moved or 0), int(size or 0))
             for kind, status, n, moved, size in execution_rows
         },
+        skipped_by_reason=skipped_by_reason(conn),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -106,6 +107,17 @@ def get_scenario(conn: Connection, id_or_name: str) -> Scenario:
             hint="`runyard scenario list` shows them",
         )
     return found
+
+
+def scenario_names(conn: Connection, scenario_ids: Iterable[str]) -> dict[str, str]:
+    """Names of these scenarios in one query (a page of runs shows names, not ids)."""
+    wanted = sorted(set(scenario_ids))
+    if not wanted:
+        return {}
+    query = select(scenarios.c.scenario_id, scenarios.c.name).where(
+        scenarios.c.scenario_id.in_(wanted)
+    )
+    return {row.scenario_id: row.name for row in conn.execute(query)}
 
 
 def list_scenarios(conn: Connection, limit: int = 100, after: str | None = None) -> Page[Scenario]:

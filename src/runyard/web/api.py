@@ -5,13 +5,25 @@ jobs), on the same core functions as the CLI. Lists are keyset pages: pass a pag
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import FileResponse, PlainTextResponse
+from pydantic import BaseModel, Field
 
+from runyard.artifacts import Artifact, list_artifacts, resolve_artifact
+from runyard.compare import RunComparison, compare_runs
 from runyard.ids import validate_run_id
 from runyard.jobs import service as job_service
+from runyard.lifecycle.batches import (
+    BatchDetail,
+    BatchSummary,
+    RunEvent,
+    get_batch,
+    list_batches,
+    run_history,
+)
 from runyard.models import (
     ConfigDiff,
     ConfigVersion,
@@ -26,11 +38,49 @@ from runyard.models import (
 )
 from runyard.registry import configs, plans, scenarios
 from runyard.registry import jobs as job_registry
+from runyard.registry.lifecycle import Execution, list_executions
 from runyard.registry.lineage import plan_detail
 from runyard.registry.runs import RunFilter, get_run, list_runs
 from runyard.yard import Yard
 
-router = APIRouter(prefix="/api/v1")
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable, the same as the CLI's --json error code")
+    message: str
+    hint: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        400: "the Host header is not one this server answers to",
+        401: "a write without the server's token",
+        403: "refused: a cross-site write",
+        404: "an unknown id",
+        409: "refused by the current state (exists already, busy, not archived…)",
+        422: "invalid input",
+        423: "the scenario is locked",
+        503: "the registry database needs attention",
+    }
+    return {s: {"model": ErrorResponse, "description": described[s]} for s in statuses}
+
+
+READ_ERRORS = _errors(400, 404, 409, 422, 503)
+# Routes that answer text or a file still answer errors in JSON: say so explicitly (a
+# ``model`` would be filed under the route's own media type).
+JSON_ERRORS_OF_NON_JSON_ROUTE: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": entry["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+    for status, entry in READ_ERRORS.items()
+}
+WRITE_ERRORS = _errors(400, 401, 403, 404, 409, 422, 423, 503)
+
+router = APIRouter(prefix="/api/v1", responses=READ_ERRORS)
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
 After = Annotated[str | None, Query(description="the next_cursor of the previous page")]
@@ -127,11 +177,77 @@ def run_list(
     return list_runs(yard, filters, limit=limit, after=after)
 
 
+@router.get("/runs/compare", response_model=RunComparison, tags=["runs"])
+def run_compare(
+    yard: YardDep,
+    ids: Annotated[list[str], Query(description="two or more run ids")],
+) -> Any:
+    """Runs side by side: parameters, config differences, KPIs, and PSI series."""
+    return compare_runs(yard, ids)
+
+
 @router.get("/runs/{run_id}", response_model=Run, tags=["runs"])
 def run_show(yard: YardDep, run_id: str) -> Any:
     """One run: its plan version, config version and scenario ids, summary, tags, where
     its folder is."""
     return get_run(yard, validate_run_id(run_id))
+
+
+class ArtifactList(BaseModel):
+    items: list[Artifact]
+    truncated: bool = Field(description="the run has more files than were listed")
+
+
+@router.get("/runs/{run_id}/artifacts", response_model=ArtifactList, tags=["runs"])
+def run_artifacts(yard: YardDep, run_id: str) -> Any:
+    """The files of the run's folder (symlinks listed, never followed)."""
+    run = get_run(yard, validate_run_id(run_id))
+    items, truncated = list_artifacts(Path(run.path))
+    return ArtifactList(items=items, truncated=truncated)
+
+
+@router.get(
+    "/runs/{run_id}/artifacts/{path:path}",
+    response_class=FileResponse,
+    tags=["runs"],
+    responses={200: {"content": {"application/octet-stream": {}}}, **JSON_ERRORS_OF_NON_JSON_ROUTE},
+)
+def run_artifact(yard: YardDep, run_id: str, path: str) -> FileResponse:
+    """One file of the run's folder; only a file inside that folder is ever served."""
+    run = get_run(yard, validate_run_id(run_id))
+    real = resolve_artifact(Path(run.path), path)
+    return FileResponse(
+        real,
+        media_type="application/octet-stream",
+        filename=real.name,
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
+
+
+@router.get("/runs/{run_id}/history", response_model=list[RunEvent], tags=["runs"])
+def run_history_of(yard: YardDep, run_id: str) -> Any:
+    """Every archive, restore and purge of the run, oldest first."""
+    run = get_run(yard, validate_run_id(run_id))
+    return run_history(yard.settings, run.run_id)
+
+
+@router.get("/archives", response_model=list[BatchSummary], tags=["archives"])
+def archive_batches(yard: YardDep) -> Any:
+    """The archive root's batches, newest first, with counts and sizes."""
+    return list_batches(yard.settings)
+
+
+@router.get("/archives/{batch_id}", response_model=BatchDetail, tags=["archives"])
+def archive_batch(yard: YardDep, batch_id: str) -> Any:
+    """A batch's archive report (entries, skips with reasons) and the restores done from it."""
+    return get_batch(yard.settings, batch_id)
+
+
+@router.get("/executions", response_model=Page[Execution], tags=["archives"])
+def executions(yard: YardDep, limit: Limit = 50, after: After = None) -> Any:
+    """The execution log: every archive, restore, recover, retention and purge."""
+    with yard.read() as conn:
+        return list_executions(conn, limit=limit, after=after)
 
 
 @router.get("/jobs", response_model=Page[Job], tags=["jobs"])
@@ -152,7 +268,12 @@ def job_show(yard: YardDep, job_id: str) -> Any:
     return job_service.get_job(yard, job_id)
 
 
-@router.get("/jobs/{job_id}/log", response_class=PlainTextResponse, tags=["jobs"])
+@router.get(
+    "/jobs/{job_id}/log",
+    response_class=PlainTextResponse,
+    tags=["jobs"],
+    responses=JSON_ERRORS_OF_NON_JSON_ROUTE,
+)
 def job_log(yard: YardDep, job_id: str) -> str:
     """The worker's lines about the job, then its runner's output."""
     return job_service.job_log(yard, job_service.get_job(yard, job_id))

@@ -8,6 +8,7 @@ a 500. Requests whose ``Host`` is not an allowed host are refused (DNS rebinding
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -15,14 +16,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from runyard import __version__
 from runyard.config import Settings
 from runyard.errors import (
     Conflict,
+    Forbidden,
     Invalid,
     LegacyPathClosed,
     Locked,
@@ -30,16 +34,24 @@ from runyard.errors import (
     Refused,
     RegistryStateError,
     RunyardError,
+    Unauthorized,
 )
 from runyard.jobs.worker import Worker
+from runyard.web import api_actions, ui
 from runyard.web.api import router
+from runyard.web.auth import Guard
 from runyard.web.metrics import metrics_registry
+from runyard.web.ui.render import render
 from runyard.yard import open_yard
+
+log = logging.getLogger("runyard.web")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 # Most specific first: the first class an error is an instance of gives its status.
 STATUS_OF: tuple[tuple[type[RunyardError], int], ...] = (
+    (Unauthorized, 401),
+    (Forbidden, 403),
     (NotFound, 404),
     (LegacyPathClosed, 403),
     (Locked, 423),
@@ -62,6 +74,52 @@ def error_response(status: int, code: str, message: str, hint: str | None = None
     if hint:
         body["hint"] = hint
     return JSONResponse({"error": body}, status_code=status)
+
+
+HEADINGS = {
+    401: "Log in needed",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Refused",
+    422: "Invalid input",
+    423: "Locked",
+    503: "Registry unavailable",
+}
+
+# The closed legacy path: the banner leads to where runs are made now.
+LEGACY_LINK_LABEL = "Create a plan from this scenario"
+
+
+def _wants_html(request: Request) -> bool:
+    return request.url.path.startswith("/ui")
+
+
+def error_page(
+    request: Request, status: int, code: str, message: str, hint: str | None = None
+) -> Response:
+    """The UI's error: a page in the layout with the message and what to do, never a trace."""
+    if status == 401:  # a write without a login: log in, then come back
+        target = request.headers.get("referer") or request.url.path
+        path = "/" + target.split("/", 3)[-1] if "://" in target else target
+        return RedirectResponse(f"/ui/login?next={path if path.startswith('/ui') else ''}", 303)
+    link = None
+    if code == LegacyPathClosed.code:
+        parts = request.url.path.strip("/").split("/")
+        scenario = parts[2] if len(parts) > 2 else ""
+        link = {"href": f"/ui/plans/new?scenario={scenario}", "label": LEGACY_LINK_LABEL}
+    return render(
+        request,
+        "error.html",
+        title=f"{status} {HEADINGS.get(status, 'Error')}",
+        status_code=status,
+        status=status,
+        heading=HEADINGS.get(status, "Error"),
+        code=code,
+        message=message,
+        hint=hint,
+        link=link,
+    )
 
 
 def create_app(
@@ -96,17 +154,32 @@ def create_app(
     )
     app.state.settings = settings
     hosts = list(allowed_hosts or LOOPBACK_HOSTS)
+    app.state.allowed_hosts = hosts
+    app.state.guard = Guard.for_settings(settings)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
 
     @app.exception_handler(RunyardError)
-    async def runyard_error(request: Request, exc: RunyardError) -> JSONResponse:
+    async def runyard_error(request: Request, exc: RunyardError) -> Response:
+        if _wants_html(request):
+            return error_page(request, status_for(exc), exc.code, exc.message, exc.hint)
         return error_response(status_for(exc), exc.code, exc.message, exc.hint)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "path"))
-        return error_response(422, "invalid", f"{where}: {first.get('msg')}".strip(": "))
+        message = f"{where}: {first.get('msg')}".strip(": ")
+        if _wants_html(request):
+            return error_page(request, 422, "invalid", message)
+        return error_response(422, "invalid", message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if _wants_html(request):
+            return error_page(request, exc.status_code, code, message)
+        return error_response(exc.status_code, code, message)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
@@ -117,7 +190,19 @@ def create_app(
         registry = request.app.state.metrics
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # A bug: logged with its trace for us, a plain apology (never the trace) for them.
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        message = "runyard hit an unexpected error; the server log has the details"
+        if _wants_html(request):
+            return error_page(request, 500, "error", message)
+        return error_response(500, "error", message)
+
     app.include_router(router)
+    app.include_router(api_actions.router)
+    app.include_router(ui.router)
+    app.mount("/static", StaticFiles(packages=[("runyard.web", "static")]), name="static")
     return app
 
 

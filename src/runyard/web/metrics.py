@@ -77,6 +77,14 @@ class RegistryCollector(Collector):
         yield executions
         yield moved
         yield size
+        skipped = GaugeMetricFamily(
+            "runyard_lifecycle_runs_skipped",
+            "Runs kept by each guard, over every executed archive and retention pass",
+            labels=["reason"],
+        )
+        for reason, count in sorted(figures.skipped_by_reason.items()):
+            skipped.add_metric([reason], count)
+        yield skipped
         backup = last_good_backup(self.yard.settings)
         if backup is not None:
             yield GaugeMetricFamily(

@@ -1,0 +1,162 @@
+"""Who may write, and proof that a form came from our own pages.
+
+- ``RUNYARD_TOKEN`` set: every API write needs ``Authorization: Bearer <token>``; the UI
+  has a login form that exchanges the token for a session cookie.
+- Every UI form (and htmx request) carries a CSRF token bound to the browser's session
+  cookie, token or not: without one, any web page the operator visits could post to
+  ``127.0.0.1:8765`` and archive runs.
+- Every write also refuses a browser ``Origin`` that is not one of our allowed hosts,
+  which keeps a cross-site page from reaching the token-less API.
+
+Session cookies and CSRF tokens are HMACs under a secret that every server process of
+the yard shares (derived from the token, else kept in the yard), so ``--workers N``
+agree with each other and survive a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import Request
+
+from runyard.config import Settings
+from runyard.errors import Forbidden, Unauthorized
+
+SESSION_COOKIE = "runyard_session"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+SECRET_FILENAME = ".web_secret"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _yard_secret(yard_path: Path) -> bytes:
+    """The yard's own secret, made once (exclusively, so processes agree) and kept 0600."""
+    path = yard_path / SECRET_FILENAME
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        pass
+    value = secrets.token_hex(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race: use its secret
+        return bytes.fromhex(path.read_text().strip())
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return bytes.fromhex(value)
+
+
+@dataclass(frozen=True)
+class Guard:
+    """The server's authentication state: the token (if any) and the HMAC secret."""
+
+    token: str | None
+    secret: bytes
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Guard:
+        if settings.token:
+            secret = hashlib.sha256(b"runyard-web\0" + settings.token.encode()).digest()
+        else:
+            secret = _yard_secret(settings.yard_path)
+        return cls(token=settings.token or None, secret=secret)
+
+    def _mac(self, purpose: str, session_id: str) -> str:
+        return hmac.new(self.secret, f"{purpose}\0{session_id}".encode(), "sha256").hexdigest()
+
+    # Sessions: "<id>" (anonymous) or "<id>.<mac>" (logged in with the token).
+    def new_session(self, logged_in: bool) -> str:
+        session_id = secrets.token_urlsafe(18)
+        return f"{session_id}.{self._mac('login', session_id)}" if logged_in else session_id
+
+    @staticmethod
+    def session_id(cookie: str | None) -> str | None:
+        if not cookie:
+            return None
+        session_id = cookie.split(".", 1)[0]
+        return session_id if 8 <= len(session_id) <= 64 and session_id.isascii() else None
+
+    def logged_in(self, cookie: str | None) -> bool:
+        """True when no token is set, or the cookie proves a login."""
+        if self.token is None:
+            return True
+        session_id = self.session_id(cookie)
+        if session_id is None or "." not in (cookie or ""):
+            return False
+        mac = (cookie or "").split(".", 1)[1]
+        return hmac.compare_digest(mac, self._mac("login", session_id))
+
+    def csrf_token(self, cookie: str | None) -> str:
+        session_id = self.session_id(cookie)
+        return self._mac("csrf", session_id) if session_id else ""
+
+    def check_csrf(self, cookie: str | None, presented: str | None) -> None:
+        expected = self.csrf_token(cookie)
+        if not expected or not presented or not hmac.compare_digest(expected, presented):
+            raise Forbidden(
+                "this form is missing its CSRF token or it does not match your session",
+                hint="reload the page and submit the form again",
+            )
+
+    def check_bearer(self, request: Request) -> None:
+        if self.token is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented:
+            raise Unauthorized(
+                "this write needs the server's token",
+                hint="send 'Authorization: Bearer <RUNYARD_TOKEN>'",
+            )
+        if not hmac.compare_digest(presented.strip().encode(), self.token.encode()):
+            raise Unauthorized("the token does not match", hint="check RUNYARD_TOKEN")
+
+
+def check_origin(request: Request, allowed_hosts: list[str]) -> None:
+    """Refuse a write a browser sent from another site (``Origin`` not one of ours)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        fetch_site = request.headers.get("sec-fetch-site")
+        if fetch_site == "cross-site":
+            raise Forbidden("cross-site writes are refused")
+        return
+    host = urlsplit(origin).hostname or ""
+    if origin == "null" or not any(host == h.strip("[]") or h == "*" for h in allowed_hosts):
+        raise Forbidden(f"writes from {origin} are refused: it is not this server")
+
+
+def guard_of(request: Request) -> Guard:
+    guard: Guard = request.app.state.guard
+    return guard
+
+
+def require_api_write(request: Request) -> None:
+    """FastAPI dependency of every ``/api/v1`` write."""
+    check_origin(request, request.app.state.allowed_hosts)
+    guard_of(request).check_bearer(request)
+
+
+async def require_ui_write(request: Request) -> None:
+    """FastAPI dependency of every ``/ui`` form post: Origin, login, then the CSRF token
+    (the form's ``csrf_token`` field, or htmx's ``X-CSRF-Token`` header)."""
+    check_origin(request, request.app.state.allowed_hosts)
+    guard = guard_of(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not guard.logged_in(cookie):
+        raise Unauthorized(
+            "log in with the server's token to change anything", hint="open /ui/login"
+        )
+    presented = request.headers.get(CSRF_HEADER)
+    if presented is None:
+        form = await request.form()  # Starlette caches it for the route's Form fields
+        value = form.get(CSRF_FIELD)
+        presented = value if isinstance(value, str) else None
+    guard.check_csrf(cookie, presented)

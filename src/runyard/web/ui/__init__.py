@@ -1,0 +1,72 @@
+"""The web UI (``/ui``): server-rendered pages on the same core functions as the CLI
+and the API. Each area has its own module and templates; this module puts them
+together with the pages every area shares (the front door, login and logout)."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from runyard.web.auth import SESSION_COOKIE, check_origin, guard_of, require_ui_write
+from runyard.web.ui import archives, configs, jobs, plans, runs, scenarios
+from runyard.web.ui.render import redirect, render, set_session_cookie
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+
+
+def _safe_next(url: str | None) -> str:
+    """Only a path of this server: never an open redirect."""
+    if url and url.startswith("/ui") and not url.startswith("//") and "\\" not in url:
+        return url
+    return "/ui/runs"
+
+
+@router.get("", response_class=RedirectResponse)
+@router.get("/", response_class=RedirectResponse)
+def front_door() -> RedirectResponse:
+    return RedirectResponse("/ui/runs", status_code=307)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str | None = None) -> Response:
+    return render(request, "login.html", title="Log in", next_url=_safe_next(next), failed=False)
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(
+    request: Request,
+    token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/ui/runs",
+    csrf_token: Annotated[str, Form()] = "",
+) -> Response:
+    check_origin(request, request.app.state.allowed_hosts)
+    guard = guard_of(request)
+    guard.check_csrf(request.cookies.get(SESSION_COOKIE), csrf_token)
+    if guard.token is None:
+        return redirect(_safe_next(next), "This server needs no login.")
+    if not hmac.compare_digest(token.encode(), guard.token.encode()):
+        return render(
+            request,
+            "login.html",
+            title="Log in",
+            next_url=_safe_next(next),
+            failed=True,
+            status_code=401,
+        )
+    response = redirect(_safe_next(next), "Logged in.")
+    set_session_cookie(response, guard.new_session(logged_in=True))
+    return response
+
+
+@router.post("/logout", dependencies=[Depends(require_ui_write)])
+def logout(request: Request) -> Response:
+    response = redirect("/ui/runs", "Logged out.")
+    set_session_cookie(response, guard_of(request).new_session(logged_in=False))
+    return response
+
+
+for area in (scenarios, configs, plans, runs, jobs, archives):
+    router.include_router(area.router)
