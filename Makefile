@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-fast lint fmt bench clean
+.PHONY: demo test test-fast lint fmt bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,17 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.installed-run
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-## test: install the test dependencies and run the whole suite (PostgreSQL tests included)
-test: $(VENV)/.installed-test
+## browser: Debian's Chromium for the browser tests (installed with apt-get when root)
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+		|| (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null); \
+	else echo "note: /usr/bin/chromium is missing; the browser tests will be skipped (sudo apt-get install chromium)"; fi
+
+## test: install the test dependencies and run the whole suite (PostgreSQL and browser tests included)
+test: $(VENV)/.installed-test browser
 	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 ## test-fast: the suite without the slow stress tests
@@ -47,6 +56,7 @@ bench: $(VENV)/.installed-run
 	$(BIN)/python bench/lifecycle.py
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/durability.py
+	$(BIN)/python bench/web.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -142,6 +142,7 @@ executions = Table(
     Column("report_path", Text, nullable=True),
     # {"<guard reason code>": runs it kept} for archive and retention passes (JSON).
     Column("skip_reasons", Text, nullable=True),
+    Column("who", String(200), nullable=True),  # user@host, as in CLEANUP_LOG.md
     Index("ix_executions_started", "started_at", "execution_id"),
     Index("ix_executions_batch", "batch_id"),
 )

@@ -76,6 +76,7 @@ def log_execution(
             size=size,
             report_path=report_path,
             skip_reasons=skip_reasons,
+            who=who(),
         )
     path = yard.settings.logs_dir / LOG_NAME
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,7 @@ class Execution(BaseModel):
     failed: int
     bytes: int
     report_path: str | None
+    who: str | None = Field(default=None, description="user@host that ran it")
     skip_reasons: dict[str, int] = Field(
         default_factory=dict, description="runs each guard kept (archive, retention)"
     )
@@ -120,6 +121,7 @@ def _to_execution(row: Any) -> Execution:
         bytes=row.bytes,
         report_path=row.report_path,
         skip_reasons=json.loads(row.skip_reasons) if row.skip_reasons else {},
+        who=row.who,
     )
 
 
@@ -137,6 +139,7 @@ def record_execution(
     size: int = 0,
     report_path: str | None = None,
     skip_reasons: Mapping[str, int] | None = None,
+    who: str | None = None,
 ) -> Execution:
     """Append one executed archive/restore/recover/retention/purge to the log table."""
     execution_id = new_id("ex")
@@ -156,6 +159,7 @@ def record_execution(
             bytes=size,
             report_path=report_path,
             skip_reasons=json.dumps(dict(skip_reasons), sort_keys=True) if skip_reasons else None,
+            who=who[:200] if who else None,
         )
     )
     row = conn.execute(select(executions).where(executions.c.execution_id == execution_id)).one()

@@ -1,5 +1,6 @@
 """Web: the execution log keeps how many runs each guard kept (``skip_reasons``), which
-``/metrics`` reports as runs skipped by guard reason.
+``/metrics`` reports as runs skipped by guard reason, and who ran it (``who``), which
+CLEANUP_LOG.md had and the table did not.
 
 Revision ID: 0004_skip_reasons
 Revises: 0003_jobs
@@ -20,8 +21,10 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("executions") as batch:
         batch.add_column(sa.Column("skip_reasons", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("who", sa.String(200), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("executions") as batch:
+        batch.drop_column("who")
         batch.drop_column("skip_reasons")
