@@ -136,9 +136,7 @@ def lock(
 ) -> None:
     """Lock a scenario: new plans and runs on it are refused."""
     with yard_from(ctx) as yard:
-        with yard.write() as conn:
-            scenario = scenarios.set_locked(conn, scenario_id, True, reason)
-        lineage_files.write_scenario(yard.settings, scenario)
+        scenario = scenarios.set_locked_in_yard(yard, scenario_id, True, reason)
     if json_output:
         print_json(scenario)
     else:
@@ -150,9 +148,7 @@ def lock(
 def unlock(ctx: typer.Context, scenario_id: IdArg, json_output: JsonOption = False) -> None:
     """Unlock a scenario."""
     with yard_from(ctx) as yard:
-        with yard.write() as conn:
-            scenario = scenarios.set_locked(conn, scenario_id, False)
-        lineage_files.write_scenario(yard.settings, scenario)
+        scenario = scenarios.set_locked_in_yard(yard, scenario_id, False)
     if json_output:
         print_json(scenario)
     else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 from sqlalchemy.exc import IntegrityError
@@ -21,6 +21,9 @@ from runyard.registry.common import (
     to_utc_naive,
     utcnow,
 )
+
+if TYPE_CHECKING:
+    from runyard.yard import Yard
 
 SCENARIO_ID_PREFIX = "sc"
 
@@ -156,6 +159,19 @@ def set_locked(
         )
     )
     return get_scenario(conn, scenario.scenario_id)
+
+
+def set_locked_in_yard(
+    yard: Yard, id_or_name: str, locked: bool, reason: str | None = None
+) -> Scenario:
+    """``set_locked``, then the scenario's lineage file, so that ``runyard rebuild``
+    keeps the lock: what the CLI, the API and the UI all call."""
+    from runyard.registry import lineage_files  # it imports this module
+
+    with yard.write() as conn:
+        scenario = set_locked(conn, id_or_name, locked, reason)
+    lineage_files.write_scenario(yard.settings, scenario)
+    return scenario
 
 
 def ensure_unlocked(scenario: Scenario, action: str) -> None:

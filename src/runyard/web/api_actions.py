@@ -121,14 +121,12 @@ def _restored(yard: YardDep, outcome: actions.RestoreOutcome) -> RestoreResponse
 @router.post("/scenarios/{scenario}/lock", response_model=Scenario, tags=["scenarios"])
 def scenario_lock(yard: YardDep, scenario: str, body: LockRequest | None = None) -> Any:
     """Lock a scenario: no new plan versions or runs from it (idempotent)."""
-    with yard.write() as conn:
-        return scenarios.set_locked(conn, scenario, True, body.reason if body else None)
+    return scenarios.set_locked_in_yard(yard, scenario, True, body.reason if body else None)
 
 
 @router.post("/scenarios/{scenario}/unlock", response_model=Scenario, tags=["scenarios"])
 def scenario_unlock(yard: YardDep, scenario: str) -> Any:
-    with yard.write() as conn:
-        return scenarios.set_locked(conn, scenario, False)
+    return scenarios.set_locked_in_yard(yard, scenario, False)
 
 
 @router.post("/plans", response_model=PlanVersion, status_code=201, tags=["plans"])

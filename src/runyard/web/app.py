@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -107,7 +108,8 @@ def error_page(
     if code == LegacyPathClosed.code:
         parts = request.url.path.strip("/").split("/")
         scenario = parts[2] if len(parts) > 2 else ""
-        link = {"href": f"/ui/plans/new?scenario={scenario}", "label": LEGACY_LINK_LABEL}
+        href = f"/ui/plans/new?scenario={quote(scenario, safe='')}"
+        link = {"href": href, "label": LEGACY_LINK_LABEL}
     return render(
         request,
         "error.html",

@@ -84,14 +84,13 @@ def pretty_json(value: Any) -> str:
 
 
 def query(request: Request, **changes: Any) -> str:
-    """The current query string with ``changes`` applied (None removes a key)."""
-    params = dict(request.query_params)
+    """The current query string with ``changes`` applied (None removes a key); repeated
+    keys (``ids=a&ids=b``) are kept unless changed."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in changes]
     for key, value in changes.items():
-        if value is None or value == "":
-            params.pop(key, None)
-        else:
-            params[key] = str(value)
-    return "?" + urlencode(params) if params else ""
+        if value is not None and value != "":
+            kept.append((key, str(value)))
+    return "?" + urlencode(kept) if kept else ""
 
 
 def _environment() -> Environment:

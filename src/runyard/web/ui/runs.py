@@ -1,0 +1,605 @@
+"""``/ui/runs``: the run history, a run's page (summary, KPIs, artifacts, manifest,
+archive history, pin, archive and restore one run), its files, and runs side by side.
+
+Routes stay thin: filters are parsed here (a GET form sends empty fields, which the
+API's typed parameters would refuse), then the same core calls as the CLI and the API
+answer. A page of the history is one keyset query plus one query for scenario names,
+whatever the registry's size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, Response
+
+from runyard.artifacts import list_artifacts, media_type, resolve_artifact
+from runyard.compare import CompareRow, RunComparison, compare_runs, flatten
+from runyard.errors import Invalid, NotFound, RunyardError
+from runyard.ids import validate_run_id, validate_text
+from runyard.lifecycle import actions
+from runyard.lifecycle.archive import ArchiveOptions
+from runyard.lifecycle.batches import run_history
+from runyard.lifecycle.guards import Scope
+from runyard.lifecycle.report import ArchiveReport, RestoreReport
+from runyard.manifest import MANIFEST_NAME
+from runyard.models import Run, RunLocation, RunStatus
+from runyard.registry.runs import RunFilter, get_run, list_runs, set_pinned
+from runyard.registry.scenarios import scenario_names
+from runyard.web import charts
+from runyard.web.auth import require_ui_write
+from runyard.web.ui.render import redirect, render
+from runyard.yard import Yard
+
+router = APIRouter()
+
+WRITE = [Depends(require_ui_write)]
+PAGE_LIMIT = 50
+ARTIFACT_LIMIT = 1000
+MANIFEST_MAX_BYTES = 1024 * 1024
+REASON_MAX = 500
+# The filters of the history, in the order of the form; the API takes the same names.
+FILTER_KEYS = (
+    "plan_version_id",
+    "scenario",
+    "config_version_id",
+    "status",
+    "group",
+    "location",
+    "legacy",
+    "started_after",
+    "started_before",
+)
+# KPIs whose largest magnitudes differ more than this share one bar chart badly: the
+# small ones vanish next to the large, so each gets its own small chart instead.
+SHARED_SCALE_RATIO = 10.0
+MAX_KPI_CHARTS = 24
+# Served as themselves when viewed; every other type is either text (shown as plain
+# text, so an HTML or SVG artifact never runs in our origin) or binary.
+TEXT_LIKE_APPLICATION = frozenset(
+    {
+        "application/json",
+        "application/xml",
+        "application/javascript",
+        "application/ecmascript",
+        "application/x-sh",
+        "application/x-yaml",
+        "application/yaml",
+        "application/toml",
+        "application/sql",
+        "application/x-python",
+        "application/xhtml+xml",
+    }
+)
+ARTIFACT_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox",
+}
+
+
+def _yard(request: Request) -> Yard:
+    yard: Yard = request.app.state.yard
+    return yard
+
+
+def _web_command(*args: str) -> list[str]:
+    """What the reports and the execution log record as the command that did it."""
+    return ["runyard-web", *args]
+
+
+# ---------------------------------------------------------------- the history
+
+
+def _blank_to_none(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+E = TypeVar("E", bound=StrEnum)
+
+
+def _enum(value: str | None, kind: type[E], what: str) -> E | None:
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)
+        raise Invalid(f"{what} {value[:80]!r} is not one of: {allowed}") from None
+
+
+def _datetime(value: str | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise Invalid(
+            f"{what} {value[:80]!r} is not a date and time",
+            hint="write it like 2026-11-22T10:30 (UTC)",
+        ) from None
+
+
+def _legacy(value: str | None) -> bool | None:
+    if value is None:
+        return None
+    if value in ("true", "yes", "1"):
+        return True
+    if value in ("false", "no", "0"):
+        return False
+    raise Invalid(f"legacy {value[:80]!r} must be true or false")
+
+
+def _run_filter(raw: Mapping[str, str | None]) -> RunFilter:
+    return RunFilter(
+        plan_version_id=raw["plan_version_id"],
+        scenario=raw["scenario"],
+        config_version_id=raw["config_version_id"],
+        status=_enum(raw["status"], RunStatus, "status"),
+        group=raw["group"],
+        location=_enum(raw["location"], RunLocation, "location"),
+        legacy=_legacy(raw["legacy"]),
+        started_after=_datetime(raw["started_after"], "started after"),
+        started_before=_datetime(raw["started_before"], "started before"),
+    )
+
+
+def _is_partial(request: Request) -> bool:
+    """An htmx swap of the table (not htmx restoring a page missing from its history)."""
+    return (
+        request.headers.get("HX-Request") == "true"
+        and request.headers.get("HX-History-Restore-Request") != "true"
+    )
+
+
+@router.get("/runs", response_class=HTMLResponse)
+def run_list(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = PAGE_LIMIT,
+    after: str | None = None,
+    plan_version_id: str | None = None,
+    scenario: str | None = None,
+    config_version_id: str | None = None,
+    status: str | None = None,
+    group: str | None = None,
+    location: str | None = None,
+    legacy: str | None = None,
+    started_after: str | None = None,
+    started_before: str | None = None,
+) -> Response:
+    raw = {
+        "plan_version_id": _blank_to_none(plan_version_id),
+        "scenario": _blank_to_none(scenario),
+        "config_version_id": _blank_to_none(config_version_id),
+        "status": _blank_to_none(status),
+        "group": _blank_to_none(group),
+        "location": _blank_to_none(location),
+        "legacy": _blank_to_none(legacy),
+        "started_after": _blank_to_none(started_after),
+        "started_before": _blank_to_none(started_before),
+    }
+    filters = _run_filter(raw)
+    cursor = _blank_to_none(after)
+    yard = _yard(request)
+    runs: list[Run] = []
+    next_cursor: str | None = None
+    unmatched: str | None = None
+    try:
+        page = list_runs(yard, filters, limit=limit, after=cursor)
+        runs, next_cursor = page.items, page.next_cursor
+    except NotFound as exc:  # an unknown plan, scenario or config: nothing can match
+        unmatched = exc.message
+    with yard.read() as conn:
+        names = scenario_names(conn, [r.scenario_id for r in runs if r.scenario_id])
+    active = {k: v for k, v in raw.items() if v is not None}
+    api_query = {**active, **({"limit": str(limit)} if limit != PAGE_LIMIT else {})}
+    if cursor:
+        api_query["after"] = cursor
+    context: dict[str, Any] = {
+        "runs": runs,
+        "names": names,
+        "next_cursor": next_cursor,
+        "unmatched": unmatched,
+        "filtered": bool(active),
+        "filters": {k: v or "" for k, v in raw.items()},
+        "statuses": [s.value for s in RunStatus],
+        "locations": [loc.value for loc in RunLocation],
+        "limit": limit,
+    }
+    json_href = "/api/v1/runs" + ("?" + urlencode(api_query) if api_query else "")
+    template = "runs/_table.html" if _is_partial(request) else "runs/list.html"
+    response = render(
+        request, template, title="Runs", section="runs", json_href=json_href, **context
+    )
+    response.headers["Vary"] = "HX-Request"
+    return response
+
+
+# ---------------------------------------------------------------- runs side by side
+# Declared before /runs/{run_id}, which would otherwise take "compare" for a run id.
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _display_rows(rows: Iterable[CompareRow], numbers: bool = False) -> list[dict[str, Any]]:
+    """Rows as the table shows them; numeric KPI rows mark their highest and lowest."""
+    out = []
+    for row in rows:
+        marks = ["" for _ in row.values]
+        present = [v for v in row.values if v is not None]
+        if numbers and row.numeric and row.differs and len(present) > 1:
+            high, low = max(present), min(present)
+            marks = [
+                "" if v is None else "high" if v == high else "low" if v == low else ""
+                for v in row.values
+            ]
+        out.append(
+            {
+                "key": row.key,
+                "cells": row.values if numbers and row.numeric else [_cell(v) for v in row.values],
+                "marks": marks,
+                "differs": row.differs,
+                "numeric": row.numeric and numbers,
+            }
+        )
+    return out
+
+
+def _aligned(periods: list[str], own: Sequence[str], values: Sequence[float]) -> list[float]:
+    """A run's values on the shared periods; NaN (not drawn) where the run has none."""
+    by_period = dict(zip(own, values, strict=False))
+    return [by_period.get(p, math.nan) for p in periods]
+
+
+def _psi_charts(comparison: RunComparison) -> list[dict[str, Any]]:
+    """Inventory and backlog over time, one line per run with a PSI table."""
+    if not comparison.series:
+        return []
+    periods: list[str] = []
+    seen: set[str] = set()
+    for s in comparison.series:
+        for p in s.periods:
+            if p not in seen:
+                seen.add(p)
+                periods.append(p)
+    out = []
+    for key, label in (("inventory", "Inventory"), ("backlog", "Backlog")):
+        lines = [
+            (s.run_id, _aligned(periods, s.periods, getattr(s, key))) for s in comparison.series
+        ]
+        title = f"{label} per period (summed over SKUs)"
+        out.append(
+            {
+                "svg": charts.line_chart(title, periods, lines),
+                "caption": f"{label} over time, one line per run (from each run's psi.csv).",
+            }
+        )
+    return out
+
+
+def _kpi_charts(comparison: RunComparison) -> tuple[list[dict[str, Any]], bool, bool]:
+    """Bar charts of the numeric KPIs, one bar per run.
+
+    Only the KPIs that differ are drawn (all of them when none differs): equal bars say
+    nothing. They share one grouped chart when their scales are alike, else each gets a
+    small chart of its own, so a fill rate of 0.9 is not a flat line beside a cost of
+    12,000. Returns the charts, whether they were split, and whether only differing
+    KPIs are drawn.
+    """
+    numeric = [r for r in comparison.kpis if r.numeric]
+    differing = [r for r in numeric if r.differs]
+    rows = (differing or numeric)[:MAX_KPI_CHARTS]
+    if not rows:
+        return [], False, False
+    run_ids = [r.run_id for r in comparison.runs]
+
+    def values(row: CompareRow) -> list[float | None]:
+        return [float(v) if v is not None else None for v in row.values]
+
+    scales = [max(abs(v) for v in values(r) if v is not None) for r in rows]
+    nonzero = [s for s in scales if s > 0]
+    shared = not nonzero or max(nonzero) / min(nonzero) <= SHARED_SCALE_RATIO
+    only_differing = bool(differing) and len(differing) < len(numeric)
+    if shared:
+        series = [(run_id, [values(r)[i] for r in rows]) for i, run_id in enumerate(run_ids)]
+        svg = charts.bar_chart("Summary KPIs", [r.key for r in rows], series)
+        caption = "Numeric summary KPIs, one bar per run (a missing value draws no bar)."
+        return [{"svg": svg, "caption": caption}], False, only_differing
+    out = []
+    for row in rows:
+        series = [(run_id, [values(row)[i]]) for i, run_id in enumerate(run_ids)]
+        out.append(
+            {
+                "svg": charts.bar_chart(row.key, [row.key], series, height=200),
+                "caption": f"{row.key}, one bar per run.",
+            }
+        )
+    return out, True, only_differing
+
+
+@router.get("/runs/compare", response_class=HTMLResponse)
+def run_compare(
+    request: Request,
+    ids: Annotated[list[str] | None, Query()] = None,
+    only_diff: bool = False,
+) -> Response:
+    yard = _yard(request)
+    comparison = compare_runs(yard, ids or [])
+    run_ids = [r.run_id for r in comparison.runs]
+    with yard.read() as conn:
+        names = scenario_names(conn, [r.scenario_id for r in comparison.runs if r.scenario_id])
+    ids_query = [("ids", run_id) for run_id in run_ids]
+    params = [r for r in comparison.params if r.differs or not only_diff]
+    kpis = [r for r in comparison.kpis if r.differs or not only_diff]
+    config_diff = [r for r in comparison.config if r.differs]
+    kpi_charts, split, only_differing = _kpi_charts(comparison)
+    return render(
+        request,
+        "runs/compare.html",
+        title=f"Compare {len(run_ids)} runs",
+        section="runs",
+        json_href="/api/v1/runs/compare?" + urlencode(ids_query),
+        comparison=comparison,
+        names=names,
+        only_diff=only_diff,
+        toggle_href="/ui/runs/compare?"
+        + urlencode(ids_query + ([] if only_diff else [("only_diff", "1")])),
+        params=_display_rows(params),
+        params_total=len(comparison.params),
+        config_diff=_display_rows(config_diff),
+        config_total=len(comparison.config),
+        kpis=_display_rows(kpis, numbers=True),
+        kpis_total=len(comparison.kpis),
+        psi_charts=_psi_charts(comparison),
+        kpi_charts=kpi_charts,
+        kpi_charts_split=split,
+        kpi_charts_differing=only_differing,
+        series_runs=[s.run_id for s in comparison.series],
+    )
+
+
+# ---------------------------------------------------------------- one run
+
+
+def _manifest(run: Run) -> tuple[str | None, str | None]:
+    """The run's ``run.json`` pretty-printed, and a problem reading it (if any)."""
+    try:
+        path = resolve_artifact(Path(run.path), MANIFEST_NAME)
+    except NotFound:
+        return None, None
+    except RunyardError as exc:
+        return None, exc.message
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MANIFEST_MAX_BYTES + 1)
+    except OSError as exc:
+        return None, f"cannot read {MANIFEST_NAME}: {exc.strerror}"
+    if len(raw) > MANIFEST_MAX_BYTES:
+        return None, f"{MANIFEST_NAME} is larger than {MANIFEST_MAX_BYTES // 1024} KiB"
+    try:
+        return json.dumps(json.loads(raw), indent=2, sort_keys=True, ensure_ascii=False), None
+    except (ValueError, UnicodeDecodeError) as exc:
+        return raw.decode("utf-8", "replace"), f"{MANIFEST_NAME} is not valid JSON: {exc}"
+
+
+def _kpis(summary: Mapping[str, Any]) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
+    """The summary's leaves: numbers (for the KPI table), and the other values."""
+    numbers, others = [], []
+    for key, value in sorted(flatten(summary).items()):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            numbers.append((key, value))
+        else:
+            others.append((key, _cell(value)))
+    return numbers, others
+
+
+def _duration(run: Run) -> float | None:
+    if run.finished_at is None:
+        return None
+    return (run.finished_at - run.started_at).total_seconds()
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+def run_detail(request: Request, run_id: str) -> Response:
+    yard = _yard(request)
+    run = get_run(yard, validate_run_id(run_id))
+    with yard.read() as conn:
+        names = scenario_names(conn, [run.scenario_id] if run.scenario_id else [])
+    artifacts, truncated = list_artifacts(Path(run.path), ARTIFACT_LIMIT)
+    manifest, manifest_problem = _manifest(run)
+    numbers, others = _kpis(run.summary)
+    return render(
+        request,
+        "runs/detail.html",
+        title=f"Run {run.run_id}",
+        section="runs",
+        json_href=f"/api/v1/runs/{run.run_id}",
+        run=run,
+        scenario_name=names.get(run.scenario_id or ""),
+        duration=_duration(run),
+        kpi_numbers=numbers,
+        kpi_others=others,
+        artifacts=artifacts,
+        artifacts_truncated=truncated,
+        artifact_limit=ARTIFACT_LIMIT,
+        manifest=manifest,
+        manifest_problem=manifest_problem,
+        history=run_history(yard.settings, run.run_id),
+    )
+
+
+def _is_text(media: str) -> bool:
+    base = media.split(";", 1)[0].strip().lower()
+    return (
+        base.startswith("text/")
+        or base in TEXT_LIKE_APPLICATION
+        or base.endswith("+xml")
+        or base.endswith("+json")
+    )
+
+
+@router.get("/runs/{run_id}/artifacts/{path:path}")
+def run_artifact(request: Request, run_id: str, path: str, download: bool = False) -> Response:
+    """One file of the run, only through ``resolve_artifact``. Viewed text is plain text
+    and every answer is sandboxed, so an artifact never runs as a page of this server."""
+    run = get_run(_yard(request), validate_run_id(run_id))
+    target = resolve_artifact(Path(run.path), path)
+    name = path.rsplit("/", 1)[-1]
+    media = media_type(target.name)
+    headers = dict(ARTIFACT_HEADERS)
+    if download:
+        return FileResponse(
+            target,
+            media_type=media,
+            filename=name,
+            content_disposition_type="attachment",
+            headers=headers,
+        )
+    if _is_text(media):
+        media = "text/plain; charset=utf-8"
+    return FileResponse(
+        target,
+        media_type=media,
+        filename=name,
+        content_disposition_type="inline",
+        headers=headers,
+    )
+
+
+@router.post("/runs/{run_id}/pin", dependencies=WRITE)
+def run_pin(request: Request, run_id: str) -> Response:
+    run = set_pinned(_yard(request), validate_run_id(run_id), True)
+    return redirect(
+        f"/ui/runs/{run.run_id}", f"Run {run.run_id} is pinned: archiving will skip it."
+    )
+
+
+@router.post("/runs/{run_id}/unpin", dependencies=WRITE)
+def run_unpin(request: Request, run_id: str) -> Response:
+    run = set_pinned(_yard(request), validate_run_id(run_id), False)
+    return redirect(f"/ui/runs/{run.run_id}", f"Run {run.run_id} is no longer pinned.")
+
+
+def _reason(value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    return validate_text(value, "reason", REASON_MAX)
+
+
+def _archive_options(run_id: str, reason: str | None) -> ArchiveOptions:
+    command = _web_command("archive", "--run-id", run_id)
+    return ArchiveOptions(scope=Scope(run_ids=[run_id]), reason=reason, command=command)
+
+
+def _skip_text(report: ArchiveReport, run_id: str) -> str:
+    reasons = [
+        f"{r.message} ({r.code})" for s in report.skips if s.run_id == run_id for r in s.reasons
+    ]
+    return "; ".join(reasons) or "it was not among the candidates"
+
+
+@router.post("/runs/{run_id}/archive/preview", dependencies=WRITE, response_class=HTMLResponse)
+def run_archive_preview(
+    request: Request, run_id: str, reason: Annotated[str, Form()] = ""
+) -> Response:
+    """The dry run of archiving this run: would it move, or every reason it would not."""
+    yard = _yard(request)
+    run = get_run(yard, validate_run_id(run_id))
+    why = _reason(reason)
+    outcome = actions.archive(yard, _archive_options(run.run_id, why), run=False)
+    report = outcome.report
+    return render(
+        request,
+        "runs/archive_preview.html",
+        title=f"Archive run {run.run_id}?",
+        section="runs",
+        json_href=f"/api/v1/runs/{run.run_id}",
+        run=run,
+        reason=why or "",
+        entries=[e for e in report.entries if e.run_id == run.run_id],
+        skips=[s for s in report.skips if s.run_id == run.run_id],
+        problems=report.problems,
+        report_path=str(outcome.report_path) if outcome.report_path else None,
+    )
+
+
+@router.post("/runs/{run_id}/archive", dependencies=WRITE)
+def run_archive(request: Request, run_id: str, reason: Annotated[str, Form()] = "") -> Response:
+    yard = _yard(request)
+    run = get_run(yard, validate_run_id(run_id))
+    outcome = actions.archive(yard, _archive_options(run.run_id, _reason(reason)), run=True)
+    report = outcome.report
+    entry = next((e for e in report.entries if e.run_id == run.run_id), None)
+    if entry is not None and entry.status == "moved":
+        message = f"Run {run.run_id} was archived into batch {report.batch_id}."
+    elif entry is not None:
+        message = (
+            f"Archiving run {run.run_id} did not complete ({entry.status}"
+            + (f": {entry.error}" if entry.error else "")
+            + f"); see batch {report.batch_id}."
+        )
+    else:
+        why = _skip_text(report, run.run_id)
+        message = f"Run {run.run_id} was not archived: skipped because {why}."
+    return redirect(f"/ui/runs/{run.run_id}", message)
+
+
+def _restore_entries(report: RestoreReport, run_id: str) -> list[Any]:
+    return [e for e in report.entries if e.run_id == run_id]
+
+
+@router.post("/runs/{run_id}/restore/preview", dependencies=WRITE, response_class=HTMLResponse)
+def run_restore_preview(request: Request, run_id: str) -> Response:
+    """The dry run of restoring this archived run from its batch."""
+    yard = _yard(request)
+    run = get_run(yard, validate_run_id(run_id))
+    outcome = actions.restore_run(
+        yard, run.run_id, run=False, command=_web_command("restore", "--run-id", run.run_id)
+    )
+    entries = _restore_entries(outcome.report, run.run_id)
+    return render(
+        request,
+        "runs/restore_preview.html",
+        title=f"Restore run {run.run_id}?",
+        section="runs",
+        json_href=f"/api/v1/runs/{run.run_id}/history",
+        run=run,
+        batch_id=outcome.report.batch_id,
+        entries=entries,
+        can_restore=any(e.status == "pending" for e in entries),
+        report_path=str(outcome.report_path),
+    )
+
+
+@router.post("/runs/{run_id}/restore", dependencies=WRITE)
+def run_restore(request: Request, run_id: str) -> Response:
+    yard = _yard(request)
+    run = get_run(yard, validate_run_id(run_id))
+    outcome = actions.restore_run(
+        yard, run.run_id, run=True, command=_web_command("restore", "--run-id", run.run_id)
+    )
+    entries = _restore_entries(outcome.report, run.run_id)
+    batch = outcome.report.batch_id
+    if any(e.status == "restored" for e in entries):
+        message = f"Run {run.run_id} was restored from batch {batch}."
+    else:
+        details = "; ".join(e.status + (f": {e.error}" if e.error else "") for e in entries)
+        message = f"Run {run.run_id} was not restored from batch {batch}: {details or 'no entry'}."
+    return redirect(f"/ui/runs/{run.run_id}", message)
