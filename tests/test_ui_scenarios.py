@@ -217,5 +217,6 @@ def test_legacy_run_path_answers_403_for_unknown_and_odd_ids(yard_path, snapshot
         assert odd.status_code == 403 and LEGACY_BANNER in odd.text
         assert "<b onmouseover" not in odd.text  # escaped, never markup
         # URL-encoded in the link (and so never markup either)
-        assert 'href="/ui/plans/new?scenario=%22%3E%3Cb%20onmouseover%3Dalert%281%29%3Ex"' in odd.text
+        encoded = "%22%3E%3Cb%20onmouseover%3Dalert%281%29%3Ex"
+        assert f'href="/ui/plans/new?scenario={encoded}"' in odd.text
     assert state(snapshot) == before

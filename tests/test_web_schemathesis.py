@@ -26,7 +26,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
 ) -> None:
     for group in ("CH01/001", None):
         args = ["run", "start", "--plan", lineage["plan_version_id"]]
-        run = cli.ok(*(args + ["--group", group] if group else args))
+        run = cli.ok(*([*args, "--group", group] if group else args))
         Path(run["path"], "out.txt").write_text("output\n")
         cli.ok("run", "finish", run["run_id"], "--status", "succeeded")
     cli.ok(
