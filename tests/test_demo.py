@@ -230,3 +230,12 @@ def test_demo_names_a_failed_job_and_its_log_command(
     assert "the runner exited with code 1" in raised.value.message
     assert raised.value.hint is not None and f"job log {job_id}" in raised.value.hint
     assert (tmp_path / "yard" / "runyard.toml").is_file()  # left for inspection
+
+
+def test_the_cli_default_path_is_the_demos() -> None:
+    # demo_cmd keeps its own copy so that `runyard` does not import the demo (and NumPy)
+    # on every call.
+    from runyard import demo
+    from runyard.cli import demo_cmd
+
+    assert demo_cmd.DEFAULT_PATH == demo.DEFAULT_PATH

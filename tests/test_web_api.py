@@ -222,3 +222,13 @@ def test_metrics_read_the_registry_and_two_servers_agree(yard_path, cli, made, m
     assert _metric(text, 'runyard_lifecycle_executions{kind="archive",status="complete"}') == 1
     assert _metric(text, 'runyard_lifecycle_runs_moved{kind="archive"}') == archived
     assert _metric(text, "runyard_last_good_backup_timestamp_seconds") > 0
+
+
+def test_cli_commands_do_not_import_the_web_stack() -> None:
+    # `runyard --help`, `run list`… should not pay for FastAPI, Jinja2 and NumPy.
+    code = (
+        "import sys, runyard.cli.main; "
+        "print(sorted(m for m in ('fastapi', 'jinja2', 'numpy', 'uvicorn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
 from runyard.cli.common import JsonOption
 from runyard.cli.output import console, err_console, handles_errors, key_values, print_json, table
-from runyard.demo import DEFAULT_PATH, DemoResult, build_demo
+
+if TYPE_CHECKING:
+    from runyard.demo import DemoResult
+
+# runyard.demo's own default (a test checks they agree); the demo and the NumPy of its
+# simulation are imported only when the command runs, not on every `runyard` call.
+DEFAULT_PATH = "demo-yard"
 
 
 def register(app: typer.Typer) -> None:
@@ -26,6 +32,8 @@ def demo(
 ) -> None:
     """Build a demo planning yard: scenarios, configs, plans, PSI runs by a worker, an
     aggregate and an archive dry run; then show the KPIs and how to browse it."""
+    from runyard.demo import build_demo
+
     with err_console().status("Starting the demo…") as status:
         result = build_demo(path, progress=status.update)
     if json_output:

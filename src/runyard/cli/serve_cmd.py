@@ -11,7 +11,10 @@ import typer
 from runyard.cli.common import yard_from
 from runyard.cli.output import err_console, handles_errors
 from runyard.errors import Invalid, Refused
-from runyard.web.app import LOOPBACK_HOSTS, create_app
+from runyard.web import LOOPBACK_HOSTS
+
+# The web stack itself (FastAPI, Jinja2, every route) is imported when `serve` runs, so
+# that other commands do not pay for it.
 
 
 def _is_loopback(host: str) -> bool:
@@ -39,6 +42,8 @@ def serve(
     RUNYARD_TOKEN. Requests for another Host name are refused (DNS rebinding).
     """
     import uvicorn
+
+    from runyard.web.app import create_app
 
     if not 1 <= port <= 65535:
         raise Invalid(f"--port must be between 1 and 65535 (got {port})")

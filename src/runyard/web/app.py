@@ -38,7 +38,7 @@ from runyard.errors import (
     Unauthorized,
 )
 from runyard.jobs.worker import Worker
-from runyard.web import api_actions, ui
+from runyard.web import LOOPBACK_HOSTS, api_actions, ui
 from runyard.web.api import router
 from runyard.web.auth import Guard
 from runyard.web.metrics import metrics_registry
@@ -47,7 +47,6 @@ from runyard.yard import open_yard
 
 log = logging.getLogger("runyard.web")
 
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 # Most specific first: the first class an error is an instance of gives its status.
 STATUS_OF: tuple[tuple[type[RunyardError], int], ...] = (
