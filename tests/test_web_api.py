@@ -21,6 +21,7 @@ import runyard
 from runyard.config import load_settings
 from runyard.web.app import create_app
 from tests.conftest import Cli
+from tests.helpers.server import running_server
 
 
 @pytest.fixture
@@ -192,19 +193,24 @@ def _metric(text: str, name: str) -> float:
     raise AssertionError(f"{name} not in /metrics:\n{text}")
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_metrics_read_the_registry_and_two_servers_agree(yard_path, cli, made, monkeypatch):
     monkeypatch.setenv("RUNYARD_SKIP_SIMULATION", "1")
     cli.ok("plan", "run", made["plan_version_id"], "--wait")
+    cli.ok("run", "pin", made["run_ids"][0])
     cli.ok(
         "archive", "--all", "--keep-recent-minutes", "0", "--keep-last-runs", "0", "--run", "--yes"
     )
     cli.ok("backup")
-    texts = []
-    for _ in range(2):  # two server processes: each app reads the same registry
-        with TestClient(create_app(load_settings(yard_path)), base_url="http://127.0.0.1") as c:
-            response = c.get("/metrics")
-            assert response.status_code == 200
-            texts.append(response.text)
+    # Two real server processes on the same registry answer the same figures.
+    with (
+        running_server(yard_path, "--no-worker") as first,
+        running_server(yard_path, "--no-worker") as second,
+    ):
+        texts = []
+        for base in (first, second):
+            with urllib.request.urlopen(f"{base}/metrics") as answer:
+                texts.append(answer.read().decode())
     assert texts[0] == texts[1]
     text = texts[0]
     runs = cli.ok("run", "list", "--limit", "1000")["items"]
@@ -222,6 +228,7 @@ def test_metrics_read_the_registry_and_two_servers_agree(yard_path, cli, made, m
     assert _metric(text, 'runyard_lifecycle_executions{kind="archive",status="complete"}') == 1
     assert _metric(text, 'runyard_lifecycle_runs_moved{kind="archive"}') == archived
     assert _metric(text, "runyard_last_good_backup_timestamp_seconds") > 0
+    assert _metric(text, 'runyard_lifecycle_runs_skipped{reason="pinned"}') == 1
 
 
 def test_cli_commands_do_not_import_the_web_stack() -> None:

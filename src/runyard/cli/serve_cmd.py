@@ -1,4 +1,4 @@
-"""``runyard serve``: the JSON API (``/api/v1``, OpenAPI at ``/docs``) on Uvicorn."""
+"""``runyard serve``: the web UI (``/ui``) and the JSON API (``/api/v1``) on Uvicorn."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def serve(
         bool, typer.Option("--no-worker", help="Do not run queued jobs in the background.")
     ] = False,
 ) -> None:
-    """Serve the JSON API of this yard (and run queued jobs unless --no-worker).
+    """Serve the web UI and JSON API of this yard (and run queued jobs unless --no-worker).
 
     Listens on 127.0.0.1 unless --host says otherwise; any other address needs
     RUNYARD_TOKEN. Requests for another Host name are refused (DNS rebinding).
@@ -59,7 +59,7 @@ def serve(
     hosts = [*LOOPBACK_HOSTS] + ([] if _is_loopback(host) else [host])
     err_console().print(
         f"runyard serving {settings.yard_path} on http://{host}:{port} "
-        f"(API: /api/v1, docs: /docs){'' if no_worker else '; running queued jobs'}"
+        f"(UI: /ui, API: /api/v1, docs: /docs){'' if no_worker else '; running queued jobs'}"
     )
     if workers == 1:
         app = create_app(settings, hosts, run_worker=not no_worker)
