@@ -16,6 +16,11 @@ from fastapi.testclient import TestClient
 from tests.conftest import Cli, registry_snapshot, tree_snapshot
 from tests.helpers.ui import csrf_token, json_twin, post_form, ui_client
 
+# The UI is engine-agnostic: its pages run on SQLite here; the API tests
+# (test_web_api.py, test_web_actions.py) and the registry's own tests cover PostgreSQL.
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+
+
 # Guards that would keep every fresh run: off, so that these runs can move.
 NO_GUARDS = {"keep_recent_minutes": "0", "keep_last_runs": "0"}
 EVERYTHING = {"all": "1", **NO_GUARDS, "reason": "tidy up"}

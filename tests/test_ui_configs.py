@@ -13,6 +13,10 @@ import pytest
 from runyard.web.ui import configs as configs_ui
 from tests.helpers.ui import json_twin, ui_client
 
+# The UI is engine-agnostic: its pages run on SQLite here; the API tests
+# (test_web_api.py, test_web_actions.py) and the registry's own tests cover PostgreSQL.
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+
 
 @pytest.fixture
 def two(cli, lineage, tmp_path: Path) -> dict[str, str]:

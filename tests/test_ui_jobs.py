@@ -16,6 +16,11 @@ from runyard.models import Job
 from tests.conftest import Cli
 from tests.helpers.ui import csrf_token, json_twin, post_form, ui_client
 
+# The UI is engine-agnostic: its pages run on SQLite here; the API tests
+# (test_web_api.py, test_web_actions.py) and the registry's own tests cover PostgreSQL.
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+
+
 HX = {"HX-Request": "true", "HX-Target": "job-live"}
 
 

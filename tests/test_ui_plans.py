@@ -18,6 +18,10 @@ from runyard.jobs import service as job_service
 from runyard.web.ui import plans as plans_ui
 from tests.helpers.ui import csrf_token, json_twin, post_form, ui_client
 
+# The UI is engine-agnostic: its pages run on SQLite here; the API tests
+# (test_web_api.py, test_web_actions.py) and the registry's own tests cover PostgreSQL.
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+
 
 def state(snapshot):
     """The yard's files and rows, but the web secret the first app makes for itself."""

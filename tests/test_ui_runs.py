@@ -20,6 +20,11 @@ from runyard.lifecycle.lock import yard_lock
 from tests.conftest import Cli, registry_snapshot, tree_snapshot
 from tests.helpers.ui import csrf_token, json_twin, post_form, ui_client
 
+# The UI is engine-agnostic: its pages run on SQLite here; the API tests
+# (test_web_api.py, test_web_actions.py) and the registry's own tests cover PostgreSQL.
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
+
+
 RUN_LINK = re.compile(r'<a class="id" href="/ui/runs/([^"/]+)">')
 
 

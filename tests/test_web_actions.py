@@ -327,3 +327,39 @@ def test_unknown_ui_page_is_an_html_404_without_a_trace(client):
     assert response.headers["content-type"].startswith("text/html")
     assert "Traceback" not in response.text and "Not found" in response.text
     assert client.get("/static/htmx.min.js").status_code == 200
+
+
+NUL_URLS = [
+    "/api/v1/scenarios/a%00b",
+    "/api/v1/configs/a%00b",
+    "/api/v1/plans/a%00b",
+    "/api/v1/jobs/a%00b",
+    "/api/v1/runs?plan_version_id=a%00b",
+    "/api/v1/runs?scenario=a%00b",
+    "/api/v1/runs?group=a%00b",
+    "/api/v1/plans?scenario=a%00b",
+    "/api/v1/jobs?plan_version_id=a%00b",
+    "/api/v1/configs/a%00b/diff/b",
+    "/ui/scenarios/a%00b",
+    "/ui/plans/a%00b",
+    "/ui/runs?group=a%00b",
+]
+
+
+def test_a_nul_byte_is_bad_input_on_every_engine(client, lineage):
+    # PostgreSQL refuses NUL in a text: that is a 4xx for the request, never a 500.
+    for url in NUL_URLS:
+        response = client.get(url)
+        assert 400 <= response.status_code < 500, (url, response.status_code)
+    body = {"scenario": "a\x00b", "config_version_id": lineage["config_version_id"]}
+    assert client.post("/api/v1/plans", json=body).status_code in (404, 422)
+    for url in (
+        "/api/v1/scenarios/a%00b/lock",
+        "/api/v1/plans/a%00b/run",
+        "/api/v1/jobs/a%00b/cancel",
+    ):
+        assert 400 <= client.post(url).status_code < 500, url
+    assert (
+        client.get("/api/v1/plans").json()["items"][0]["plan_version_id"]
+        == (lineage["plan_version_id"])
+    )

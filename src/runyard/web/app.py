@@ -20,8 +20,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from runyard import __version__
 from runyard.config import Settings
@@ -123,6 +125,29 @@ def error_page(
     )
 
 
+class RefuseNulMiddleware:
+    """No id, name or filter holds a NUL byte, and PostgreSQL cannot even compare one:
+    a ``%00`` in the path or the query is refused here with 422, so that every engine
+    answers the same (a pure ASGI middleware: nothing added to other requests)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b"")
+        ):
+            request = Request(scope, receive)
+            message = "a NUL byte (%00) is not allowed in a path or a query"
+            if _wants_html(request):
+                response = error_page(request, 422, "invalid", message)
+            else:
+                response = error_response(422, "invalid", message)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings, allowed_hosts: list[str] | None = None, run_worker: bool = False
 ) -> FastAPI:
@@ -159,6 +184,8 @@ def create_app(
     app.state.guard = Guard.for_settings(settings)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
 
+    app.add_middleware(RefuseNulMiddleware)
+
     @app.exception_handler(RunyardError)
     async def runyard_error(request: Request, exc: RunyardError) -> Response:
         if _wants_html(request):
@@ -190,6 +217,17 @@ def create_app(
     def metrics(request: Request) -> Response:
         registry = request.app.state.metrics
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(DataError)
+    async def unstorable_input(request: Request, exc: DataError) -> Response:
+        # The database refused a value of the request (PostgreSQL: a NUL byte in a text,
+        # a string longer than its column): bad input, so a 422 that changed nothing
+        # (the transaction was rolled back), not a 500.
+        detail = str(exc.orig).splitlines()[0] if exc.orig is not None else "invalid value"
+        message = f"the database cannot take a value of this request: {detail}"
+        if _wants_html(request):
+            return error_page(request, 422, "invalid", message)
+        return error_response(422, "invalid", message)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
