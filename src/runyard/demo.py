@@ -420,4 +420,5 @@ def _browse(target: Path, plans: list[DemoPlan], configs: Mapping[str, str]) -> 
         "runyard job list",
         f"runyard job log {first.job_ids[0]}",
         "runyard archive --all",
+        "runyard serve",
     ]

@@ -117,3 +117,4 @@ def _print(result: DemoResult) -> None:
     out.print(Text("How to browse:", style="bold"))
     for command in result.browse:
         out.print(Text(f"  {command}"))
+    out.print(Text("  then open http://127.0.0.1:8765/ui in a browser", style="dim"))
