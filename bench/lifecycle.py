@@ -6,14 +6,18 @@ Usage::
     .venv/bin/python bench/lifecycle.py --quick      # smaller numbers, well under a minute
     .venv/bin/python bench/lifecycle.py --runs 2000  # another number of small runs
     .venv/bin/python bench/lifecycle.py --profile    # also: where the time of each call goes
+    sudo .venv/bin/python bench/lifecycle.py --loop-disk   # also onto a disk-backed ext4
 
 On one filesystem, ``run_archive`` (``--all``, every run eligible) and ``run_restore`` of
 its report are timed against a bare loop of ``os.rename`` and two ``fsync`` calls over as
 many fresh folders of the same shape. Across filesystems (the archive root on a tmpfs,
-``/dev/shm`` unless ``--shm``), ``run_archive`` of larger runs is timed against
-``cp -a src dst && sync`` of the same data. Everything happens in temporary folders that
-are removed at the end, also when the script fails. bench/README.md says what each figure
-means.
+``/dev/shm`` unless ``--shm``; also onto ``--other-disk`` and, with ``--loop-disk``, a
+new ext4 filesystem mounted through a loop device), ``run_archive`` of larger runs and
+``cp -a src dst && sync`` of the same data take turns, the best of each counting; for
+scale, ``rm -rf`` of a copy of the runs and ``sync`` (the deletion a move does and
+``cp -a`` does not) is timed too. Everything happens in
+temporary folders that are removed at the end, also when the script fails.
+bench/README.md says what each figure means.
 """
 
 from __future__ import annotations
@@ -65,10 +69,11 @@ class Sizes:
     small_runs: int  # one filesystem
     big_runs: int  # across filesystems
     big_run_bytes: int  # payload of each big run (run.json comes on top)
+    trials: int  # cp -a and the archive across filesystems, in turns; the best of each
 
 
-FULL = Sizes(small_runs=10_000, big_runs=1_000, big_run_bytes=MiB)
-QUICK = Sizes(small_runs=400, big_runs=50, big_run_bytes=MiB)
+FULL = Sizes(small_runs=10_000, big_runs=1_000, big_run_bytes=MiB, trials=3)
+QUICK = Sizes(small_runs=400, big_runs=50, big_run_bytes=MiB, trials=2)
 
 
 @dataclass
@@ -276,53 +281,127 @@ def bench_one_filesystem(
     )
 
 
-def bench_across(
-    work: Path, shm: Path, sizes: Sizes, console: Console, profile: list[str] | None
-) -> tuple[Timed, Timed]:
-    """(cp -a + sync, runyard archive) of ``sizes.big_runs`` runs onto ``shm``."""
+@dataclass(frozen=True)
+class Destination:
+    """Another filesystem to archive onto: what it is, and a folder on it."""
+
+    label: str
+    folder: Path
+
+
+@dataclass(frozen=True)
+class Across:
+    """The best of the trials onto one destination."""
+
+    destination: Destination
+    cp: Timed
+    archive: Timed
+
+
+def set_up_across(
+    work: Path, destination: Destination, sizes: Sizes, console: Console
+) -> tuple[Path, Path, int]:
+    """A yard in ``work`` whose archive root is on ``destination``, with
+    ``sizes.big_runs`` runs of ``sizes.big_run_bytes``: its folder, its runs root and
+    the runs' bytes."""
     n = sizes.big_runs
-    yard_path = make_yard(work / "yard-across", archive_root=shm / "archive")
+    yard_path = make_yard(work, archive_root=destination.folder / "archive")
     with runyard.open_yard(yard_path) as yard:
-        if os.stat(yard.settings.runs_root).st_dev == os.stat(yard.settings.archive_root).st_dev:
-            raise RuntimeError(f"{shm} is on the filesystem of {work}: nothing to cross")
+        settings = yard.settings
+        runs_root = settings.runs_root
+        if os.stat(runs_root).st_dev == os.stat(settings.archive_root).st_dev:
+            raise RuntimeError(f"{destination.folder} is on the filesystem of {work}")
         began = time.perf_counter()
         blob = os.urandom(2 * sizes.big_run_bytes)
         register_runs(yard, make_plan(yard), n, lambda i: big_files(i, blob, sizes.big_run_bytes))
-        runs_root = yard.settings.runs_root
         total = sum(
             entry.stat().st_size
-            for folder in os.scandir(runs_root)
+            for folder in os.scandir(settings.runs_root)
             for entry in os.scandir(folder.path)
         )
-        os.sync()
-        console.print(
-            f"  set up {n:,} runs of {total / n / MiB:.2f} MiB in "
-            f"{time.perf_counter() - began:.1f} s"
-        )
+    os.sync()
+    console.print(
+        f"  set up {n:,} runs of {total / n / MiB:.2f} MiB in {time.perf_counter() - began:.1f} s"
+    )
+    return yard_path, runs_root, total
 
-        # Twice, and the faster counts: the first copy onto a tmpfs also pays for the
-        # memory it touches first (on a VM that can be most of its time), which the
-        # archive after it would then be spared.
-        copy_to = shm / "cp-a"
+
+def bench_removal(runs_root: Path, scratch: Path, n: int, total: int, console: Console) -> Timed:
+    """``rm -rf`` + ``sync`` of a copy (made untimed) of the runs, on their own disk: what
+    deleting the sources costs, which a move does and ``cp -a`` does not (for scale)."""
+    quoted = shlex.quote(str(scratch))
+    subprocess.run(
+        ["sh", "-c", f"cp -a {shlex.quote(str(runs_root))} {quoted} && sync"], check=True
+    )
+    began = time.perf_counter()
+    subprocess.run(["sh", "-c", f"rm -rf {quoted} && sync"], check=True)
+    seconds = time.perf_counter() - began
+    console.print(f"  rm -rf + sync of a copy of the runs: {seconds:.2f} s")
+    return Timed("for scale: rm -rf src && sync", n, seconds, total)
+
+
+def bench_across(
+    yard_path: Path,
+    total: int,
+    destination: Destination,
+    sizes: Sizes,
+    console: Console,
+    profile: list[str] | None,
+) -> Across:
+    """``cp -a`` + ``sync`` and ``run_archive`` of the yard's runs onto ``destination``,
+    in turns, ``sizes.trials`` times each; the best of each."""
+    n = sizes.big_runs
+    with runyard.open_yard(yard_path) as yard:
+        runs_root = yard.settings.runs_root
+        # cp -a and the archive take turns (a restore, untimed, puts the runs back between
+        # two archives), and the best of each counts: this VM's speed drifts by tens of
+        # percent from one second to the next, and the first copy onto a tmpfs also pays
+        # for the memory it touches first (up to five times slower), which whatever
+        # follows it is spared.
+        copy_to = destination.folder / "cp-a"
         command = f"cp -a {shlex.quote(str(runs_root))} {shlex.quote(str(copy_to))} && sync"
-        times = []
-        for _ in range(2):
+        cp_times: list[float] = []
+        archive_times: list[float] = []
+        for trial in range(sizes.trials):
             began = time.perf_counter()
             subprocess.run(["sh", "-c", command], check=True)
-            times.append(time.perf_counter() - began)
+            cp_times.append(time.perf_counter() - began)
             shutil.rmtree(copy_to)
             os.sync()
-        cp_s = min(times)
-        shown = ", ".join(f"{total / 1e6 / t:,.0f}" for t in times)
-        console.print(f"  cp -a + sync: {shown} MB/s (the faster counts)")
-
-        archived, archive_s = timed(lambda: archive_all(yard), profile, "run_archive, across")
-        check_archived(archived, n, "copy")
-        console.print(f"  run_archive across: {total / 1e6 / archive_s:,.0f} MB/s")
-    return (
-        Timed("cp -a src dst && sync", n, cp_s, total),
-        Timed("run_archive (copy, verify, delete source)", n, archive_s, total),
+            title = f"run_archive onto {destination.label}"
+            archived, archive_s = timed(lambda: archive_all(yard), profile, title)
+            report_path = check_archived(archived, n, "copy")
+            archive_times.append(archive_s)
+            console.print(
+                f"  trial {trial + 1}: cp -a + sync {total / 1e6 / cp_times[-1]:,.0f} MB/s, "
+                f"run_archive {total / 1e6 / archive_s:,.0f} MB/s "
+                f"({cp_times[-1] / archive_s:.0%})"
+            )
+            if trial + 1 < sizes.trials:
+                check_restored(run_restore(yard, report_path), n)
+                os.sync()
+    return Across(
+        destination,
+        Timed("cp -a src dst && sync", n, min(cp_times), total),
+        Timed("run_archive: copy, verify, delete", n, min(archive_times), total),
     )
+
+
+@contextmanager
+def loop_filesystem(parent: Path, size: int) -> Iterator[Path]:
+    """A new ext4 filesystem in a sparse image file in ``parent``, mounted through a loop
+    device (root only) for the time of the block; unmounted and deleted after it."""
+    image, mount_point = parent / "disk.img", parent / "mnt"
+    with open(image, "wb") as sparse:
+        sparse.truncate(size)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    mount_point.mkdir()
+    subprocess.run(["mount", "-o", "loop", str(image), str(mount_point)], check=True)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+        image.unlink()
 
 
 # --- output -----------------------------------------------------------------------------
@@ -336,19 +415,31 @@ def environment() -> str:
     )
 
 
-def filesystem_of(path: Path) -> str:
-    """The mount point and type holding ``path`` (Linux; '?' elsewhere)."""
+def mount_of(path: Path) -> tuple[str, str, str]:
+    """(device, mount point, type) of the filesystem holding ``path`` (Linux; '?' elsewhere)."""
     try:
         mounts = [line.split() for line in Path("/proc/mounts").read_text().splitlines()]
     except OSError:
-        return "?"
-    best = ("", "?")
+        return ("?", "?", "?")
+    best = ("?", "", "?")
     resolved = str(path.resolve())
-    for _dev, point, kind, *_ in mounts:
+    for device, point, kind, *_ in mounts:
         inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
-        if inside and len(point) > len(best[0]):
-            best = (point, kind)
-    return f"{best[1]} (mounted at {best[0]})"
+        if inside and len(point) > len(best[1]):
+            best = (device, point, kind)
+    return best
+
+
+def filesystem_of(path: Path) -> str:
+    """The type and mount point of the filesystem holding ``path``."""
+    _device, point, kind = mount_of(path)
+    return f"{kind} (mounted at {point})"
+
+
+def filesystem_label(path: Path) -> str:
+    """A short name for the filesystem holding ``path``: its type, and its device if any."""
+    device, _point, kind = mount_of(path)
+    return f"{kind} on {device}" if device.startswith("/dev/") else kind
 
 
 def verdict(ok: bool, why: str = "") -> str:
@@ -359,7 +450,8 @@ def print_results(
     console: Console,
     runyard_times: list[Timed],
     bare_times: list[Timed],
-    across: tuple[Timed, Timed] | None,
+    across: list[Across],
+    removal: Timed | None,
     quick: bool,
 ) -> None:
     table = Table(title="Archive and restore on one filesystem (SQLite yard)")
@@ -395,9 +487,9 @@ def print_results(
         )
     console.print(table)
 
-    if across is not None:
-        cp, mine = across
-        table = Table(title="Archive across filesystems (archive root on tmpfs)")
+    if across:
+        table = Table(title="Archive across filesystems (from the runs' disk)")
+        table.add_column("onto")
         table.add_column("way")
         table.add_column("runs", justify="right")
         table.add_column("MB", justify="right")
@@ -406,27 +498,40 @@ def print_results(
         table.add_column("of cp -a", justify="right")
         table.add_column("target", justify="right")
         table.add_column("meets", justify="center")
-        fraction = mine.mb_per_second / cp.mb_per_second
-        table.add_row(
-            cp.what,
-            f"{cp.runs:,}",
-            f"{cp.bytes / 1e6:,.0f}",
-            f"{cp.seconds:.2f}",
-            f"{cp.mb_per_second:,.0f}",
-            "100%",
-            "",
-            "",
-        )
-        table.add_row(
-            mine.what,
-            f"{mine.runs:,}",
-            f"{mine.bytes / 1e6:,.0f}",
-            f"{mine.seconds:.2f}",
-            f"{mine.mb_per_second:,.0f}",
-            f"{fraction:.0%}",
-            f"≥ {COPY_TARGET:.0%}",
-            verdict(fraction >= COPY_TARGET),
-        )
+        for one in across:
+            fraction = one.archive.mb_per_second / one.cp.mb_per_second
+            for timing, share, target, meets in (
+                (one.cp, "100%", "", ""),
+                (
+                    one.archive,
+                    f"{fraction:.0%}",
+                    f"≥ {COPY_TARGET:.0%}",
+                    verdict(fraction >= COPY_TARGET),
+                ),
+            ):
+                table.add_row(
+                    one.destination.label,
+                    timing.what,
+                    f"{timing.runs:,}",
+                    f"{timing.bytes / 1e6:,.0f}",
+                    f"{timing.seconds:.2f}",
+                    f"{timing.mb_per_second:,.0f}",
+                    share,
+                    target,
+                    meets,
+                )
+        if removal is not None:
+            table.add_row(
+                "",
+                removal.what,
+                f"{removal.runs:,}",
+                f"{removal.bytes / 1e6:,.0f}",
+                f"{removal.seconds:.2f}",
+                f"{removal.mb_per_second:,.0f}",
+                "",
+                "",
+                "",
+            )
         console.print(table)
     if quick:
         console.print("\n[yellow]--quick: smaller numbers than the targets are set for[/yellow]")
@@ -453,10 +558,30 @@ def main(argv: list[str] | None = None) -> int:
         "--big-runs", type=int, default=None, help="runs of 1 MiB archived across filesystems"
     )
     parser.add_argument(
+        "--trials",
+        type=int,
+        default=None,
+        help="turns of cp -a and the archive across filesystems; the best of each counts "
+        "(default 3, or 2 with --quick)",
+    )
+    parser.add_argument(
         "--dir", default=None, help="where to make the temporary yards (default: the system's)"
     )
     parser.add_argument(
-        "--shm", default="/dev/shm", help="a folder on another filesystem (default /dev/shm)"
+        "--shm",
+        default="/dev/shm",
+        help="a folder on a memory filesystem to archive onto (default /dev/shm)",
+    )
+    parser.add_argument(
+        "--other-disk",
+        default=None,
+        help="also archive onto this folder, on another disk-backed filesystem",
+    )
+    parser.add_argument(
+        "--loop-disk",
+        action="store_true",
+        help="root only: also archive onto a new ext4 filesystem in an image file in the "
+        "temporary folder, mounted through a loop device (unmounted and deleted at the end)",
     )
     parser.add_argument(
         "--skip-across", action="store_true", help="only the one-filesystem section"
@@ -464,7 +589,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="profile each runyard call (cProfile) and print its top functions",
+        help="profile each runyard call (cProfile, the calling thread only: the moves across "
+        "filesystems run in threads, see bench/README.md) and print its top functions",
     )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
@@ -472,8 +598,16 @@ def main(argv: list[str] | None = None) -> int:
     big = args.big_runs if args.big_runs is not None else sizes.big_runs
     if small < 1 or big < 1:
         parser.error("--runs and --big-runs must be at least 1")
-    sizes = Sizes(small_runs=small, big_runs=big, big_run_bytes=sizes.big_run_bytes)
-    console = Console(width=None if sys.stdout.isatty() else 120)
+    trials = args.trials if args.trials is not None else sizes.trials
+    if trials < 1:
+        parser.error("--trials must be at least 1")
+    sizes = Sizes(small, big, sizes.big_run_bytes, trials)
+    if args.loop_disk and (os.geteuid() != 0 or shutil.which("mkfs.ext4") is None):
+        parser.error(
+            "--loop-disk needs root and mkfs.ext4 (it mounts a new filesystem); "
+            "--other-disk PATH takes a folder on a disk you have"
+        )
+    console = Console(width=None if sys.stdout.isatty() else 130)
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     profile: list[str] | None = [] if args.profile else None
     console.print(environment())
@@ -481,22 +615,38 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         work = stack.enter_context(temporary_folder(args.dir, "runyard-bench-lifecycle-"))
         console.print(f"temporary folder: {work} on {filesystem_of(work)}")
-        shm = None
+        destinations: list[Destination] = []
         if not args.skip_across:
-            shm = stack.enter_context(temporary_folder(args.shm, "runyard-bench-lifecycle-"))
-            if os.stat(shm).st_dev == os.stat(work).st_dev:
-                parser.error(f"--shm {args.shm} is on the filesystem of {work}: nothing to cross")
+            places: list[tuple[str, Path]] = [(args.shm, Path(args.shm))]
+            if args.other_disk is not None:
+                places.append((args.other_disk, Path(args.other_disk)))
+            if args.loop_disk:
+                # Twice the data fits: the copy of cp -a is deleted before the archive.
+                size = 3 * sizes.big_runs * sizes.big_run_bytes + (1 << 30)
+                disk = stack.enter_context(temporary_folder(str(work), "loop-"))
+                places.append(("ext4 image", stack.enter_context(loop_filesystem(disk, size))))
+            for given, place in places:
+                folder = stack.enter_context(temporary_folder(str(place), "runyard-bench-"))
+                if os.stat(folder).st_dev == os.stat(work).st_dev:
+                    parser.error(f"{given} is on the filesystem of {work}: nothing to cross")
+                destinations.append(Destination(filesystem_label(folder), folder))
         console.print(f"One filesystem: {sizes.small_runs:,} small runs")
         mine, bare = bench_one_filesystem(work, sizes.small_runs, console, profile)
-        across = None
-        if shm is not None:
+        across: list[Across] = []
+        removal = None
+        for i, destination in enumerate(destinations):
             console.print(
-                f"Across filesystems: {sizes.big_runs:,} runs, archive root in {shm} "
-                f"on {filesystem_of(shm)}"
+                f"Across filesystems: {sizes.big_runs:,} runs onto {destination.folder} "
+                f"({destination.label})"
             )
-            across = bench_across(work, shm, sizes, console, profile)
+            yard_path, runs_root, total = set_up_across(
+                work / f"yard-across-{i}", destination, sizes, console
+            )
+            if removal is None:
+                removal = bench_removal(runs_root, work / "rm-rf", sizes.big_runs, total, console)
+            across.append(bench_across(yard_path, total, destination, sizes, console, profile))
     console.print()
-    print_results(console, mine, bare, across, args.quick)
+    print_results(console, mine, bare, across, removal, args.quick)
     for text in profile or []:
         console.print(text, markup=False, highlight=False)
     return 0

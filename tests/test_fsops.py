@@ -6,6 +6,7 @@ one, they skip with a loud reason.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runyard.errors import Conflict, Invalid, Refused
-from runyard.lifecycle import fsops
+from runyard.lifecycle import fsops, movers
 from runyard.lifecycle.fsops import (
     TreeScan,
     finish_interrupted_move,
@@ -424,9 +425,10 @@ def test_a_copy_that_does_not_verify_is_discarded(
     before = scan_tree(run)
     real_copy = fsops._copy_tree
 
-    def corrupting_copy(src: Path, src_st: os.stat_result, partial: Path) -> None:
-        real_copy(src, src_st, partial)
+    def corrupting_copy(src: Path, src_st: os.stat_result, partial: Path) -> list[fsops.Entry]:
+        copied = real_copy(src, src_st, partial)
         _flip_a_byte(partial / "frames" / "big.bin")
+        return copied
 
     monkeypatch.setattr(fsops, "_copy_tree", corrupting_copy)
     dst = other_fs / "archive" / "r1"
@@ -474,13 +476,14 @@ def test_a_source_written_to_while_it_is_copied_stays(
     run, _ = make_run(tmp_path)
     real_copy, real_verify = fsops._copy_tree, fsops._verify_copy
 
-    def copy_then_append(src: Path, src_st: os.stat_result, partial: Path) -> None:
-        real_copy(src, src_st, partial)
+    def copy_then_append(src: Path, src_st: os.stat_result, partial: Path) -> list[fsops.Entry]:
+        copied = real_copy(src, src_st, partial)
         with open(run / "run.json", "ab") as late:
             late.write(b"\n")
+        return copied
 
-    def verify_then_append(src: Path, partial: Path) -> TreeScan:
-        verified = real_verify(src, partial)
+    def verify_then_append(src: Path, partial: Path, source: list[fsops.Entry]) -> TreeScan:
+        verified = real_verify(src, partial, source)
         with open(run / "frames" / "ready.flag", "ab") as late:
             late.write(b"\n")
         return verified
@@ -521,6 +524,176 @@ def test_deleting_the_source_does_not_follow_links(tmp_path: Path, other_fs: Pat
     assert result.method == "copy" and not os.path.lexists(run)
     assert not os.path.lexists(tombstone_path(run))
     assert scan_tree(outside) == outside_before
+
+
+def test_a_file_that_grows_while_it_is_copied_is_refused(
+    tmp_path: Path, other_fs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel copies as many bytes as lstat said; what was written to the file after
+    that is found when the source is read to its end, and the move is refused."""
+    run, _ = make_run(tmp_path)
+    big = run / "frames" / "big.bin"
+    real_copy = fsops._kernel_copy
+
+    def grow_then_copy(fd_in: int, fd_out: int, size: int) -> None:
+        if os.fstat(fd_in).st_ino == big.stat().st_ino:
+            with open(big, "ab") as late:
+                late.write(b"more")
+        real_copy(fd_in, fd_out, size)
+
+    monkeypatch.setattr(fsops, "_kernel_copy", grow_then_copy)
+    dst = other_fs / "archive" / "r1"
+    with pytest.raises(Refused, match=r"does not match the source.*frames/big\.bin"):
+        move_tree(run, dst)
+    assert big.read_bytes().endswith(b"more")
+    assert not os.path.lexists(dst) and list(dst.parent.iterdir()) == []
+
+
+# --- comparing content: _same_content ------------------------------------------------------
+
+CHUNK = fsops.CHUNK
+SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 7]
+
+
+@pytest.fixture(params=["libc_memcmp", "python_compare"])
+def compare(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways of comparing two buffers: libc's memcmp (through ctypes, without the
+    GIL) and the fallback where there is no C library to load."""
+    if request.param == "python_compare":
+        monkeypatch.setattr(fsops, "_MEMCMP", None)
+    else:
+        assert fsops._MEMCMP is not None, "libc's memcmp did not load"
+    return str(request.param)
+
+
+def _pair(folder: Path, first: bytes, second: bytes) -> tuple[str, str]:
+    a, b = folder / "a.bin", folder / "b.bin"
+    a.write_bytes(first)
+    b.write_bytes(second)
+    return str(a), str(b)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_same_content_hashes_identical_files_of_any_size(
+    tmp_path: Path, compare: str, size: int
+) -> None:
+    data = os.urandom(size)
+    assert fsops._same_content(*_pair(tmp_path, data, data)) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("size", "at"),
+    [
+        (1, 0),
+        (5, 4),
+        (CHUNK, 0),
+        (CHUNK, CHUNK - 1),
+        (2 * CHUNK + 7, CHUNK + 3),
+        (2 * CHUNK + 7, 2 * CHUNK + 6),
+    ],
+)
+def test_same_content_finds_one_changed_byte_anywhere(
+    tmp_path: Path, compare: str, size: int, at: int
+) -> None:
+    data = bytearray(os.urandom(size))
+    first = bytes(data)
+    data[at] ^= 0x01
+    assert fsops._same_content(*_pair(tmp_path, first, bytes(data))) is None
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_same_content_refuses_files_of_different_lengths(
+    tmp_path: Path, compare: str, size: int
+) -> None:
+    data = os.urandom(size + 1)
+    for first, second in ((data[:size], data), (data, data[:size])):
+        assert fsops._same_content(*_pair(tmp_path, first, second)) is None
+
+
+def test_same_content_compares_only_what_it_read_this_time(tmp_path: Path, compare: str) -> None:
+    """The buffers are reused: after a long file, a short pair that differs only in its
+    last byte is still told apart (stale bytes beyond it never count)."""
+    big = os.urandom(CHUNK - 3)
+    assert fsops._same_content(*_pair(tmp_path, big, big)) is not None
+    assert fsops._same_content(*_pair(tmp_path, big[:10], big[:9] + b"?")) is None
+    assert fsops._same_content(*_pair(tmp_path, big[:10], big[:10])) == (
+        hashlib.sha256(big[:10]).hexdigest()
+    )
+
+
+# --- deleting sources: remove_tombstones and the background remover ------------------------
+
+
+def _tombstones(tmp_path: Path, names: list[str]) -> list[Path]:
+    tombs = []
+    for name in names:
+        run, _ = make_run(tmp_path, name=name)
+        tomb = tombstone_path(run)
+        os.rename(run, tomb)
+        tombs.append(tomb)
+    return tombs
+
+
+def test_remove_tombstones_fsyncs_first_and_deletes_every_one_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Their folder is fsynced once before anything is deleted (the renames that made
+    them tombstones are durable first) and once after; a tombstone that cannot be
+    deleted (here a symlink, never followed) is raised after the others are gone."""
+    first, second = _tombstones(tmp_path, ["r1", "r2"])
+    outside = tmp_path / "project"
+    outside_before = scan_tree(outside)
+    bad = tombstone_path(tmp_path / "runs" / "r3")
+    os.symlink(outside, bad)
+    calls: list[tuple[str, Path]] = []
+    real_fsync, real_remove = fsops.fsync_dir, fsops._remove_tree
+
+    def fsync(path: Path) -> None:
+        calls.append(("fsync", path))
+        real_fsync(path)
+
+    def remove_tree(path: Path) -> None:
+        calls.append(("remove", path))
+        real_remove(path)
+
+    monkeypatch.setattr(fsops, "fsync_dir", fsync)
+    monkeypatch.setattr(fsops, "_remove_tree", remove_tree)
+    with pytest.raises(Invalid, match="symlink"):
+        fsops.remove_tombstones([first, bad, second])
+    runs = tmp_path / "runs"
+    assert calls == [
+        ("fsync", runs),
+        ("remove", first),
+        ("remove", bad),
+        ("remove", second),
+        ("fsync", runs),
+    ]
+    assert sorted(p.name for p in runs.iterdir()) == [bad.name]
+    assert scan_tree(outside) == outside_before
+
+
+def test_the_background_remover_deletes_every_source_and_raises_a_failure(
+    tmp_path: Path, other_fs: Path
+) -> None:
+    """Moves that hand their tombstones to ``movers.source_remover`` leave no source
+    behind once its block ends; a tombstone it could not delete is raised there."""
+    runs = [make_run(tmp_path, name=f"r{i}")[0] for i in range(6)]
+    digests = [scan_tree(run).digest for run in runs]
+    with movers.source_remover(2) as remove:
+        assert remove is not None
+        for run in runs:
+            move_tree(run, other_fs / "archive" / run.name, remove_source=remove)
+    assert list((tmp_path / "runs").iterdir()) == []
+    assert [scan_tree(other_fs / "archive" / run.name).digest for run in runs] == digests
+
+    bad = tombstone_path(tmp_path / "runs" / "r9")
+    os.symlink(tmp_path / "project", bad)
+    [good] = _tombstones(tmp_path, ["r8"])
+    with pytest.raises(Invalid, match="symlink"), movers.source_remover(2) as remove:
+        assert remove is not None
+        remove(bad)
+        remove(good)
+    assert not os.path.lexists(good) and os.path.islink(bad)
 
 
 # --- finish_interrupted_move -----------------------------------------------------------------

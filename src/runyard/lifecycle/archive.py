@@ -321,10 +321,12 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         journal = Journal(yard, report, report_path, RunLocation.archived, batch_id)
         pending = [e for e in report.entries if e.status == "pending"]
 
+        runs_root, batch_runs = settings.runs_root, settings.batch_runs_dir(batch_id)
         with movers.source_remover(threads) as remove:
 
             def archive_one(entry: ArchiveEntry) -> None:
-                _archive_one(yard, journal, entry, batch_id, scans[entry.run_id], remove)
+                src, dst = runs_root / entry.run_id, batch_runs / entry.run_id
+                _archive_one(journal, entry, src, dst, scans[entry.run_id], remove)
 
             for _ in movers.ordered_map(archive_one, pending, threads):
                 pass
@@ -359,16 +361,14 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
 
 
 def _archive_one(
-    yard: Yard,
     journal: Journal,
     entry: ArchiveEntry,
-    batch_id: str,
+    src: Path,
+    dst: Path,
     scan: fsops.TreeScan,
     remove: fsops.Remover | None,
 ) -> None:
-    settings = yard.settings
-    src = settings.runs_root / entry.run_id
-    dst = settings.run_dir(entry.run_id, batch_id)
+    """Move one run from ``src`` (in the runs root) to ``dst`` (in the batch)."""
     try:
         crashpoint("archive:entry-moving")
         result = fsops.move_tree(src, dst, expected=scan, remove_source=remove)

@@ -36,7 +36,8 @@ import json
 import os
 import shutil
 import stat
-from collections.abc import Callable, Iterable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NoReturn, TypedDict
@@ -140,19 +141,19 @@ class MoveResult:
 
 def partial_path(dst: Path) -> Path:
     """Where a cross-filesystem copy is assembled before it is renamed to ``dst``."""
-    return dst.parent / f".{dst.name}.partial"
+    return dst.with_name(f".{dst.name}.partial")
 
 
 def tombstone_path(src: Path) -> Path:
     """Where a copied source goes, in one rename, before it is deleted."""
-    return src.parent / f".{src.name}.deleting"
+    return src.with_name(f".{src.name}.deleting")
 
 
 # --- scanning -------------------------------------------------------------------------------
 
 
 def _join(root: str, rel: str) -> str:
-    return os.path.join(root, rel) if rel else root
+    return f"{root}/{rel}" if rel else root
 
 
 def _child(rel: str, name: str) -> str:
@@ -184,16 +185,60 @@ _SPECIAL_KINDS = {
 }
 
 
-def _hash_fd(fd: int, size: int = CHUNK) -> str:
-    """sha256 of what ``fd`` holds, streamed through one buffer.
+def _load_memcmp() -> Callable[[int, int, int], int] | None:
+    """libc's ``memcmp``, called through ctypes, which lets go of the GIL for the call
+    (``bytearray ==`` holds it: 0.1 ms a MiB in which the other movers cannot run
+    Python); None where there is no C library to load (the fallback is used)."""
+    try:
+        func = ctypes.CDLL(None).memcmp
+    except (AttributeError, OSError):
+        return None
+    func.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+    func.restype = ctypes.c_int
+    typed: Callable[[int, int, int], int] = func
+    return typed
 
-    ``size`` (what lstat said) only sizes the buffer: a small file costs no more than
-    it holds, and a file that grew is still read to its end.
+
+_MEMCMP = _load_memcmp()
+
+
+def _pinned(buffer: bytearray) -> ctypes.Array[ctypes.c_char]:
+    """A ctypes view of ``buffer``: while it lives, the bytearray cannot be resized, so
+    the address of its bytes stays valid."""
+    return (ctypes.c_char * len(buffer)).from_buffer(buffer)
+
+
+class _Buffers(threading.local):
+    """Two ``CHUNK`` buffers for each thread, made once and reused for every file.
+
+    A fresh ``bytearray`` of 1 MiB is fresh memory: the kernel maps and zeroes each of
+    its pages on first touch and takes them back when it is freed, which cost more than
+    hashing the MiB read into it, and all of it while holding the GIL.
     """
+
+    def __init__(self) -> None:
+        self.a = bytearray(CHUNK)
+        self.b = bytearray(CHUNK)
+        self.pins = (_pinned(self.a), _pinned(self.b))
+        self.addresses = (ctypes.addressof(self.pins[0]), ctypes.addressof(self.pins[1]))
+
+    def same(self, count: int) -> bool:
+        """Whether the first ``count`` bytes of the two buffers are the same."""
+        if _MEMCMP is not None:
+            return _MEMCMP(self.addresses[0], self.addresses[1], count) == 0
+        if count == len(self.a):
+            return self.a == self.b
+        return self.a.startswith(memoryview(self.b)[:count], 0, count)
+
+
+_buffers = _Buffers()
+
+
+def _hash_fd(fd: int) -> str:
+    """sha256 of what ``fd`` holds, read to its end (a file that grew is read whole)."""
     digest = hashlib.sha256()
-    buffer = bytearray(min(CHUNK, size + 1))
-    view = memoryview(buffer)
-    while n := os.readv(fd, [buffer]):
+    view = memoryview(_buffers.a)
+    while n := os.readv(fd, [view]):
         digest.update(view[:n])
     return digest.hexdigest()
 
@@ -243,35 +288,59 @@ def scan_tree(root: Path, hash_content: bool = True) -> TreeScan:
         Invalid: an entry is a fifo, socket or device, or ``root`` is not a real directory.
         Refused: something under ``root`` cannot be read.
     """
-    root_st = _real_dir(root)
-    base = str(root)
-    entries: list[Entry] = []
-    try:
-        for rel, st in _walk(base, root_st):
-            full = _join(base, rel)
-            entry = _entry_for(rel, st, full)
-            if hash_content and entry.kind == "file":
-                fd = _open_nofollow(full)
-                try:
-                    sha = _hash_fd(fd, size=st.st_size)
-                finally:
-                    os.close(fd)
-                entry = Entry(entry.path, "file", entry.mode, entry.size, entry.mtime_ns, sha)
-            entries.append(entry)
-    except OSError as exc:
-        raise Refused(f"cannot read {exc.filename or root}: {exc.strerror}") from exc
+    return _scan(root, hash_content)
+
+
+def _scan(root: Path, hash_content: bool, root_st: os.stat_result | None = None) -> TreeScan:
+    entries = _metadata(root, root_st)
+    if hash_content:
+        base = str(root)
+        try:
+            entries = [_with_hash(base, e) if e.kind == "file" else e for e in entries]
+        except OSError as exc:
+            raise Refused(f"cannot read {exc.filename or root}: {exc.strerror}") from exc
     return _build_scan(entries, hash_content)
 
 
+def _metadata(root: Path, root_st: os.stat_result | None = None) -> list[Entry]:
+    """The entries of ``root`` without content hashes, sorted by path (scan order, and
+    the order two trees on different filesystems can be compared in); ``root_st`` is
+    its lstat when the caller has just taken it.
+
+    Raises:
+        Invalid, Refused: as :func:`scan_tree`.
+    """
+    root_st = root_st or _real_dir(root)
+    base = str(root)
+    try:
+        entries = [_entry_for(rel, st, _join(base, rel)) for rel, st in _walk(base, root_st)]
+    except OSError as exc:
+        raise Refused(f"cannot read {exc.filename or root}: {exc.strerror}") from exc
+    entries.sort(key=_path_of)
+    return entries
+
+
+def _path_of(entry: Entry) -> str:
+    return entry.path
+
+
+def _with_hash(base: str, entry: Entry) -> Entry:
+    fd = _open_nofollow(_join(base, "" if entry.path == "." else entry.path))
+    try:
+        sha = _hash_fd(fd)
+    finally:
+        os.close(fd)
+    return Entry(entry.path, "file", entry.mode, entry.size, entry.mtime_ns, sha)
+
+
 def _tree_digest(entries: Iterable[Entry], content: bool) -> str:
-    digest = hashlib.sha256(_DIGEST_HEADER)
-    for entry in entries:
-        digest.update(entry.canonical(content).encode("ascii"))
-    return (DIGEST_PREFIX if content else META_DIGEST_PREFIX) + digest.hexdigest()
+    text = "".join([entry.canonical(content) for entry in entries]).encode("ascii")
+    digest = hashlib.sha256(_DIGEST_HEADER + text).hexdigest()
+    return (DIGEST_PREFIX if content else META_DIGEST_PREFIX) + digest
 
 
 def _build_scan(entries: list[Entry], content_hashed: bool) -> TreeScan:
-    ordered = tuple(sorted(entries, key=lambda e: e.path))
+    ordered = tuple(sorted(entries, key=_path_of))
     meta = _tree_digest(ordered, content=False)
     return TreeScan(
         entries=ordered,
@@ -349,8 +418,11 @@ def _exists(path: Path) -> Conflict:
     return Conflict(f"{path} already exists; runyard never overwrites")
 
 
-def _ensure_dir(path: Path) -> None:
-    """Create ``path`` and its missing parents, fsyncing each new entry's parent."""
+def _ensure_dir(path: Path) -> os.stat_result:
+    """Create ``path`` and its missing parents, fsyncing each new entry's parent; its stat."""
+    st = _dir_stat(path)
+    if st is not None:
+        return st  # the usual case: every run of a batch goes into one folder
     missing: list[Path] = []
     probe = path
     while not os.path.lexists(probe):
@@ -362,8 +434,19 @@ def _ensure_dir(path: Path) -> None:
         except FileExistsError:
             continue
         fsync_dir(folder.parent)
-    if not path.is_dir():
+    st = _dir_stat(path)
+    if st is None:
         raise Conflict(f"{path} exists and is not a directory")
+    return st
+
+
+def _dir_stat(path: Path) -> os.stat_result | None:
+    """The stat of ``path`` (links followed) if it is a directory, else None."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return st if stat.S_ISDIR(st.st_mode) else None
 
 
 def _remove_tree(path: Path) -> None:
@@ -385,25 +468,49 @@ def _remove_tree(path: Path) -> None:
 
 
 Remover = Callable[[Path], None]
-"""Deletes a tombstoned tree (``remove_tombstone``, or a queue for a thread that calls it)."""
+"""Deletes a tombstone whose rename may not be durable yet (``remove_tombstones``, or a
+queue for a thread that calls it with many at once)."""
 
 
-def _delete_source(src: Path, remove: Remover | None = None) -> None:
-    """Remove ``src`` from its name in one atomic step, then delete it at leisure: here,
-    or by ``remove`` (another thread), since the tree is already out of every path that
-    means something; ``finish_interrupted_move`` deletes a tombstone a crash left."""
-    tomb = tombstone_path(src)
+def _delete_source(src: Path, remove: Remover | None = None, tomb: Path | None = None) -> None:
+    """Remove ``src`` from its name in one atomic step (to ``tomb``, its tombstone path),
+    then delete it at leisure: here, or by ``remove`` (another thread), since the tree is
+    already out of every path that means something; ``finish_interrupted_move`` deletes a
+    tombstone a crash left."""
+    tomb = tomb or tombstone_path(src)
     rename_noreplace(src, tomb)
-    fsync_dir(src.parent)
-    crashpoint("fsops.src.tombstoned")
-    (remove or remove_tombstone)(tomb)
+    (remove or _remove_one)(tomb)
 
 
-def remove_tombstone(tomb: Path) -> None:
-    """Delete a tombstoned tree without following links, and fsync its folder."""
-    _remove_tree(tomb)
-    fsync_dir(tomb.parent)
-    crashpoint("fsops.src.deleted")
+def _remove_one(tomb: Path) -> None:
+    remove_tombstones([tomb])
+
+
+def remove_tombstones(tombs: Sequence[Path]) -> None:
+    """Delete tombstoned trees without following links, fsyncing each folder they are in
+    first (once for all of them) and again once they are gone.
+
+    The first fsync makes the renames that tombstoned them durable before anything in
+    them is deleted, so that after a crash no source is found half-deleted under its
+    own name. Every tree is tried; the first failure is raised after the others.
+    """
+    folders = list(dict.fromkeys(tomb.parent for tomb in tombs))
+    for folder in folders:
+        fsync_dir(folder)
+    for _ in tombs:
+        crashpoint("fsops.src.tombstoned")
+    failures: list[Exception] = []
+    for tomb in tombs:
+        try:
+            _remove_tree(tomb)
+        except Exception as exc:  # the others are still deleted; this one is raised
+            failures.append(exc)
+    for folder in folders:
+        fsync_dir(folder)
+    for _ in range(len(tombs) - len(failures)):
+        crashpoint("fsops.src.deleted")
+    if failures:
+        raise failures[0]
 
 
 # --- moving ---------------------------------------------------------------------------------
@@ -457,10 +564,12 @@ def move_tree(
             is untouched and no partial copy remains.
 
     ``remove_source`` deletes the tombstoned original of a copy (by default, here and
-    now): the move is complete once the original has left its name.
+    now), fsyncing its folder first: the move is complete once the original has left
+    its name.
     """
     src_st = _real_dir(src, missing=Invalid)
-    for leftover in (tombstone_path(src), partial_path(dst)):
+    tomb, partial = tombstone_path(src), partial_path(dst)
+    for leftover in (tomb, partial):
         if os.path.lexists(leftover):
             raise Conflict(
                 f"{leftover} is left over from an interrupted move",
@@ -468,9 +577,8 @@ def move_tree(
             )
     if os.path.lexists(dst):
         raise _exists(dst)
-    _ensure_dir(dst.parent)
-    if os.stat(dst.parent).st_dev == src_st.st_dev:
-        scan = scan_tree(src)
+    if _ensure_dir(dst.parent).st_dev == src_st.st_dev:
+        scan = _scan(src, True, src_st)
         _check_expected(scan, expected, src)
         crashpoint("fsops.rename.before")
         try:
@@ -484,18 +592,19 @@ def move_tree(
             _fsync_parents(src.parent, dst.parent)
             crashpoint("fsops.rename.after")
             return MoveResult("rename", scan, symlink_resolution(dst, scan.symlinks))
-    src_real, dst_real = src.resolve(), dst.resolve()
-    if dst_real == src_real or src_real in dst_real.parents:
+    # Strings, not Path.resolve() and Path.parents: this runs for every run of a batch.
+    src_real, dst_real = os.path.realpath(src), os.path.realpath(dst)
+    if dst_real == src_real or dst_real.startswith(os.path.join(src_real, "")):
         raise _into_itself(src, dst)
-    scan = _copy_verify(src, src_st, dst, expected)
+    scan = _copy_verify(src, src_st, partial, expected)
     try:
-        rename_noreplace(partial_path(dst), dst)
+        rename_noreplace(partial, dst)
     except Conflict:
-        _remove_tree(partial_path(dst))
+        _remove_tree(partial)
         raise
     fsync_dir(dst.parent)
     crashpoint("fsops.partial.renamed")
-    _delete_source(src, remove_source)
+    _delete_source(src, remove_source, tomb)
     return MoveResult("copy", scan, symlink_resolution(dst, scan.symlinks))
 
 
@@ -541,24 +650,27 @@ def _check_expected(scan: TreeScan, expected: Expected, where: Path) -> None:
     )
 
 
-def _copy_verify(src: Path, src_st: os.stat_result, dst: Path, expected: Expected) -> TreeScan:
-    """Copy ``src`` to ``dst``'s partial sibling and verify it; the copy's scan.
+def _copy_verify(src: Path, src_st: os.stat_result, partial: Path, expected: Expected) -> TreeScan:
+    """Copy ``src`` to ``partial`` (the destination's partial sibling) and verify it; the
+    copy's scan.
 
-    The kernel copies each file (``sendfile``); then the copy is compared with the
-    source: the same entries with the same type, mode, size, mtime and link text, and
-    every file byte for byte, hashing the bytes found identical, so the sha256 recorded
-    is that of the copy and of the source at once. The copy is then checked against
-    ``expected``, and the source's metadata once more, so that nothing written to it
-    while it was copied is left behind. On any failure the partial copy is removed and
-    ``src`` stays as it was.
+    The kernel copies each file (``sendfile``), while the walk that copies records the
+    source's metadata. Then the copy is compared with the source: the same entries with
+    the same type, mode, size, mtime and link text as the walk found, and every file
+    byte for byte against the source read again, hashing the bytes found identical, so
+    the sha256 recorded is that of the copy and of the source at once. The copy is then
+    checked against ``expected``, and the source's metadata once more, so that nothing
+    written to it while it was copied or compared is left behind. On any failure the
+    partial copy is removed and ``src`` stays as it was.
     """
-    partial = partial_path(dst)
     try:
-        _copy_tree(src, src_st, partial)
+        source = _copy_tree(src, src_st, partial)
         crashpoint("fsops.copy.done")
-        copy = _verify_copy(src, partial)
+        copy = _verify_copy(src, partial, source)
         _check_expected(copy, expected, src)
-        if scan_tree(src, hash_content=False).metadata_digest != copy.metadata_digest:
+        # The same entries and metadata as the copy's (what its metadata digest covers),
+        # compared as they are rather than through a digest of each side.
+        if _metadata(src) != source:
             raise Refused(f"{src} changed while it was copied; not moved")
     except BaseException as exc:
         if os.path.lexists(partial):
@@ -571,17 +683,23 @@ def _copy_verify(src: Path, src_st: os.stat_result, dst: Path, expected: Expecte
     return copy
 
 
-def _verify_copy(src: Path, partial: Path) -> TreeScan:
-    """The copy's full scan, if it is the source's tree exactly; Refused otherwise."""
-    copy = scan_tree(partial, hash_content=False)
-    source = scan_tree(src, hash_content=False)
-    if copy.metadata_digest != source.metadata_digest:
-        _refuse_bad_copy(src, partial, copy.differences(source))
+def _verify_copy(src: Path, partial: Path, source: list[Entry]) -> TreeScan:
+    """The copy's full scan, if it is the source's tree exactly; Refused otherwise.
+
+    ``source`` is the source's metadata as the copy found it (``_copy_tree``); its
+    content is read again here. The source's metadata is not scanned again here: the
+    caller does that after this comparison, which also sees any change made to the
+    source until then.
+    """
+    copied = _metadata(partial)
+    if copied != source:
+        mine, theirs = _build_scan(copied, False), _build_scan(source, False)
+        _refuse_bad_copy(src, partial, mine.differences(theirs))
     entries: list[Entry] = []
-    for entry in copy.entries:
+    for entry in copied:
         if entry.kind == "file":
             rel = "" if entry.path == "." else entry.path
-            sha = _same_content(_join(str(src), rel), _join(str(partial), rel), entry.size)
+            sha = _same_content(_join(str(src), rel), _join(str(partial), rel))
             if sha is None:
                 _refuse_bad_copy(src, partial, [entry.path])
             entry = Entry(entry.path, "file", entry.mode, entry.size, entry.mtime_ns, sha)
@@ -589,44 +707,38 @@ def _verify_copy(src: Path, partial: Path) -> TreeScan:
     return _build_scan(entries, content_hashed=True)
 
 
-def _same_content(first: str, second: str, size: int) -> str | None:
+def _same_content(first: str, second: str) -> str | None:
     """The sha256 of two files' content when it is the same, byte for byte; else None.
 
-    ``bytearray ==`` is a ``memcmp``; only a last, partial chunk is copied to compare.
+    Both are read to their end through this thread's two buffers (a file that grew
+    shows as a longer read); each chunk is compared with one ``memcmp`` and nothing is
+    copied. A chunk shorter than the buffers is the last: ``_read_full`` returns one only
+    at the end of a file.
     """
     fd_a, fd_b = _open_nofollow(first), None
     try:
         fd_b = _open_nofollow(second)
         digest = hashlib.sha256()
-        # Buffers of the file's size: one full read, compared whole, and a second read
-        # that must find the end (a file that grew shows there).
-        n = min(CHUNK, max(size, 1))
-        buf_a, buf_b = bytearray(n), bytearray(n)
+        buffers = _buffers
+        view_a, view_b = memoryview(buffers.a), memoryview(buffers.b)
         while True:
-            got_a, got_b = _read_full(fd_a, buf_a), _read_full(fd_b, buf_b)
-            if got_a != got_b:
+            got = _read_full(fd_a, view_a)
+            if _read_full(fd_b, view_b) != got or not buffers.same(got):
                 return None
-            if got_a == 0:
+            if got < len(view_a):  # both ended
+                digest.update(view_a[:got])
                 return digest.hexdigest()
-            if got_a == n:
-                if buf_a != buf_b:
-                    return None
-                digest.update(buf_a)
-            else:
-                tail_a, tail_b = bytes(buf_a[:got_a]), bytes(buf_b[:got_b])
-                if tail_a != tail_b:
-                    return None
-                digest.update(tail_a)
+            digest.update(view_a)
     finally:
         os.close(fd_a)
         if fd_b is not None:
             os.close(fd_b)
 
 
-def _read_full(fd: int, buffer: bytearray) -> int:
-    """Fill ``buffer`` from ``fd`` (short reads retried); the count, less only at the end."""
-    view, got = memoryview(buffer), 0
-    while got < len(buffer) and (n := os.readv(fd, [view[got:]])):
+def _read_full(fd: int, view: memoryview) -> int:
+    """Fill ``view`` from ``fd`` (short reads retried); the count, less only at the end."""
+    got = 0
+    while got < len(view) and (n := os.readv(fd, [view[got:]])):
         got += n
     return got
 
@@ -639,14 +751,16 @@ def _refuse_bad_copy(src: Path, partial: Path, differences: list[str]) -> NoRetu
     )
 
 
-def _copy_tree(src: Path, src_st: os.stat_result, partial: Path) -> None:
-    """Copy ``src`` into the new folder ``partial``, links as links, never following one.
+def _copy_tree(src: Path, src_st: os.stat_result, partial: Path) -> list[Entry]:
+    """Copy ``src`` into the new folder ``partial``, links as links, never following one;
+    the source's entries as they were copied (no content hashes), sorted by path.
 
     The kernel copies each file (``sendfile``). Folders are created private and get
     their mode and mtime (and an fsync) once their contents are complete, so writing
     into them never changes what was set.
     """
     base, out = str(src), str(partial)
+    entries: list[Entry] = []
     pending_dirs: list[tuple[str, Entry, os.stat_result]] = []
     os.mkdir(out, 0o700)
     crashpoint("fsops.copy.started")
@@ -655,6 +769,7 @@ def _copy_tree(src: Path, src_st: os.stat_result, partial: Path) -> None:
             _finish_dir(out, *pending_dirs.pop())
         full, target = _join(base, rel), _join(out, rel)
         entry = _entry_for(rel, st, full)
+        entries.append(entry)
         if entry.kind == "dir":
             if rel:
                 os.mkdir(target, 0o700)
@@ -667,6 +782,8 @@ def _copy_tree(src: Path, src_st: os.stat_result, partial: Path) -> None:
             crashpoint("fsops.copy.file")
     while pending_dirs:
         _finish_dir(out, *pending_dirs.pop())
+    entries.sort(key=_path_of)
+    return entries
 
 
 def _inside(rel: str, folder: str) -> bool:
@@ -680,7 +797,7 @@ def _copy_file(full: str, target: str, entry: Entry, st: os.stat_result) -> None
     try:
         fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            _kernel_copy(fd_in, fd_out)
+            _kernel_copy(fd_in, fd_out, st.st_size)
             os.fchmod(fd_out, entry.mode)
             os.utime(fd_out, ns=(st.st_atime_ns, st.st_mtime_ns))
             os.fsync(fd_out)
@@ -690,12 +807,18 @@ def _copy_file(full: str, target: str, entry: Entry, st: os.stat_result) -> None
         os.close(fd_in)
 
 
-def _kernel_copy(fd_in: int, fd_out: int) -> None:
-    """Copy what ``fd_in`` holds to ``fd_out`` inside the kernel (``sendfile``), with a
-    read/write loop where the kernel cannot."""
+def _kernel_copy(fd_in: int, fd_out: int, size: int) -> None:
+    """Copy the ``size`` bytes (what lstat said) ``fd_in`` holds to ``fd_out`` inside the
+    kernel (``sendfile``), with a read/write loop where the kernel cannot.
+
+    Stopping at ``size`` spares a last call that would only find the end; a file that
+    grew meanwhile gives a shorter copy, which verification refuses (the source is read
+    to its end there), as it refuses one of a file that shrank.
+    """
+    sent = 0
     try:
-        while os.sendfile(fd_out, fd_in, None, CHUNK * 64):
-            pass
+        while sent < size and (n := os.sendfile(fd_out, fd_in, None, size - sent)):
+            sent += n
     except OSError as exc:
         if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
             raise
