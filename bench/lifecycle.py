@@ -626,6 +626,8 @@ def main(argv: list[str] | None = None) -> int:
                 disk = stack.enter_context(temporary_folder(str(work), "loop-"))
                 places.append(("ext4 image", stack.enter_context(loop_filesystem(disk, size))))
             for given, place in places:
+                if not place.is_dir():
+                    parser.error(f"{given} is not a folder")
                 folder = stack.enter_context(temporary_folder(str(place), "runyard-bench-"))
                 if os.stat(folder).st_dev == os.stat(work).st_dev:
                     parser.error(f"{given} is on the filesystem of {work}: nothing to cross")
