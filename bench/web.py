@@ -164,19 +164,11 @@ class Server:
     ready_s: float
 
 
-@contextmanager
-def running_server(yard_path: Path, log: Path) -> Iterator[Server]:
-    """``runyard serve`` on a free loopback port, stopped (terminate, then kill) at the end.
-
-    In a session of its own, so that a Ctrl-C reaches this script only, which then stops
-    the server itself.
-    """
-    port = free_port()
-    argv = [*runyard_command(), "--yard", str(yard_path), "serve", "--no-worker"]
-    argv += ["--port", str(port)]
-    began = time.perf_counter()
+def launch(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` with a clean environment, its output in ``log``, in a session of its
+    own (so that a Ctrl-C reaches this script only, which then stops it)."""
     with open(log, "wb") as out:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             argv,
             env=clean_environ(),
             stdin=subprocess.DEVNULL,
@@ -184,6 +176,16 @@ def running_server(yard_path: Path, log: Path) -> Iterator[Server]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+@contextmanager
+def running_server(yard_path: Path, log: Path) -> Iterator[Server]:
+    """``runyard serve`` on a free loopback port, stopped (terminate, then kill) at the end."""
+    port = free_port()
+    argv = [*runyard_command(), "--yard", str(yard_path), "serve", "--no-worker"]
+    argv += ["--port", str(port)]
+    began = time.perf_counter()
+    process = launch(argv, log)
     try:
         wait_until_ready(process, port, log)
         yield Server(process, argv, port, log, time.perf_counter() - began)
@@ -214,15 +216,7 @@ def bare_app_ready_s(log: Path) -> float:
     """Seconds from launch to the first answer of a bare FastAPI app on Uvicorn."""
     port = free_port()
     began = time.perf_counter()
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-c", BARE_APP, str(port)],
-            env=clean_environ(),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = launch([sys.executable, "-c", BARE_APP, str(port)], log)
     try:
         wait_until_ready(process, port, log)
         return time.perf_counter() - began

@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from runyard.errors import Invalid, NotFound, Refused
+from runyard.models import FrozenModel
 
 DEFAULT_LIMIT = 1000
 PATH_MAX_LENGTH = 4096
@@ -34,10 +33,8 @@ _MEDIA_TYPES = {
 }
 
 
-class Artifact(BaseModel):
+class Artifact(FrozenModel):
     """One entry of a run's directory; ``size`` is 0 for folders and links."""
-
-    model_config = ConfigDict(frozen=True)
 
     path: str
     size: int

@@ -14,12 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from runyard.artifacts import resolve_artifact
 from runyard.errors import Invalid, RunyardError
 from runyard.ids import validate_run_id
-from runyard.models import Run
+from runyard.models import FrozenModel, Run
 from runyard.registry.configs import get_config
 from runyard.registry.plans import get_plan
 from runyard.registry.runs import get_run
@@ -33,11 +33,7 @@ MAX_PERIODS = 1000
 PSI_FILE = "psi.csv"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class CompareRow(_Model):
+class CompareRow(FrozenModel):
     key: str = Field(description="dotted path of the leaf")
     values: list[Any] = Field(description="one per run, in the runs' order; None where missing")
     differs: bool
@@ -46,14 +42,14 @@ class CompareRow(_Model):
     )
 
 
-class RunSeries(_Model):
+class RunSeries(FrozenModel):
     run_id: str
     periods: list[str]
     inventory: list[float] = Field(description="summed over SKUs, per period")
     backlog: list[float] = Field(description="summed over SKUs, per period")
 
 
-class RunComparison(_Model):
+class RunComparison(FrozenModel):
     runs: list[Run]
     params: list[CompareRow]
     config: list[CompareRow]

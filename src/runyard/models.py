@@ -53,11 +53,13 @@ class RunLocation(StrEnum):
     purged = "purged"
 
 
-class _Model(BaseModel):
+class FrozenModel(BaseModel):
+    """The base of runyard's read-only records: built once, never changed afterwards."""
+
     model_config = ConfigDict(frozen=True)
 
 
-class Scenario(_Model):
+class Scenario(FrozenModel):
     scenario_id: str
     name: str
     description: str
@@ -70,7 +72,7 @@ class Scenario(_Model):
     )
 
 
-class ConfigVersion(_Model):
+class ConfigVersion(FrozenModel):
     config_version_id: str
     name: str | None
     digest: str
@@ -82,14 +84,14 @@ class ConfigAdded(ConfigVersion):
     created: bool = Field(description="false when identical content was already stored")
 
 
-class ConfigChange(_Model):
+class ConfigChange(FrozenModel):
     path: str
     change: str  # "added" | "removed" | "changed"
     old: Any = None
     new: Any = None
 
 
-class ConfigDiff(_Model):
+class ConfigDiff(FrozenModel):
     config_version_id_a: str
     config_version_id_b: str
     identical: bool
@@ -97,7 +99,7 @@ class ConfigDiff(_Model):
     unified_diff: str
 
 
-class PlanVersion(_Model):
+class PlanVersion(FrozenModel):
     plan_version_id: str
     scenario_id: str
     config_version_id: str
@@ -107,7 +109,7 @@ class PlanVersion(_Model):
     created_at: datetime
 
 
-class Run(_Model):
+class Run(FrozenModel):
     run_id: str
     plan_version_id: str | None
     config_version_id: str | None
@@ -127,7 +129,7 @@ class Run(_Model):
     path: str = Field(description="the run directory, absolute (where it is now)")
 
 
-class Job(_Model):
+class Job(FrozenModel):
     job_id: str
     type: JobType
     status: JobStatus
@@ -147,7 +149,7 @@ class Job(_Model):
     result: dict[str, Any] | None = Field(description="what the job produced (aggregates)")
 
 
-class Aggregate(_Model):
+class Aggregate(FrozenModel):
     aggregate_id: str
     plan_version_id: str
     job_id: str
@@ -168,19 +170,19 @@ class PlanDetail(PlanVersion):
 T = TypeVar("T")
 
 
-class Page(_Model, Generic[T]):
+class Page(FrozenModel, Generic[T]):
     items: list[T]
     next_cursor: str | None = Field(description="pass as --after/after to get the next page")
 
 
-class ImportOutcome(_Model):
+class ImportOutcome(FrozenModel):
     path: str
     run_id: str | None
     outcome: str  # "imported" | "legacy" | "already_registered" | "error"
     message: str | None = None
 
 
-class ImportResult(_Model):
+class ImportResult(FrozenModel):
     items: list[ImportOutcome]
     imported: int
     legacy: int

@@ -321,11 +321,10 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         journal = Journal(yard, report, report_path, RunLocation.archived, batch_id)
         pending = [e for e in report.entries if e.status == "pending"]
 
-        runs_root, batch_runs = settings.runs_root, settings.batch_runs_dir(batch_id)
         with movers.source_remover(threads) as remove:
 
             def archive_one(entry: ArchiveEntry) -> None:
-                src, dst = runs_root / entry.run_id, batch_runs / entry.run_id
+                src, dst = settings.run_dir(entry.run_id), settings.run_dir(entry.run_id, batch_id)
                 _archive_one(journal, entry, src, dst, scans[entry.run_id], remove)
 
             for _ in movers.ordered_map(archive_one, pending, threads):

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from runyard.config import Settings
 from runyard.errors import Invalid, NotFound, Refused, RunyardError
@@ -27,6 +27,7 @@ from runyard.lifecycle.report import (
     read_archive_report,
     relative_to_yard,
 )
+from runyard.models import FrozenModel
 
 # What lifecycle/archive.py::new_batch_id makes: a UTC second, then "-2", "-3" … if taken.
 BATCH_ID_RE = re.compile(r"([0-9]{8}T[0-9]{6}Z)(?:-([1-9][0-9]{0,5}))?")
@@ -35,11 +36,7 @@ PURGE_REPORT_GLOB = "purge_report_*.json"
 UNREADABLE = "unreadable"
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class BatchSummary(_Model):
+class BatchSummary(FrozenModel):
     batch_id: str
     status: str = Field(description="the archive report's status, or 'unreadable'")
     reason: str | None = None
@@ -55,14 +52,14 @@ class BatchSummary(_Model):
     error: str | None = Field(default=None, description="why the report is unreadable")
 
 
-class BatchDetail(_Model):
+class BatchDetail(FrozenModel):
     summary: BatchSummary
     report: ArchiveReport
     restores: list[RestoreReport] = Field(description="newest first")
     problems: list[str] = Field(default_factory=list, description="restore reports not read")
 
 
-class RunEvent(_Model):
+class RunEvent(FrozenModel):
     at: datetime
     kind: Literal["archived", "restored", "purged"]
     batch_id: str

@@ -472,12 +472,12 @@ Remover = Callable[[Path], None]
 queue for a thread that calls it with many at once)."""
 
 
-def _delete_source(src: Path, remove: Remover | None = None, tomb: Path | None = None) -> None:
-    """Remove ``src`` from its name in one atomic step (to ``tomb``, its tombstone path),
-    then delete it at leisure: here, or by ``remove`` (another thread), since the tree is
+def _delete_source(src: Path, remove: Remover | None = None) -> None:
+    """Remove ``src`` from its name in one atomic step (to its tombstone path), then
+    delete it at leisure: here, or by ``remove`` (another thread), since the tree is
     already out of every path that means something; ``finish_interrupted_move`` deletes a
     tombstone a crash left."""
-    tomb = tomb or tombstone_path(src)
+    tomb = tombstone_path(src)
     rename_noreplace(src, tomb)
     (remove or _remove_one)(tomb)
 
@@ -604,7 +604,7 @@ def move_tree(
         raise
     fsync_dir(dst.parent)
     crashpoint("fsops.partial.renamed")
-    _delete_source(src, remove_source, tomb)
+    _delete_source(src, remove_source)
     return MoveResult("copy", scan, symlink_resolution(dst, scan.symlinks))
 
 
