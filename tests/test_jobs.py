@@ -517,7 +517,7 @@ def test_cancel_from_another_process_stops_a_running_job(cli, tmp_path, yard_pat
 def test_ctrl_c_on_plan_run_wait_records_the_job_cancelled(cli, tmp_path, yard_path):
     add_config(yard_path, command_runner("slow", child_argv("sleep", "30")))
     pv = make_plan(cli, tmp_path, "slow", data=False)["plan_version_id"]
-    proc = start_runyard(yard_path, tmp_path / "out", "plan", "run", pv, "--wait")
+    proc = start_runyard(yard_path, tmp_path / "out", "plan", "run", pv, "--wait", ctrl_c=True)
     pids: list[int] = []
     try:
         job, child, grandchild = running_child(cli, only_job_id(cli))

@@ -150,10 +150,17 @@ def kill_quietly(pid: int | None) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def start_runyard(yard_path: Path, out_dir: Path, *args: str) -> subprocess.Popen[bytes]:
+def start_runyard(
+    yard_path: Path, out_dir: Path, *args: str, ctrl_c: bool = False
+) -> subprocess.Popen[bytes]:
     """``python -m runyard --yard Y ARGS`` as a child process (the env is ours, so
     RUNYARD_DB points it at the test's PostgreSQL schema); its stdout and stderr go to
-    ``out_dir/<n>.out`` and ``<n>.err``, n counting from 0."""
+    ``out_dir/<n>.out`` and ``<n>.err``, n counting from 0.
+
+    ``ctrl_c``: the child takes SIGINT as from a terminal even when the suite itself was
+    started in the background by a shell without job control, which ignores SIGINT for
+    it and so, through exec, for every process it starts (Python then never raises
+    KeyboardInterrupt)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     n = len(list(out_dir.glob("*.out")))
     with open(out_dir / f"{n}.out", "wb") as out, open(out_dir / f"{n}.err", "wb") as err:
@@ -162,7 +169,12 @@ def start_runyard(yard_path: Path, out_dir: Path, *args: str) -> subprocess.Pope
             stdout=out,
             stderr=err,
             stdin=subprocess.DEVNULL,
+            preexec_fn=_default_sigint if ctrl_c else None,
         )
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start_worker(yard_path: Path, out_dir: Path, *args: str) -> subprocess.Popen[bytes]:
