@@ -4,16 +4,31 @@ Key order, whitespace and number formatting (``1``, ``1.0``, ``10e-1``) do not
 change the canonical text; any change of value does. Numbers are read as exact
 decimals (never through binary floats, which would merge values that differ in
 the 17th digit), and written in one normal form.
+
+Every JSON value runyard accepts (config content, plan params, scenario data, run
+summaries and tags, ``run.json``) also passes ``check_json_limits``: at most
+``MAX_JSON_DEPTH`` levels of nesting, at most ``MAX_JSON_BYTES`` of text, numbers that are
+finite and non-zero as a float64 when they are not zero, and strings without lone
+surrogates. What passes can be stored on SQLite and PostgreSQL, shown by every listing
+and page, and rebuilt from disk; what does not is refused (``Invalid``, exit 5), never
+changed. docs/manifest.md ("JSON limits") is the user-facing description.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from decimal import Decimal
 from typing import Any
 
 from runyard.errors import Invalid
+
+MAX_JSON_DEPTH = 64
+"""Levels of nested objects and arrays: ``[[1]]`` is 2 levels deep, a scalar 0."""
+
+MAX_JSON_BYTES = 4 * 1024 * 1024
+"""UTF-8 bytes of a JSON text (4 MiB)."""
 
 # Beyond this decimal exponent a number is written as mantissa + exponent
 # rather than expanded into hundreds of digits.
@@ -33,10 +48,143 @@ def _pairs_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def parse_exact(text: str, what: str = "JSON") -> Any:
-    """Parse JSON text keeping numbers as Decimal; raise Invalid with line and column."""
+def _text_bytes(text: str) -> int:
+    """UTF-8 bytes of ``text``, counting a lone surrogate as the 3 bytes it would take."""
+    if len(text) > MAX_JSON_BYTES or len(text) * 4 <= MAX_JSON_BYTES:
+        return len(text)  # decided without encoding: at least 1, at most 4 bytes a character
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def check_text_size(text: str, what: str = "JSON") -> None:
+    """Raise Invalid if ``text`` is longer than ``MAX_JSON_BYTES`` in UTF-8."""
+    if _text_bytes(text) > MAX_JSON_BYTES:
+        raise Invalid(
+            f"{what}: more than {MAX_JSON_BYTES} bytes of JSON; the limit is {MAX_JSON_BYTES}"
+        )
+
+
+def _where(path: list[str | int]) -> str:
+    out = "$"
+    for step in path:
+        out += (
+            f"[{step}]"
+            if isinstance(step, int)
+            else f".{step}"
+            if step.isidentifier()
+            else ("[" + json.dumps(step)[:40] + "]")
+        )
+    return out
+
+
+def _number_problem(value: Any) -> str | None:
+    """Why a number is refused, or None: it must be a finite float64, and not one that is
+    zero only because it underflowed."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return (
+            None
+            if math.isfinite(value)
+            else f"NaN and Infinity are not valid JSON numbers ({value!r})"
+        )
+    if isinstance(value, int):
+        try:
+            float(value)
+        except OverflowError:
+            return "a number beyond the float64 range (about 1.8e308)"
+        return None
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            return f"NaN and Infinity are not valid JSON numbers ({value})"
+        if value.is_zero():
+            return None
+        as_float = float(value)
+        if math.isinf(as_float):
+            return f"{_short(value)} is beyond the float64 range (about 1.8e308)"
+        if as_float == 0.0:
+            return f"{_short(value)} is too small for a float64 (it would read as 0)"
+    return None
+
+
+def _short(value: Decimal) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _has_lone_surrogate(text: str) -> bool:
     try:
-        return json.loads(
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_json_limits(value: Any, what: str = "JSON") -> None:
+    """Raise Invalid if a parsed JSON value breaks runyard's limits.
+
+    Nesting deeper than ``MAX_JSON_DEPTH``; a number that is not finite as a float64
+    (``1e400``) or a non-zero one that underflows to 0 (``1e-400``); a string or key
+    holding a lone surrogate. Iterative: any depth is checked without recursion.
+    """
+    # (value, depth of the containers holding it, parent entry, step from the parent)
+    stack: list[tuple[Any, int, Any, str | int | None]] = [(value, 0, None, None)]
+    while stack:
+        entry = stack.pop()
+        item, depth, _, _ = entry
+        problem: str | None = None
+        if isinstance(item, dict | list | tuple):
+            if depth + 1 > MAX_JSON_DEPTH:
+                raise Invalid(
+                    f"{what}: nested {depth + 1} levels deep; the limit is {MAX_JSON_DEPTH}"
+                )
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if not isinstance(key, str):
+                        problem = f"a key of type {type(key).__name__} (keys are strings)"
+                    elif _has_lone_surrogate(key):
+                        problem = (
+                            f"the key {json.dumps(key)[:60]} holds an unpaired surrogate "
+                            "(\\ud800-\\udfff)"
+                        )
+                    if problem:
+                        break
+                    stack.append((child, depth + 1, entry, key))
+            else:
+                for index, child in enumerate(item):
+                    stack.append((child, depth + 1, entry, index))
+        elif isinstance(item, str):
+            if _has_lone_surrogate(item):
+                problem = (
+                    f"the string {json.dumps(item)[:60]} holds an unpaired surrogate "
+                    "(\\ud800-\\udfff)"
+                )
+        elif isinstance(item, int | float | Decimal):
+            problem = _number_problem(item)
+        elif item is not None:
+            problem = f"cannot store a value of type {type(item).__name__} as JSON"
+        if problem:
+            raise Invalid(f"{what}: {problem} at {_where(_path(entry))}")
+
+
+def _path(entry: tuple[Any, int, Any, str | int | None]) -> list[str | int]:
+    steps: list[str | int] = []
+    while entry[2] is not None:
+        step = entry[3]
+        assert step is not None
+        steps.append(step)
+        entry = entry[2]
+    steps.reverse()
+    return steps
+
+
+def parse_exact(text: str, what: str = "JSON") -> Any:
+    """Parse JSON text keeping numbers as Decimal; raise Invalid with line and column.
+
+    The text and the value must keep runyard's JSON limits (``check_json_limits``).
+    """
+    check_text_size(text, what)
+    try:
+        value = json.loads(
             text,
             parse_float=Decimal,
             parse_int=Decimal,
@@ -49,6 +197,12 @@ def parse_exact(text: str, what: str = "JSON") -> Any:
         ) from None
     except ValueError as exc:
         raise Invalid(f"{what} is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise Invalid(
+            f"{what}: nested more than {MAX_JSON_DEPTH} levels deep; the limit is {MAX_JSON_DEPTH}"
+        ) from None
+    check_json_limits(value, what)
+    return value
 
 
 def _number_text(value: Decimal) -> str:
@@ -120,11 +274,17 @@ def _write(value: Any, out: list[str]) -> None:
         raise Invalid(f"cannot store a value of type {type(value).__name__} as JSON")
 
 
-def canonical_text(value: Any) -> str:
-    """The canonical JSON text of a parsed value (dicts, lists, str, numbers, bools, None)."""
+def canonical_text(value: Any, what: str = "JSON") -> str:
+    """The canonical JSON text of a parsed value (dicts, lists, str, numbers, bools, None).
+
+    The value must keep runyard's JSON limits (``check_json_limits``), and so must its text.
+    """
+    check_json_limits(value, what)
     out: list[str] = []
     _write(value, out)
-    return "".join(out)
+    text = "".join(out)
+    check_text_size(text, what)
+    return text
 
 
 def canonicalize(text: str, what: str = "JSON") -> str:
