@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import signal
 import subprocess
 import sys
@@ -219,11 +220,14 @@ def test_canonical_line_is_the_json_of_its_fields(
     assert entry.canonical(content) == expected
 
 
-def test_scan_refuses_a_fifo_naming_it(tmp_path: Path) -> None:
+def test_scan_lists_a_fifo_without_opening_it(tmp_path: Path) -> None:
+    """Opening a fifo blocks until a writer comes: the scan (content hashes included)
+    must only lstat it, or it would hang holding the yard lock."""
     run, _ = make_run(tmp_path)
-    os.mkfifo(run / "frames" / "pipe")
-    with pytest.raises(Invalid, match=r"frames/pipe.*fifo"):
-        scan_tree(run)
+    os.mkfifo(run / "frames" / "pipe", 0o640)
+    scan = scan_tree(run)  # would block forever if it opened the fifo
+    pipe = next(e for e in scan.entries if e.path == "frames/pipe")
+    assert (pipe.kind, pipe.mode, pipe.size) == ("fifo", 0o640, 0)
 
 
 def test_scan_does_not_follow_links_to_special_files_outside(tmp_path: Path) -> None:
@@ -403,16 +407,22 @@ def test_a_cheap_planned_scan_is_checked_on_metadata(tmp_path: Path, archive_roo
     )
 
 
-def test_a_special_file_stops_the_move_before_anything_stays_behind(
-    tmp_path: Path, archive_root: Path
-) -> None:
+def test_fifos_sockets_and_hard_links_move_exactly(tmp_path: Path, archive_root: Path) -> None:
+    """A tool's leftover fifo or socket moves as what it is (made anew across
+    filesystems, never opened), and two names of one file stay one file."""
     run, _ = make_run(tmp_path)
-    os.mkfifo(run / "frames" / "pipe")
+    os.mkfifo(run / "frames" / "pipe", 0o640)
+    os.mknod(run / "frames" / "sock", 0o600 | stat.S_IFSOCK)
+    os.link(run / "run.json", run / "frames" / "run-copy.json")
+    before = scan_tree(run)
     dst = archive_root / "b1" / "r1"
-    with pytest.raises(Invalid, match="fifo"):
-        move_tree(run, dst)
-    assert (run / "frames" / "pipe").exists()
-    assert not os.path.lexists(dst) and not os.path.lexists(partial_path(dst))
+    result = move_tree(run, dst, expected=scan_tree(run, hash_content=False))
+    assert result.scan.digest == before.digest == scan_tree(dst).digest
+    assert stat.S_ISFIFO(os.lstat(dst / "frames" / "pipe").st_mode)
+    assert stat.S_ISSOCK(os.lstat(dst / "frames" / "sock").st_mode)
+    assert os.stat(dst / "run.json").st_ino == os.stat(dst / "frames" / "run-copy.json").st_ino
+    assert os.stat(dst / "run.json").st_nlink == 2
+    assert not os.path.lexists(run)
 
 
 @pytest.mark.parametrize("planned", [None, "cheap", "full"])
@@ -646,7 +656,7 @@ def test_remove_tombstones_fsyncs_first_and_deletes_every_one_it_can(
     bad = tombstone_path(tmp_path / "runs" / "r3")
     os.symlink(outside, bad)
     calls: list[tuple[str, Path]] = []
-    real_fsync, real_remove = fsops.fsync_dir, fsops._remove_tree
+    real_fsync, real_remove = fsops.fsync_dir, fsops.remove_tree
 
     def fsync(path: Path) -> None:
         calls.append(("fsync", path))
@@ -657,7 +667,7 @@ def test_remove_tombstones_fsyncs_first_and_deletes_every_one_it_can(
         real_remove(path)
 
     monkeypatch.setattr(fsops, "fsync_dir", fsync)
-    monkeypatch.setattr(fsops, "_remove_tree", remove_tree)
+    monkeypatch.setattr(fsops, "remove_tree", remove_tree)
     with pytest.raises(Invalid, match="symlink"):
         fsops.remove_tombstones([first, bad, second])
     runs = tmp_path / "runs"

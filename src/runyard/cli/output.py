@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from runyard import fsnames
 from runyard.errors import RunyardError
 
 P = ParamSpec("P")
@@ -51,8 +52,11 @@ def to_jsonable(value: Any) -> Any:
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(to_jsonable(value), ensure_ascii=False, indent=2) + "\n")
+    # Names that are not UTF-8 in display form (runyard.fsnames): the document stays UTF-8.
+    data = fsnames.json_bytes(to_jsonable(value), indent=2) + b"\n"
     sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 def report_error(exc: RunyardError, json_mode: bool) -> None:
@@ -60,9 +64,9 @@ def report_error(exc: RunyardError, json_mode: bool) -> None:
         print_json({"error": exc.to_dict()})
         return
     err = err_console()
-    err.print(Text.assemble(("error: ", "bold red"), exc.message))
+    err.print(Text.assemble(("error: ", "bold red"), fsnames.shown(exc.message)))
     if exc.hint:
-        err.print(Text.assemble(("hint: ", "yellow"), exc.hint))
+        err.print(Text.assemble(("hint: ", "yellow"), fsnames.shown(exc.hint)))
 
 
 def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -78,7 +82,9 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(exc.exit_code) from None
         except OSError as exc:
             # The filesystem said no (permissions, a file where a folder should be …).
-            error = RunyardError(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+            error = RunyardError(
+                fsnames.shown(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+            )
             error.code = "os_error"
             report_error(error, json_mode)
             raise typer.Exit(1) from None
@@ -121,7 +127,7 @@ def _cell(value: Any) -> Text | str:
         return value
     if value is None or value == "":
         return "-"
-    return escape(str(value))
+    return escape(fsnames.shown(str(value)))
 
 
 def key_values(title: str, pairs: Sequence[tuple[str, Any]]) -> Table:

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runyard.errors import Invalid, RunyardError
+from runyard import fsnames
+from runyard.errors import Invalid, NotFound, RunyardError
 from runyard.ids import run_id_problem
 from runyard.lifecycle import fsops, guards, movers, references
 from runyard.lifecycle.crashpoints import crashpoint
@@ -112,6 +113,7 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
     )
     if keep_recent < 0 or keep_last < 0:
         raise Invalid("--keep-recent-minutes and --keep-last-runs cannot be negative")
+    _check_reason(options.reason)
     refs = references.scan_references(settings.yard_path, settings.file.references)
     with yard.read() as conn:
         active = registry.active_runs(conn)
@@ -136,7 +138,7 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
         if problem:  # never registered, never moved; reported with every candidate
             invalid.append(
                 ArchiveSkip(
-                    run_id=entry.name,
+                    run_id=fsnames.shown(entry.name),
                     reasons=[
                         SkipReasonDoc(
                             code="invalid_run_id", message=f"folder name is not a run id: {problem}"
@@ -156,6 +158,7 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
                 started_at=datetime.fromtimestamp(entry.stat(follow_symlinks=False).st_mtime, UTC),
             )
         )
+    _check_named_runs_exist(options.scope, facts, refs)
     selected = guards.select_candidates(
         facts, options.scope, settings.file.legacy_patterns, now, refs
     )
@@ -197,7 +200,28 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
                 )
             )
             continue
-        scan = fsops.scan_tree(folder, hash_content=False)
+        try:
+            scan = fsops.scan_tree(folder, hash_content=False)
+        except RunyardError as exc:  # one odd run never stops the others
+            report.skips.append(
+                ArchiveSkip(
+                    run_id=fact.run_id,
+                    group=shown_group,
+                    reasons=[SkipReasonDoc(code="unreadable", message=exc.message)],
+                )
+            )
+            continue
+        cannot_keep = fsops.cannot_keep(scan, folder, settings.archive_root)
+        if cannot_keep:
+            report.skips.append(
+                ArchiveSkip(
+                    run_id=fact.run_id,
+                    group=shown_group,
+                    bytes=scan.bytes,
+                    reasons=[SkipReasonDoc(code="cannot_keep", message=cannot_keep)],
+                )
+            )
+            continue
         reasons = guards.evaluate(
             guards.CandidateFacts(
                 run_id=fact.run_id,
@@ -259,6 +283,46 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
     return ArchivePlan(report=report, unregistered=unregistered, scans=scans)
 
 
+def _check_reason(reason: str | None) -> None:
+    """``--reason`` is kept in reports and the log exactly: text that is not UTF-8 (or is
+    unprintable) is refused before anything is planned or moved."""
+    if reason is None:
+        return
+    if not fsnames.is_utf8(reason):
+        raise Invalid(
+            f"--reason {fsnames.shown(reason)!r} is not valid UTF-8 text",
+            hint="give the reason in UTF-8; nothing was archived",
+        )
+    if any(ord(c) < 32 and c not in "\t" for c in reason) or len(reason) > 1000:
+        raise Invalid(
+            "--reason must be one line of at most 1000 characters without control characters"
+        )
+
+
+def _check_named_runs_exist(
+    scope: guards.Scope, facts: list[_Candidate], refs: references.ReferenceScan
+) -> None:
+    """``--run-id`` and ``--group`` that match no active run are errors, not an empty batch."""
+    if scope.run_ids:
+        known = {f.run_id for f in facts}
+        missing = [r for r in scope.run_ids if r not in known]
+        if missing:
+            raise NotFound(
+                f"no active run {', '.join(missing)} in the runs root",
+                hint="`runyard run list --location active` lists the runs an archive can move; "
+                "an archived run is put back with `runyard restore --run-id ID`",
+            )
+    if scope.groups:
+        present = {references.effective_group(f.run_id, f.group, refs) for f in facts}
+        missing = [g for g in scope.groups if g not in present]
+        if missing:
+            raise NotFound(
+                f"no active run in group {', '.join(missing)}",
+                hint="`runyard run list --group G` lists a group's runs; groups are exact "
+                "(e.g. CH01/003)",
+            )
+
+
 def write_dry_run(yard: Yard, plan: ArchivePlan) -> Path:
     """The dry run's report, in the logs folder."""
     stamp = plan.report.created_at.strftime("%Y%m%dT%H%M%S%fZ")
@@ -316,7 +380,12 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         scans = plan.scans
         # Each entry's metadata digest is in the report before the first move; its
         # sha256 digest replaces it as it moves (a tree is hashed once, as it moves).
-        write_report(report_path, report)  # before the first move
+        try:
+            write_report(report_path, report)  # before the first move
+        except BaseException:
+            # Nothing moved: a batch that never started leaves no folder behind.
+            _remove_unstarted_batch(batch_dir)
+            raise
         crashpoint("archive:report-written")
         journal = Journal(yard, report, report_path, RunLocation.archived, batch_id)
         pending = [e for e in report.entries if e.status == "pending"]
@@ -359,6 +428,18 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         return ArchiveResult(report=report, report_path=report_path, recovered=recovered)
 
 
+def _remove_unstarted_batch(batch_dir: Path) -> None:
+    """Remove the folder of a batch whose report could not be written (a full disk)."""
+    try:
+        for leftover in batch_dir.iterdir():  # only write_report's temporary file
+            if leftover.name.startswith(f".{ARCHIVE_REPORT_NAME}."):
+                leftover.unlink()
+        batch_dir.rmdir()
+        fsops.fsync_dir(batch_dir.parent)
+    except OSError:
+        pass  # something else is in it: left for a person (check lists it)
+
+
 def _archive_one(
     journal: Journal,
     entry: ArchiveEntry,
@@ -380,8 +461,7 @@ def _archive_one(
         entry.method = result.method
         entry.digest = result.scan.digest
         entry.symlinks = [
-            SymlinkDoc(path=s["path"], target=s["target"], resolves=s["resolves_after_move"])
-            for s in result.symlinks
+            SymlinkDoc.of(s["path"], s["target"], s["resolves_after_move"]) for s in result.symlinks
         ]
         entry.status = "moved"
         journal.moved(entry.run_id)

@@ -30,6 +30,7 @@ unlinks the link, not its target.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import errno
 import hashlib
 import json
@@ -42,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NoReturn, TypedDict
 
+from runyard import fsnames
 from runyard.errors import Conflict, Invalid, NotFound, Refused, RunyardError
 from runyard.lifecycle.crashpoints import crashpoint
 
@@ -57,7 +59,7 @@ _DIGEST_HEADER = b"runyard-tree-v1\n"
 _json_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
 """A string as ASCII-only JSON, quotes included (the C implementation where built)."""
 
-Kind = Literal["dir", "file", "symlink"]
+Kind = Literal["dir", "file", "symlink", "fifo", "socket", "chardev", "blockdev"]
 MoveMethod = Literal["rename", "copy"]
 Settlement = Literal["not_moved", "moved", "settled_both"]
 
@@ -77,16 +79,25 @@ class Entry:
     mtime_ns: int
     sha256: str | None = None
     link: str | None = None
+    rdev: int = 0  # devices only
+    hardlink: str | None = None  # a file: the first path (sorted) of its inode in the tree
 
     def canonical(self, content: bool) -> str:
         """One line of the canonical text the tree digest is taken over."""
-        last = self.link if self.kind == "symlink" else (self.sha256 if content else None)
+        if self.kind == "symlink":
+            last = self.link
+        elif self.kind in ("chardev", "blockdev"):
+            last = f"rdev:{self.rdev}"
+        else:
+            last = self.sha256 if content else None
         # Exactly json.dumps([path, kind, mode, size, mtime, last], ensure_ascii=True,
         # separators=(",", ":")), built from the C string encoder: scans call this for
         # every entry twice, and json.dumps' generic path dominated small-run archives.
+        # A hard link adds a seventh field, so that trees without one keep their digests.
+        extra = f",{_json_str('=' + self.hardlink)}" if self.hardlink else ""
         return (
             f'[{_json_str(self.path)},{_json_str(self.kind)},"{self.mode:o}",'
-            f"{self.size},{self.mtime_ns},{_json_str(last or '')}]\n"
+            f"{self.size},{self.mtime_ns},{_json_str(last or '')}{extra}]\n"
         )
 
 
@@ -161,7 +172,8 @@ def _child(rel: str, name: str) -> str:
 
 
 def _entry_for(rel: str, st: os.stat_result, full: str) -> Entry:
-    """The metadata of one entry; refuses kinds that cannot be archived faithfully."""
+    """The metadata of one entry, from its lstat (a fifo, socket or device is never
+    opened: opening a fifo blocks until a writer comes)."""
     path = rel or "."
     mode = stat.S_IMODE(st.st_mode)
     if stat.S_ISDIR(st.st_mode):
@@ -170,19 +182,20 @@ def _entry_for(rel: str, st: os.stat_result, full: str) -> Entry:
         return Entry(path, "file", mode, st.st_size, st.st_mtime_ns)
     if stat.S_ISLNK(st.st_mode):
         return Entry(path, "symlink", mode, st.st_size, st.st_mtime_ns, link=os.readlink(full))
-    kind = _SPECIAL_KINDS.get(stat.S_IFMT(st.st_mode), "special file")
-    raise Invalid(
-        f"{full} is a {kind}, which cannot be archived faithfully",
-        hint="remove it from the run folder, or keep the run with a .keep marker",
-    )
+    kind = _SPECIAL_KINDS.get(stat.S_IFMT(st.st_mode))
+    if kind is None:  # pragma: no cover - Linux has no other kind of entry
+        raise Invalid(f"{full} is of an unknown kind (mode {st.st_mode:o}); not archived")
+    rdev = st.st_rdev if kind in ("chardev", "blockdev") else 0
+    return Entry(path, kind, mode, 0, st.st_mtime_ns, rdev=rdev)
 
 
-_SPECIAL_KINDS = {
-    stat.S_IFIFO: "named pipe (fifo)",
+_SPECIAL_KINDS: dict[int, Kind] = {
+    stat.S_IFIFO: "fifo",
     stat.S_IFSOCK: "socket",
-    stat.S_IFCHR: "character device",
-    stat.S_IFBLK: "block device",
+    stat.S_IFCHR: "chardev",
+    stat.S_IFBLK: "blockdev",
 }
+_SPECIAL_TYPES = {kind: ifmt for ifmt, kind in _SPECIAL_KINDS.items()}
 
 
 def _load_memcmp() -> Callable[[int, int, int], int] | None:
@@ -312,12 +325,29 @@ def _metadata(root: Path, root_st: os.stat_result | None = None) -> list[Entry]:
     """
     root_st = root_st or _real_dir(root)
     base = str(root)
+    inodes: dict[int, list[int]] = {}
+    entries: list[Entry] = []
     try:
-        entries = [_entry_for(rel, st, _join(base, rel)) for rel, st in _walk(base, root_st)]
+        for rel, st in _walk(base, root_st):
+            if st.st_nlink > 1 and stat.S_ISREG(st.st_mode):
+                inodes.setdefault(st.st_ino, []).append(len(entries))
+            entries.append(_entry_for(rel, st, _join(base, rel)))
     except OSError as exc:
         raise Refused(f"cannot read {exc.filename or root}: {exc.strerror}") from exc
+    _mark_hardlinks(entries, inodes.values())
     entries.sort(key=_path_of)
     return entries
+
+
+def _mark_hardlinks(entries: list[Entry], groups: Iterable[list[int]]) -> None:
+    """Each file that shares its inode with another of the tree names the first of them
+    (by path), so two trees compare equal only with the same hard links."""
+    for group in groups:
+        if len(group) < 2:
+            continue  # its other names are outside the tree
+        first = min(entries[i].path for i in group)
+        for i in group:
+            entries[i] = dataclasses.replace(entries[i], hardlink=first)
 
 
 def _path_of(entry: Entry) -> str:
@@ -330,7 +360,7 @@ def _with_hash(base: str, entry: Entry) -> Entry:
         sha = _hash_fd(fd)
     finally:
         os.close(fd)
-    return Entry(entry.path, "file", entry.mode, entry.size, entry.mtime_ns, sha)
+    return dataclasses.replace(entry, sha256=sha)
 
 
 def _tree_digest(entries: Iterable[Entry], content: bool) -> str:
@@ -449,7 +479,7 @@ def _dir_stat(path: Path) -> os.stat_result | None:
     return st if stat.S_ISDIR(st.st_mode) else None
 
 
-def _remove_tree(path: Path) -> None:
+def remove_tree(path: Path) -> None:
     """Delete a real directory tree, unlinking symlinks without following them.
 
     ``shutil.rmtree`` works through directory fds on Linux and never follows a link
@@ -502,7 +532,7 @@ def remove_tombstones(tombs: Sequence[Path]) -> None:
     failures: list[Exception] = []
     for tomb in tombs:
         try:
-            _remove_tree(tomb)
+            remove_tree(tomb)
         except Exception as exc:  # the others are still deleted; this one is raised
             failures.append(exc)
     for folder in folders:
@@ -529,6 +559,52 @@ def _device(path: Path) -> int:
         except (FileNotFoundError, NotADirectoryError):
             continue
     raise Invalid(f"no part of {path} exists")  # pragma: no cover - "/" always exists
+
+
+def cannot_keep(scan: TreeScan, folder: Path, dest_root: Path) -> str | None:
+    """Why moving the tree at ``folder`` (scanned as ``scan``) into ``dest_root`` would not
+    give an exact copy; None when it would (always on one filesystem: a rename)."""
+    if same_filesystem(folder, dest_root):
+        return None
+    devices = [e.path for e in scan.entries if e.kind in ("chardev", "blockdev")]
+    if devices and os.geteuid() != 0:
+        return (
+            f"holds the device node {fsnames.shown(devices[0])}, which only root can make "
+            "again on the archive's filesystem"
+        )
+    if not _keeps_xattrs(dest_root):
+        for e in scan.entries:
+            rel = "" if e.path == "." else e.path
+            if e.kind in ("dir", "file") and read_xattrs(_join(str(folder), rel)):
+                return (
+                    f"{fsnames.shown(e.path)} has extended attributes, which the archive's "
+                    "filesystem cannot keep"
+                )
+    return None
+
+
+_XATTR_PROBE = "user.runyard-probe"
+_keeps_xattrs_cache: dict[int, bool] = {}
+
+
+def _keeps_xattrs(root: Path) -> bool:
+    """Whether the filesystem of ``root`` (or of its nearest existing ancestor) keeps user
+    extended attributes: probed once per filesystem, on that folder itself."""
+    folder = root.absolute()
+    while not folder.is_dir():
+        folder = folder.parent
+    device = os.stat(folder).st_dev
+    if device not in _keeps_xattrs_cache:
+        try:
+            os.setxattr(folder, _XATTR_PROBE, b"1")
+            os.removexattr(folder, _XATTR_PROBE)
+            keeps = True
+        except OSError as exc:
+            # Not allowed to write there (someone else's folder): assume it keeps them;
+            # the copy verifies every attribute and refuses the move if one was lost.
+            keeps = exc.errno not in (errno.ENOTSUP, errno.EOPNOTSUPP)
+        _keeps_xattrs_cache[device] = keeps
+    return _keeps_xattrs_cache[device]
 
 
 def symlink_resolution(root: Path, symlinks: Iterable[tuple[str, str]]) -> list[MovedSymlink]:
@@ -600,7 +676,7 @@ def move_tree(
     try:
         rename_noreplace(partial, dst)
     except Conflict:
-        _remove_tree(partial)
+        remove_tree(partial)
         raise
     fsync_dir(dst.parent)
     crashpoint("fsops.partial.renamed")
@@ -664,9 +740,10 @@ def _copy_verify(src: Path, src_st: os.stat_result, partial: Path, expected: Exp
     partial copy is removed and ``src`` stays as it was.
     """
     try:
-        source = _copy_tree(src, src_st, partial)
+        source, attrs = _copy_tree(src, src_st, partial)
         crashpoint("fsops.copy.done")
         copy = _verify_copy(src, partial, source)
+        _verify_xattrs(src, partial, attrs)
         _check_expected(copy, expected, src)
         # The same entries and metadata as the copy's (what its metadata digest covers),
         # compared as they are rather than through a digest of each side.
@@ -674,7 +751,7 @@ def _copy_verify(src: Path, src_st: os.stat_result, partial: Path, expected: Exp
             raise Refused(f"{src} changed while it was copied; not moved")
     except BaseException as exc:
         if os.path.lexists(partial):
-            _remove_tree(partial)
+            remove_tree(partial)
             fsync_dir(partial.parent)
         if isinstance(exc, OSError):
             raise Refused(f"copying {src} to {partial} failed: {exc}") from exc
@@ -702,7 +779,7 @@ def _verify_copy(src: Path, partial: Path, source: list[Entry]) -> TreeScan:
             sha = _same_content(_join(str(src), rel), _join(str(partial), rel))
             if sha is None:
                 _refuse_bad_copy(src, partial, [entry.path])
-            entry = Entry(entry.path, "file", entry.mode, entry.size, entry.mtime_ns, sha)
+            entry = dataclasses.replace(entry, sha256=sha)
         entries.append(entry)
     return _build_scan(entries, content_hashed=True)
 
@@ -751,7 +828,19 @@ def _refuse_bad_copy(src: Path, partial: Path, differences: list[str]) -> NoRetu
     )
 
 
-def _copy_tree(src: Path, src_st: os.stat_result, partial: Path) -> list[Entry]:
+def _verify_xattrs(src: Path, partial: Path, attrs: dict[str, dict[str, bytes]]) -> None:
+    """Every extended attribute the copy found on the source is on the copy, the same.
+
+    The copy may carry more (a security label its filesystem sets on every new file)."""
+    for rel, wanted in attrs.items():
+        found = read_xattrs(_join(str(partial), rel))
+        if any(found.get(name) != value for name, value in wanted.items()):
+            _refuse_bad_copy(src, partial, [f"{rel or '.'} (extended attributes)"])
+
+
+def _copy_tree(
+    src: Path, src_st: os.stat_result, partial: Path
+) -> tuple[list[Entry], dict[str, dict[str, bytes]]]:
     """Copy ``src`` into the new folder ``partial``, links as links, never following one;
     the source's entries as they were copied (no content hashes), sorted by path.
 
@@ -761,14 +850,23 @@ def _copy_tree(src: Path, src_st: os.stat_result, partial: Path) -> list[Entry]:
     """
     base, out = str(src), str(partial)
     entries: list[Entry] = []
+    attrs: dict[str, dict[str, bytes]] = {}
     pending_dirs: list[tuple[str, Entry, os.stat_result]] = []
+    inodes: dict[int, list[int]] = {}
+    copied_inodes: dict[int, str] = {}  # a hard-linked file's inode → its copy
     os.mkdir(out, 0o700)
     crashpoint("fsops.copy.started")
     for rel, st in _walk(base, src_st):
         while pending_dirs and not _inside(rel, pending_dirs[-1][0]):
-            _finish_dir(out, *pending_dirs.pop())
+            _finish_dir(out, *pending_dirs.pop(), attrs)
         full, target = _join(base, rel), _join(out, rel)
         entry = _entry_for(rel, st, full)
+        if entry.kind != "symlink":  # Linux keeps no user attributes on a link
+            found = read_xattrs(full)
+            if found:
+                attrs[rel] = found
+        if entry.kind == "file" and st.st_nlink > 1:
+            inodes.setdefault(st.st_ino, []).append(len(entries))
         entries.append(entry)
         if entry.kind == "dir":
             if rel:
@@ -777,27 +875,43 @@ def _copy_tree(src: Path, src_st: os.stat_result, partial: Path) -> list[Entry]:
         elif entry.kind == "symlink":
             os.symlink(entry.link or "", target)
             os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-        else:
-            _copy_file(full, target, entry, st)
+        elif entry.kind == "file":
+            first = copied_inodes.get(st.st_ino) if st.st_nlink > 1 else None
+            if first is not None:
+                os.link(first, target)  # the same inode: contents, mode and times with it
+            else:
+                _copy_file(full, target, entry, st, attrs.get(rel))
+                if st.st_nlink > 1:
+                    copied_inodes[st.st_ino] = target
             crashpoint("fsops.copy.file")
+        else:
+            # A fifo, socket or device is made anew, never opened (a fifo would block).
+            os.mknod(target, 0o600 | _SPECIAL_TYPES[entry.kind], entry.rdev)
+            _set_xattrs(target, attrs.get(rel))
+            os.chmod(target, entry.mode, follow_symlinks=False)
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
     while pending_dirs:
-        _finish_dir(out, *pending_dirs.pop())
+        _finish_dir(out, *pending_dirs.pop(), attrs)
+    _mark_hardlinks(entries, inodes.values())
     entries.sort(key=_path_of)
-    return entries
+    return entries, attrs
 
 
 def _inside(rel: str, folder: str) -> bool:
     return folder == "" or rel.startswith(folder + "/")
 
 
-def _copy_file(full: str, target: str, entry: Entry, st: os.stat_result) -> None:
-    """Copy one file with its mode and times, fsynced. A file that grew or shrank while
-    it was copied gives a copy that verification then refuses."""
+def _copy_file(
+    full: str, target: str, entry: Entry, st: os.stat_result, attrs: dict[str, bytes] | None
+) -> None:
+    """Copy one file with its mode, times and extended attributes, fsynced. A file that
+    grew or shrank while it was copied gives a copy that verification then refuses."""
     fd_in = _open_nofollow(full)
     try:
         fd_out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             _kernel_copy(fd_in, fd_out, st.st_size)
+            _set_xattrs(fd_out, attrs)
             os.fchmod(fd_out, entry.mode)
             os.utime(fd_out, ns=(st.st_atime_ns, st.st_mtime_ns))
             os.fsync(fd_out)
@@ -805,6 +919,34 @@ def _copy_file(full: str, target: str, entry: Entry, st: os.stat_result) -> None
             os.close(fd_out)
     finally:
         os.close(fd_in)
+
+
+def read_xattrs(path: str) -> dict[str, bytes]:
+    """The extended attributes of ``path`` (never following a link); {} where the
+    filesystem keeps none."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+            return {}
+        raise
+    return {name: os.getxattr(path, name, follow_symlinks=False) for name in sorted(names)}
+
+
+def _set_xattrs(target: int | str, attrs: dict[str, bytes] | None) -> None:
+    """Give the copy the source's extended attributes; an attribute the destination
+    cannot keep fails the copy (``cannot_keep`` says so in the dry run)."""
+    for name, value in (attrs or {}).items():
+        try:
+            if isinstance(target, int):
+                os.setxattr(target, name, value)
+            else:
+                os.setxattr(target, name, value, follow_symlinks=False)
+        except OSError as exc:
+            raise Refused(
+                f"the archive's filesystem cannot keep the extended attribute {name} "
+                f"({exc.strerror}); not moved"
+            ) from exc
 
 
 def _kernel_copy(fd_in: int, fd_out: int, size: int) -> None:
@@ -828,9 +970,12 @@ def _kernel_copy(fd_in: int, fd_out: int, size: int) -> None:
                 view = view[os.write(fd_out, view) :]
 
 
-def _finish_dir(out: str, rel: str, entry: Entry, st: os.stat_result) -> None:
+def _finish_dir(
+    out: str, rel: str, entry: Entry, st: os.stat_result, attrs: dict[str, dict[str, bytes]]
+) -> None:
     fd = os.open(_join(out, rel), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        _set_xattrs(fd, attrs.get(rel))
         os.fchmod(fd, entry.mode)
         os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
         os.fsync(fd)
@@ -858,14 +1003,14 @@ def finish_interrupted_move(src: Path, dst: Path, expected_digest: str | None) -
     has_src, has_dst = os.path.lexists(src), os.path.lexists(dst)
     if has_src and not has_dst:
         if os.path.lexists(partial):
-            _remove_tree(partial)
+            remove_tree(partial)
             fsync_dir(partial.parent)
         return "not_moved"
     if has_dst and not has_src:
         if expected_digest is not None:
             _check_digest(scan_tree(dst), expected_digest, dst)
         if os.path.lexists(tomb):
-            _remove_tree(tomb)
+            remove_tree(tomb)
             fsync_dir(tomb.parent)
         return "moved"
     if has_src and has_dst:

@@ -11,7 +11,7 @@ The registry keeps every row, with location ``purged``.
 from __future__ import annotations
 
 import json
-import shutil
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.errors import Invalid, Refused, RunyardError
 from runyard.ids import run_id_problem
+from runyard.lifecycle import fsops
 from runyard.lifecycle.crashpoints import crashpoint
 from runyard.lifecycle.execlog import log_execution
 from runyard.lifecycle.lock import yard_lock
@@ -29,6 +30,7 @@ from runyard.lifecycle.report import (
     ArchiveReport,
     checked_path,
     entry_paths,
+    load_report,
     relative_to_yard,
     write_report,
 )
@@ -37,6 +39,9 @@ from runyard.registry import lifecycle as registry
 
 if TYPE_CHECKING:
     from runyard.yard import Yard
+
+
+_SWAPPED = "its folder was replaced by a symlink; not followed, nothing deleted"
 
 
 class PurgeEntry(BaseModel):
@@ -76,17 +81,27 @@ class PurgeResult:
     recovered: list[str]  # what recover settled first
 
 
-def _check_days(older_than_days: float) -> None:
-    if not older_than_days >= 0:
+def _check_days(older_than_days: float) -> datetime:
+    """The cutoff ``older_than_days`` before now; Invalid for a number that gives none."""
+    if not (math.isfinite(older_than_days) and older_than_days >= 0):
         raise Invalid(f"--older-than must be a number of days, 0 or more (got {older_than_days})")
+    try:
+        return datetime.now(UTC) - timedelta(days=older_than_days)
+    except OverflowError:
+        raise Invalid(
+            f"--older-than {older_than_days:g} days reaches before the year 1; "
+            f"the largest accepted is {_MAX_DAYS:,} days"
+        ) from None
+
+
+_MAX_DAYS = (datetime.now(UTC) - datetime(1, 1, 1, tzinfo=UTC)).days - 1
 
 
 def plan_purge(yard: Yard, older_than_days: float, command: list[str]) -> PurgeReport:
     """Which archived runs of which batches would be deleted, and which are kept and why."""
-    _check_days(older_than_days)
+    cutoff = _check_days(older_than_days)
     settings = yard.settings
     now = datetime.now(UTC)
-    cutoff = now - timedelta(days=older_than_days)
     report = PurgeReport(
         yard_id=settings.yard_id,
         status="dry_run",
@@ -101,9 +116,12 @@ def plan_purge(yard: Yard, older_than_days: float, command: list[str]) -> PurgeR
     reports: list[ArchiveReport] = []
     for batch in sorted(archive_root.iterdir()):
         path = batch / ARCHIVE_REPORT_NAME
-        if batch.is_symlink() or not path.is_file():
+        if batch.is_symlink() or path.is_symlink() or not path.is_file():
             continue
-        archived = ArchiveReport.model_validate_json(path.read_bytes())
+        try:
+            archived = load_report(path, ArchiveReport)
+        except Invalid:
+            continue  # not a batch purge can vouch for; `runyard check` lists it
         if archived.yard_id != settings.yard_id or archived.batch_id != batch.name:
             continue
         done = archived.finished_at or archived.created_at
@@ -133,6 +151,8 @@ def plan_purge(yard: Yard, older_than_days: float, command: list[str]) -> PurgeR
                 entry.status, entry.reason = "skipped", "pinned"
             elif where.get(e.run_id) != (RunLocation.archived.value, archived.batch_id):
                 entry.status, entry.reason = "skipped", "no longer archived in this batch"
+            elif folder.is_symlink():
+                entry.status, entry.reason = "skipped", _SWAPPED
             elif not folder.is_dir():
                 entry.status, entry.reason = "skipped", "its folder is gone"
             report.entries.append(entry)
@@ -207,16 +227,23 @@ def _delete(yard: Yard, report: PurgeReport, path: Path, entry: PurgeEntry) -> N
             settings.archive_root,
             "path",
         )
+        if folder.is_symlink():  # swapped for a link since the plan: never followed
+            raise Refused(_SWAPPED)
+        if entry.status == "pending" and not folder.is_dir():
+            raise Refused(f"{relative_to_yard(settings, folder)} is gone; nothing deleted")
         entry.status = "deleting"
         write_report(path, report)
         crashpoint("purge:entry-deleting")
-        if folder.is_dir() and not folder.is_symlink():
-            shutil.rmtree(folder)
+        # A "deleting" entry whose folder is gone was deleted before a crash.
+        if folder.is_dir():
+            fsops.remove_tree(folder)
         crashpoint("purge:entry-deleted")
         with yard.write() as conn:
             registry.set_locations(conn, [(entry.run_id, RunLocation.purged, entry.batch_id)])
         entry.status = "deleted"
-    except (OSError, RunyardError) as exc:
+    except RunyardError as exc:
+        entry.status, entry.reason = "failed", exc.message
+    except OSError as exc:
         entry.status, entry.reason = "failed", str(exc)
     report.updated_at = datetime.now(UTC)
     write_report(path, report)
@@ -235,7 +262,10 @@ def recover_purges(yard: Yard) -> list[str]:
             continue
         if not isinstance(data, dict) or data.get("status") != "in_progress":
             continue
-        report = PurgeReport.model_validate(data)
+        try:
+            report = PurgeReport.model_validate(data)
+        except ValueError:
+            continue  # not a purge report runyard wrote; left for a person
         if report.yard_id != yard.settings.yard_id:
             continue
         for entry in report.entries:

@@ -26,6 +26,7 @@ from runyard.lifecycle.report import (
     RestoreReport,
     SymlinkDoc,
     entry_paths,
+    load_report,
     relative_to_yard,
     write_report,
 )
@@ -141,7 +142,7 @@ def _recover(yard: Yard) -> RecoverResult:
 
 def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
     settings = yard.settings
-    report = ArchiveReport.model_validate_json(path.read_bytes())
+    report = load_report(path, ArchiveReport)
     if report.yard_id != settings.yard_id or report.batch_id is None:
         raise Refused(f"{path} is not an interrupted archive of this yard")
     changes: list[tuple[str, RunLocation, str | None]] = []
@@ -168,9 +169,7 @@ def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
                 scan = fsops.scan_tree(archived)
                 entry.digest, links = scan.digest, scan.symlinks
                 entry.symlinks = [
-                    SymlinkDoc(
-                        path=s["path"], target=s["target"], resolves=s["resolves_after_move"]
-                    )
+                    SymlinkDoc.of(s["path"], s["target"], s["resolves_after_move"])
                     for s in fsops.symlink_resolution(archived, links)
                 ]
             changes.append((entry.run_id, RunLocation.archived, report.batch_id))
@@ -195,10 +194,10 @@ def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
 
 def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
     settings = yard.settings
-    report = RestoreReport.model_validate_json(path.read_bytes())
+    report = load_report(path, RestoreReport)
     if report.yard_id != settings.yard_id:
         raise Refused(f"{path} is not an interrupted restore of this yard")
-    archive = ArchiveReport.model_validate_json((path.parent / ARCHIVE_REPORT_NAME).read_bytes())
+    archive = load_report(path.parent / ARCHIVE_REPORT_NAME, ArchiveReport)
     digests = {e.run_id: e.digest for e in archive.entries}
     originals = {e.run_id: e for e in archive.entries}
     changes: list[tuple[str, RunLocation, str | None]] = []

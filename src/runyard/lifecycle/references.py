@@ -13,8 +13,9 @@ Fail safe. A reference file that cannot be trusted might have named any run of i
 group, so it protects its whole group (``protected_groups``) and is reported
 (``problems``):
 
-- the file cannot be read, is not JSON, its top level is not an object, or the JSON
-  path leads through something that is not an object;
+- the file cannot be read, is not a regular file (a FIFO, socket or device is never
+  opened, so nothing can block on it), is not JSON, its top level is not an object, or
+  the JSON path leads through something that is not an object;
 - the value is not a string, or not a valid run id (``ids.run_id_problem``);
 - its real path (symlinks resolved) is outside the yard: it is never read — a link
   could otherwise make runyard read any file on the machine — and, as we cannot know
@@ -47,6 +48,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from runyard.canonical import read_regular_file
 from runyard.config import ReferenceRule
 from runyard.errors import Invalid
 from runyard.ids import run_id_problem
@@ -71,7 +73,8 @@ class AdoptedBy:
 class ReferenceProblem:
     """A reference file that could not be used; its group is protected.
 
-    ``code`` is stable (``outside_yard``, ``unreadable``, ``too_large``, ``not_json``,
+    ``code`` is stable (``outside_yard``, ``unreadable``, ``not_a_file`` (a FIFO, socket
+    or device: never opened), ``too_large``, ``not_json``,
     ``not_an_object``, ``bad_json_path``, ``not_a_string``, ``invalid_run_id``);
     ``message`` completes the sentence "its reference file <path> …".
     """
@@ -234,8 +237,12 @@ def _read_one(
         return
     try:
         # Read the resolved path: the file read is the file checked to be in the yard.
-        with open(real, "rb") as handle:
-            raw = handle.read(MAX_REFERENCE_BYTES + 1)
+        # Never blocks: a FIFO, socket or device is refused without being opened.
+        raw = read_regular_file(real, rel, MAX_REFERENCE_BYTES)
+    except Invalid as exc:  # a folder stays "unreadable", as it always was
+        code = "unreadable" if real.is_dir() else "not_a_file"
+        problem(code, f"cannot be read ({exc.message.removeprefix(rel + ': ')})")
+        return
     except OSError as exc:
         problem("unreadable", f"cannot be read ({exc.strerror or exc})")
         return

@@ -16,10 +16,12 @@ import json
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticSerializationError
 
+from runyard import fsnames
 from runyard.config import Settings
 from runyard.errors import Invalid, Refused
 from runyard.fsutil import write_atomic
@@ -42,9 +44,31 @@ class SkipReasonDoc(_Model):
 
 
 class SymlinkDoc(_Model):
+    """A symlink of a moved run. ``path`` and ``target`` are display forms; where one is
+    not UTF-8, its ``_b64`` twin holds the exact bytes (``runyard.fsnames``)."""
+
     path: str
     target: str
     resolves: bool
+    path_b64: str | None = None
+    target_b64: str | None = None
+
+    @classmethod
+    def of(cls, path: str, target: str, resolves: bool) -> SymlinkDoc:
+        """The document of a link as the disk gave it (names may hold surrogates)."""
+        return cls(
+            path=fsnames.shown(path),
+            target=fsnames.shown(target),
+            resolves=resolves,
+            path_b64=fsnames.exact_b64(path),
+            target_b64=fsnames.exact_b64(target),
+        )
+
+    def exact_path(self) -> str:
+        return fsnames.exact(self.path, self.path_b64, "symlink path")
+
+    def exact_target(self) -> str:
+        return fsnames.exact(self.target, self.target_b64, "symlink target")
 
 
 class ArchiveEntry(_Model):
@@ -129,12 +153,35 @@ def write_report(path: Path, report: BaseModel) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     # pydantic's own serializer: json.dumps with indent runs in pure Python, and a
     # journal rewrites a report of thousands of entries many times in one batch.
-    write_atomic(path, report.model_dump_json(indent=2).encode() + b"\n")
+    try:
+        data = report.model_dump_json(indent=2).encode()
+    except PydanticSerializationError:
+        # A text field (an error message, a reason) holds a name that is not UTF-8: it
+        # is written in display form. A report that was started must always be written.
+        data = fsnames.json_bytes(report.model_dump(mode="json"), indent=2)
+    write_atomic(path, data + b"\n")
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_report(path: Path, model: type[M]) -> M:
+    """A report file as ``model``; Invalid (never a traceback) for anything else."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise Invalid(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return model.model_validate_json(raw)
+    except (ValueError, ValidationError) as exc:
+        raise Invalid(
+            f"{path} is not a valid {model.__name__}: {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def read_archive_report(path: Path, settings: Settings) -> ArchiveReport:

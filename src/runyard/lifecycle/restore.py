@@ -116,13 +116,27 @@ def plan_restore(yard: Yard, report_path: Path, only: Sequence[str] = ()) -> Res
                 entry.error = "purged: deleted from this batch by `runyard purge`"
             elif location == RunLocation.purged:
                 entry.error = f"purged, from a later batch ({batch})"
+            elif location != RunLocation.missing and (location, batch) != (
+                RunLocation.archived.value,
+                archive.batch_id,
+            ):
+                entry.error = f"no longer in this batch (the registry has it {location}" + (
+                    f" in batch {batch})" if batch else ")"
+                )
             else:
-                entry.error = f"missing: no folder at {archived}"
+                # Archived here, and not here: it cannot come back, and the command says so.
+                entry.status = "failed"
+                entry.error = (
+                    f"{entry.src} was replaced by a symlink; not followed, not restored"
+                    if archived.is_symlink()
+                    else f"missing: no folder at {entry.src}; not restored"
+                )
         elif active.exists() or active.is_symlink():
             entry.status, entry.error = "conflict", f"{active} exists; it is never overwritten"
         digests[run_id] = original.digest
         report.entries.append(entry)
     report.conflicts = sum(1 for e in report.entries if e.status == "conflict")
+    report.failed = sum(1 for e in report.entries if e.status == "failed")
     return RestorePlan(report=report, archive_report_path=path, digests=digests)
 
 
@@ -160,6 +174,10 @@ def run_restore(
         crashpoint("restore:report-written")
         journal = Journal(yard, report, out, RunLocation.active, None)
         pending = [e for e in report.entries if e.status == "pending"]
+        lost = [e.run_id for e in report.entries if e.status == "failed"]
+        if lost:  # the registry never claims a place the run is not in
+            with yard.write() as conn:
+                registry.set_locations(conn, [(r, RunLocation.missing, None) for r in lost])
 
         threads = movers.move_threads(settings.archive_root, settings.runs_root)
         with movers.source_remover(threads) as remove:
