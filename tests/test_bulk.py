@@ -216,7 +216,7 @@ BAD_BATCHES = {
     ),
     "summary not JSON": (
         Invalid,
-        "summary is not storable as JSON",
+        "summary: NaN and Infinity are not valid JSON numbers",
         lambda pv: [*_good(pv), {"plan_version_id": pv, "summary": {"x": float("nan")}}],
     ),
     "finished before started": (

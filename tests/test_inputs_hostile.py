@@ -7,10 +7,20 @@ docs/exit-codes.md for the answers they hold runyard to.
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import text as sql
 
+import runyard
 from runyard.canonical import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
@@ -19,6 +29,8 @@ from runyard.canonical import (
     parse_exact,
 )
 from runyard.errors import Invalid
+from runyard.jobs.execute import _read_summary
+from tests.conftest import Cli, CliResult
 
 
 def nested(depth: int, leaf: str = "1") -> str:
@@ -86,3 +98,330 @@ def test_python_values_get_the_same_answer():
         with pytest.raises(Invalid):
             check_json_limits(bad, "v")
     check_json_limits({"n": 1e308, "m": 5e-324, "z": 0, "b": True, "s": "😀"}, "v")
+
+
+# --- every JSON entrance gives the same answer (issue 13, item 2) --------------------------
+
+DEEP_OK = nested(63)  # inside an object: 64 levels in all
+DEEP_BAD = nested(64)  # 65 levels
+
+
+def _error(result: CliResult) -> dict[str, Any]:
+    assert result.exit_code == 5, (result.exit_code, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    return dict(result.json["error"])
+
+
+def _config_file(tmp_path: Path, text: str, name: str = "c.json") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1e-400"])
+def test_config_add_refuses_numbers_beyond_float64_instead_of_storing_null(
+    cli: Cli, tmp_path: Path, snapshot: Any, number: str
+) -> None:
+    before = snapshot()
+    text = f'{{"lot": {number}}}'
+    from_file = _error(cli("config", "add", _config_file(tmp_path, text), "--json"))
+    from_stdin = _error(cli("config", "add", "-", "--json", input=text))
+    for error in (from_file, from_stdin):
+        assert error["code"] == "invalid"
+        assert "float64" in error["message"] and "at $.lot" in error["message"]
+    assert from_file["message"].startswith(f"{tmp_path / 'c.json'}: ")
+    assert snapshot() == before  # nothing stored: not null, not anything
+
+
+def test_every_json_entrance_refuses_the_same_values(
+    cli: Cli, lineage: dict[str, str], tmp_path: Path, snapshot: Any
+) -> None:
+    run_id = cli.ok("run", "start", "--plan", lineage["plan_version_id"])["run_id"]
+    before = snapshot()
+    for bad in ("1e400", "1e-400", DEEP_BAD, '"\\ud800"'):
+        text = f'{{"x": {bad}}}'
+        attempts = [
+            cli("config", "add", _config_file(tmp_path, text), "--json"),
+            cli("scenario", "add", "s2", "--data", _config_file(tmp_path, text), "--json"),
+            cli(
+                "plan",
+                "create",
+                "--scenario",
+                lineage["scenario_id"],
+                "--config",
+                lineage["config_version_id"],
+                "--param",
+                f"x={bad}",
+                "--json",
+            ),
+            cli("run", "finish", run_id, "--status", "succeeded", "--summary", text, "--json"),
+            cli(
+                "run",
+                "finish",
+                run_id,
+                "--status",
+                "succeeded",
+                "--summary",
+                "@" + _config_file(tmp_path, text, "s.json"),
+                "--json",
+            ),
+        ]
+        for result in attempts:
+            assert _error(result)["code"] == "invalid", bad
+    assert snapshot() == before
+
+
+def test_deep_param_text_is_refused_not_a_crash(cli: Cli, lineage: dict[str, str]) -> None:
+    result = cli(
+        "plan",
+        "create",
+        "--scenario",
+        lineage["scenario_id"],
+        "--config",
+        lineage["config_version_id"],
+        "--param",
+        "x=" + nested(100_000),
+        "--json",
+    )
+    assert "the limit is 64" in _error(result)["message"]
+
+
+def test_python_api_refuses_what_the_cli_refuses(
+    yard: runyard.Yard, cli: Cli, lineage: dict[str, str], snapshot: Any
+) -> None:
+    plan = lineage["plan_version_id"]
+    deep = nested_value(64)  # 65 levels inside the summary object
+    with yard.start_run(plan) as run:
+        for bad in (float("inf"), 10**400, Decimal("1e-400"), deep, "\udc80"):
+            with pytest.raises(Invalid):
+                run.log_summary({"x": bad})
+        run.log_summary({"x": nested_value(63)})  # 64 levels: accepted
+    assert run.result is not None and run.result.status == "succeeded"
+    before = snapshot()
+    for bad in (float("nan"), 10**400, deep):
+        with pytest.raises(Invalid):
+            yard.record_runs([{"plan_version_id": plan, "summary": {"x": bad}}])
+        with pytest.raises(Invalid), yard.start_run(plan, tags={"x": "\udc80"}):
+            pass
+    assert snapshot() == before
+
+
+def _empty_registry(yard_path: Path) -> None:
+    with runyard.open_yard(yard_path) as opened, opened.write() as conn:
+        for table in (
+            "aggregates",
+            "jobs",
+            "executions",
+            "runs",
+            "plan_versions",
+            "config_versions",
+            "scenarios",
+            "scenario_data",
+        ):
+            conn.execute(sql(f"DELETE FROM {table}"))
+
+
+def test_what_was_accepted_at_the_limits_always_reads_back_and_rebuilds(
+    cli: Cli, yard_path: Path, tmp_path: Path, yard: runyard.Yard
+) -> None:
+    """Depth 64 everywhere, 1.7e308 and 5e-324: listings, shows and rebuild never fail."""
+    edge = f'{{"deep": {DEEP_OK}, "big": 1.7e308, "tiny": 5e-324, "neg": -1.7e308}}'
+    scenario = cli.ok("scenario", "add", "edge", "--data", _config_file(tmp_path, edge, "d.json"))
+    config = cli.ok("config", "add", _config_file(tmp_path, edge))
+    plan = cli.ok(
+        "plan",
+        "create",
+        "--scenario",
+        "edge",
+        "--config",
+        config["config_version_id"],
+        "--param",
+        f"deep={DEEP_OK}",
+        "--param",
+        "big=1.7e308",
+    )
+    run_id = cli.ok("run", "start", "--plan", plan["plan_version_id"])["run_id"]
+    cli.ok("run", "finish", run_id, "--status", "succeeded", "--summary", edge)
+    with yard.start_run(plan["plan_version_id"]) as handle:
+        handle.log_summary({"deep": nested_value(63), "tiny": 5e-324})
+    shows = [
+        ("run", "list"),
+        ("run", "show", run_id),
+        ("run", "show", handle.run_id),
+        ("plan", "show", plan["plan_version_id"]),
+        ("plan", "list"),
+        ("config", "show", config["config_version_id"]),
+        ("config", "list"),
+        ("scenario", "show", scenario["scenario_id"]),
+    ]
+    state = {args: cli.ok(*args) for args in shows}
+    shown = state[("run", "show", run_id)]["summary"]
+    assert shown["big"] == 1.7e308 and shown["tiny"] == 5e-324
+    for args in shows:  # and as tables, for people
+        assert cli(*args).exit_code == 0, args
+    _empty_registry(yard_path)
+    rebuilt = cli.ok("rebuild")
+    assert rebuilt["problems"] == [], rebuilt["problems"]
+    assert {args: cli.ok(*args) for args in shows} == state
+
+
+def test_run_json_beyond_the_limits_is_a_per_folder_error(
+    cli: Cli, lineage: dict[str, str], yard_path: Path
+) -> None:
+    good = cli.ok("run", "start", "--plan", lineage["plan_version_id"])
+    manifest = json.loads((Path(good["path"]) / "run.json").read_text())
+    runs_root = yard_path / "runs"
+    bad_docs = {
+        "huge-number": json.dumps({**manifest, "run_id": "huge-number"}).replace(
+            '"summary": {}', '"summary": {"x": 1e400}'
+        ),
+        "tiny-number": json.dumps({**manifest, "run_id": "tiny-number"}).replace(
+            '"summary": {}', '"summary": {"x": 1e-400}'
+        ),
+        "too-deep": json.dumps({**manifest, "run_id": "too-deep"}).replace(
+            '"summary": {}', f'"summary": {{"x": {nested(100_000)}}}'
+        ),
+        "surrogate": json.dumps({**manifest, "run_id": "surrogate", "error": "\udc80"}),
+    }
+    for name, doc in bad_docs.items():
+        (runs_root / name).mkdir()
+        (runs_root / name / "run.json").write_text(doc)
+    (runs_root / "not-utf8").mkdir()
+    (runs_root / "not-utf8" / "run.json").write_bytes(
+        json.dumps({**manifest, "run_id": "not-utf8"}).encode().replace(b"running", b"run\xffing")
+    )
+    result = cli("run", "import", "--all", "--json")
+    assert result.exit_code == 5 and "Traceback" not in result.stderr
+    outcomes = {o["run_id"]: o for o in result.json["items"]}
+    for name in [*bad_docs, "not-utf8"]:
+        assert outcomes[name]["outcome"] == "error", outcomes[name]
+    assert "float64" in outcomes["huge-number"]["message"]
+    assert "too small" in outcomes["tiny-number"]["message"]
+    assert "the limit is 65" in outcomes["too-deep"]["message"]
+    assert "surrogate" in outcomes["surrogate"]["message"]
+    assert "not UTF-8" in outcomes["not-utf8"]["message"]
+    assert cli.ok("run", "list")["items"][0]["run_id"] == good["run_id"]
+    report = cli.ok("rebuild")
+    problems = "\n".join(report["problems"])
+    for name in [*bad_docs, "not-utf8"]:
+        assert f"{name}: " in problems
+    assert cli.ok("run", "list", "--limit", "1000")  # still lists
+
+
+# --- files that are not regular files never block (issue 13, item 3) -----------------------
+
+REFERENCE_RULE = """
+[[references]]
+glob = "scripts/*/*/status.json"
+json_path = "metadata.video_run_id"
+"""
+
+
+@pytest.fixture
+def sqlite_yard(tmp_path: Path) -> Path:
+    """A yard on SQLite (what a FIFO does is the filesystem's business, not the database's)."""
+    path = tmp_path / "yard"
+    runyard.init_yard(path)
+    return path
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    """``runyard ARGS`` in a child process: a command that blocks fails the test
+    (TimeoutExpired) instead of hanging the suite."""
+    return subprocess.run(
+        [sys.executable, "-m", "runyard", *args], capture_output=True, timeout=timeout, check=False
+    )
+
+
+def _refused(result: subprocess.CompletedProcess[bytes], fragment: str) -> dict[str, Any]:
+    assert result.returncode == 5, (result.returncode, result.stdout, result.stderr)
+    assert b"Traceback" not in result.stderr
+    error = dict(json.loads(result.stdout)["error"])
+    assert fragment in error["message"], error
+    return error
+
+
+def _fifo(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return str(path)
+
+
+def test_json_arguments_that_are_fifos_sockets_or_devices_are_refused_at_once(
+    sqlite_yard: Path, tmp_path: Path
+) -> None:
+    cli = Cli(sqlite_yard)
+    lineage = cli.ok("scenario", "add", "base")
+    config = cli.ok("config", "add", "-", input="{}")
+    plan = cli.ok(
+        "plan",
+        "create",
+        "--scenario",
+        lineage["scenario_id"],
+        "--config",
+        config["config_version_id"],
+    )
+    run_id = cli.ok("run", "start", "--plan", plan["plan_version_id"])["run_id"]
+    fifo = _fifo(tmp_path / "pipe.json")
+    yard = ["--yard", str(sqlite_yard)]
+    for args in (
+        ["config", "add", fifo],
+        ["scenario", "add", "s2", "--data", fifo],
+        ["run", "finish", run_id, "--status", "succeeded", "--summary", "@" + fifo],
+    ):
+        _refused(run_cli(*yard, *args, "--json"), "a FIFO (named pipe), not a regular file")
+    _refused(run_cli(*yard, "config", "add", "/dev/zero", "--json"), "a character device")
+    with tempfile.TemporaryDirectory(dir="/tmp") as short:  # AF_UNIX paths are short
+        sock_path = os.path.join(short, "s.json")
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.bind(sock_path)
+            _refused(run_cli(*yard, "config", "add", sock_path, "--json"), "a socket")
+    assert cli.ok("run", "show", run_id)["status"] == "running"  # nothing happened
+
+
+def test_a_fifo_named_run_json_is_a_per_folder_error_on_import_and_rebuild(
+    sqlite_yard: Path,
+) -> None:
+    _fifo(sqlite_yard / "runs" / "piped" / "run.json")
+    (sqlite_yard / "runs" / "plain").mkdir()
+    yard = ["--yard", str(sqlite_yard)]
+    imported = run_cli(*yard, "run", "import", "--all", "--json")
+    assert imported.returncode == 5 and b"Traceback" not in imported.stderr
+    outcomes = {o["run_id"]: o for o in json.loads(imported.stdout)["items"]}
+    assert outcomes["piped"]["outcome"] == "error"
+    assert "a FIFO (named pipe), not a regular file" in outcomes["piped"]["message"]
+    assert outcomes["plain"]["outcome"] == "legacy"  # the others go on
+    rebuilt = run_cli(*yard, "rebuild", "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    problems = json.loads(rebuilt.stdout)["problems"]
+    assert any(p.startswith("piped: ") and "FIFO" in p for p in problems), problems
+    checked = run_cli(*yard, "check", "--json")
+    assert checked.returncode in (0, 6) and b"Traceback" not in checked.stderr
+
+
+def test_a_fifo_as_reference_file_is_a_reported_problem_not_a_hang(sqlite_yard: Path) -> None:
+    with (sqlite_yard / "runyard.toml").open("a") as toml:
+        toml.write(REFERENCE_RULE)
+    _fifo(sqlite_yard / "scripts" / "CH01" / "001" / "status.json")
+    result = run_cli("--yard", str(sqlite_yard), "archive", "--all", "--json")
+    assert result.returncode == 0, result.stderr
+    problems = json.loads(result.stdout)["problems"]
+    assert any("scripts/CH01/001/status.json" in p and "FIFO" in str(p) for p in problems), problems
+
+
+def test_a_fifo_as_runyard_toml_is_a_bad_config_file(tmp_path: Path) -> None:
+    _fifo(tmp_path / "y" / "runyard.toml")
+    result = run_cli("--yard", str(tmp_path / "y"), "run", "list", "--json")
+    error = _refused(result, "a FIFO (named pipe), not a regular file")
+    assert error["code"] == "bad_config_file"
+
+
+def test_a_runner_summary_that_is_a_fifo_or_out_of_range_is_a_summary_error(
+    tmp_path: Path,
+) -> None:
+    _fifo(tmp_path / "a" / "summary.json")
+    assert "FIFO" in _read_summary(tmp_path / "a")["summary_error"]
+    for name, text in (("b", '{"x": 1e400}'), ("c", nested(100_000)), ("d", '{"x": 1e-400}')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(text)
+        assert set(_read_summary(tmp_path / name)) == {"summary_error"}, name

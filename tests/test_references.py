@@ -8,6 +8,7 @@ can be: bad JSON, the wrong shapes, invalid ids, links out of the yard, loops.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -191,13 +192,13 @@ def test_a_file_outside_the_yard_is_never_opened(
     workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened: list[str] = []
-    real_open = open
+    real_open = os.open
 
     def spy(file: Any, *args: Any, **kwargs: Any) -> Any:
         opened.append(str(file))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", spy)
+    monkeypatch.setattr("os.open", spy)  # reference files are opened with os.open (O_NONBLOCK)
     scan_references(workspace, [VIDEO_RULE])
     outside = str(workspace.parent / "outside")
     assert opened and not [p for p in opened if p.startswith(outside)]
@@ -238,7 +239,7 @@ def test_an_unreadable_file_protects_its_group(
 ) -> None:
     path = _status(tmp_path, "CH01/001", _adopting("r1"))
     _status(tmp_path, "CH01/002", _adopting("r2"))
-    real_open = open
+    real_open = os.open
 
     def deny(file: Any, *args: Any, **kwargs: Any) -> Any:
         # chmod 000 would not stop root, so refuse this one file the way the OS would.
@@ -246,7 +247,7 @@ def test_an_unreadable_file_protects_its_group(
             raise PermissionError(13, "Permission denied", str(file))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", deny)
+    monkeypatch.setattr("os.open", deny)
     scan = scan_references(tmp_path, [VIDEO_RULE])
     problem = _problem(scan, "CH01/001")
     assert (problem.code, problem.message) == ("unreadable", "cannot be read (Permission denied)")

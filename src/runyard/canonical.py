@@ -19,7 +19,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import stat
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from runyard.errors import Invalid
@@ -119,12 +122,16 @@ def _has_lone_surrogate(text: str) -> bool:
     return False
 
 
-def check_json_limits(value: Any, what: str = "JSON") -> None:
+def check_json_limits(value: Any, what: str = "JSON", *, max_depth: int = MAX_JSON_DEPTH) -> None:
     """Raise Invalid if a parsed JSON value breaks runyard's limits.
 
     Nesting deeper than ``MAX_JSON_DEPTH``; a number that is not finite as a float64
     (``1e400``) or a non-zero one that underflows to 0 (``1e-400``); a string or key
     holding a lone surrogate. Iterative: any depth is checked without recursion.
+
+    Args:
+        max_depth: for a document that wraps limited values one level down (``run.json``
+            holds a summary: ``MAX_JSON_DEPTH + 1``).
     """
     # (value, depth of the containers holding it, parent entry, step from the parent)
     stack: list[tuple[Any, int, Any, str | int | None]] = [(value, 0, None, None)]
@@ -133,10 +140,8 @@ def check_json_limits(value: Any, what: str = "JSON") -> None:
         item, depth, _, _ = entry
         problem: str | None = None
         if isinstance(item, dict | list | tuple):
-            if depth + 1 > MAX_JSON_DEPTH:
-                raise Invalid(
-                    f"{what}: nested {depth + 1} levels deep; the limit is {MAX_JSON_DEPTH}"
-                )
+            if depth + 1 > max_depth:
+                raise Invalid(f"{what}: nested {depth + 1} levels deep; the limit is {max_depth}")
             if isinstance(item, dict):
                 for key, child in item.items():
                     if not isinstance(key, str):
@@ -203,6 +208,118 @@ def parse_exact(text: str, what: str = "JSON") -> Any:
         ) from None
     check_json_limits(value, what)
     return value
+
+
+class _OutOfRange(Exception):
+    """A number ``loads_checked`` refuses (not a ValueError, which json would reword)."""
+
+
+def _checked_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _OutOfRange(f"{text[:40]} is beyond the float64 range (about 1.8e308)")
+    if value == 0.0 and not Decimal(text).is_zero():
+        raise _OutOfRange(f"{text[:40]} is too small for a float64 (it would read as 0)")
+    return value
+
+
+def loads_checked(
+    text: str | bytes,
+    what: str = "JSON",
+    *,
+    max_depth: int = MAX_JSON_DEPTH,
+    max_bytes: int = MAX_JSON_BYTES,
+) -> Any:
+    """Parse JSON into plain Python values (numbers as int/float) within runyard's limits.
+
+    For JSON that is stored as Python values rather than canonical text (``run.json``, a
+    runner's ``summary.json``): the same limits as ``parse_exact``, but no Decimals.
+    Bytes must be UTF-8. Raises Invalid.
+    """
+    if isinstance(text, bytes):
+        if len(text) > max_bytes:
+            raise Invalid(f"{what}: more than {max_bytes} bytes of JSON; the limit is {max_bytes}")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Invalid(f"{what}: not UTF-8 text (byte {exc.start})") from None
+    elif _text_bytes(text) > max_bytes:
+        raise Invalid(f"{what}: more than {max_bytes} bytes of JSON; the limit is {max_bytes}")
+    try:
+        value = json.loads(text, parse_float=_checked_float, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise Invalid(
+            f"{what}: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except _OutOfRange as exc:
+        raise Invalid(f"{what}: {exc}") from None
+    except ValueError as exc:
+        raise Invalid(f"{what}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise Invalid(
+            f"{what}: nested more than {max_depth} levels deep; the limit is {max_depth}"
+        ) from None
+    check_json_limits(value, what, max_depth=max_depth)
+    return value
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def not_regular(mode: int) -> str | None:
+    """What a file of this ``st_mode`` is when it is not a regular file ("a FIFO" …)."""
+    if stat.S_ISREG(mode):
+        return None
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def read_regular_file(path: Path | str, what: str, max_bytes: int) -> bytes:
+    """The bytes of a regular file, never blocking on anything else.
+
+    The type is checked before opening (``stat``: a FIFO, socket, device or folder is
+    refused without being opened, since opening a FIFO waits for a writer), the file is
+    opened with ``O_NONBLOCK`` and checked again with ``fstat`` (it may have been swapped
+    in between), and at most ``max_bytes + 1`` bytes are read: the caller sees that it is
+    larger than the limit without reading it whole. Raises Invalid for a file that is not
+    a regular file; OSError (``FileNotFoundError`` …) as the OS says.
+    """
+    kind = not_regular(os.stat(path).st_mode)
+    if kind:
+        raise Invalid(f"{what}: {kind}, not a regular file; it was not read")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        kind = not_regular(os.fstat(fd).st_mode)
+        if kind:
+            raise Invalid(f"{what}: {kind}, not a regular file; it was not read")
+        chunks: list[bytes] = []
+        left = max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_json_text(path: Path | str, what: str, max_bytes: int = MAX_JSON_BYTES) -> str:
+    """A JSON file's text: a regular file (``read_regular_file``), at most ``max_bytes``,
+    UTF-8. Raises Invalid; OSError as the OS says."""
+    raw = read_regular_file(path, what, max_bytes)
+    if len(raw) > max_bytes:
+        raise Invalid(f"{what}: more than {max_bytes} bytes of JSON; the limit is {max_bytes}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Invalid(f"{what}: not UTF-8 text (byte {exc.start})") from None
 
 
 def _number_text(value: Decimal) -> str:

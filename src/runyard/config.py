@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from runyard.canonical import MAX_JSON_BYTES, read_regular_file
 from runyard.errors import ConfigFileError, Invalid, YardNotFound
 
 CONFIG_FILENAME = "runyard.toml"
@@ -308,15 +309,22 @@ def _format_file_errors(path: Path, exc: ValidationError) -> str:
 def parse_yard_file(path: Path) -> YardFile:
     """Read and validate ``runyard.toml``; raise ConfigFileError naming file, key, reason."""
     try:
-        raw = path.read_bytes()
+        # Never blocks: a FIFO or socket in its place is refused without being opened.
+        raw = read_regular_file(path, str(path), MAX_JSON_BYTES)
     except OSError as exc:
         raise ConfigFileError(f"{path}: cannot read: {exc.strerror}") from None
+    except Invalid as exc:
+        raise ConfigFileError(exc.message) from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise ConfigFileError(f"{path}: larger than {MAX_JSON_BYTES} bytes; not a runyard.toml")
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigFileError(f"{path}: not UTF-8 text: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigFileError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigFileError(f"{path}: invalid TOML: nested too deep") from None
     try:
         parsed = YardFile.model_validate(data)
     except ValidationError as exc:
@@ -364,7 +372,10 @@ def find_yard(
         chosen, source = env["RUNYARD_YARD"], "RUNYARD_YARD"
     if chosen:
         path = Path(chosen).expanduser().resolve()
-        if not (path / CONFIG_FILENAME).is_file():
+        config_file = path / CONFIG_FILENAME
+        if not config_file.is_file():
+            if config_file.exists():  # a FIFO, socket, device or folder: said, never opened
+                parse_yard_file(config_file)
             raise YardNotFound(
                 f"no yard at {path} (from {source}): {CONFIG_FILENAME} is missing",
                 hint=f"create one with `runyard init {chosen}`",

@@ -6,6 +6,13 @@ Format (``schema_version`` 1; documented in docs/manifest.md)::
      "plan_version_id": "...", "config_version_id": "...", "scenario_id": "...",
      "group": null, "status": "running", "created_at": "...", "started_at": "...",
      "finished_at": null, "summary": {}, "tags": {}, "error": null, "pinned": false}
+
+It keeps runyard's JSON limits (``canonical``; docs/manifest.md "JSON limits"): its
+summary as any accepted summary (so the document is at most ``MAX_JSON_DEPTH + 1``
+levels deep), at most ``MAX_MANIFEST_BYTES``, UTF-8, a regular file. A manifest that
+would break them is refused when it is written, so every manifest runyard wrote can be
+read back by ``run import`` and ``rebuild``; one that breaks them on disk is a
+``ManifestError`` (a per-folder problem there), never a crash or a hang.
 """
 
 from __future__ import annotations
@@ -17,13 +24,21 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from runyard.errors import ManifestError
+from runyard.canonical import (
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    loads_checked,
+    read_regular_file,
+)
+from runyard.errors import Invalid, ManifestError
 from runyard.fsutil import write_atomic
 from runyard.ids import run_id_problem
 from runyard.models import Run, RunStatus
 
 MANIFEST_NAME = "run.json"
 SCHEMA_VERSION = 1
+# A summary and the tags may each take MAX_JSON_BYTES; the layout (indentation) some more.
+MAX_MANIFEST_BYTES = 4 * MAX_JSON_BYTES
 
 
 class Manifest(BaseModel):
@@ -65,7 +80,13 @@ def manifest_bytes(run: Run, yard_id: str) -> bytes:
         "error": run.error,
         "pinned": run.pinned,
     }
-    return (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+    data = (json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode()
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise Invalid(
+            f"the {MANIFEST_NAME} of run {run.run_id} would be {len(data)} bytes; the limit "
+            f"is {MAX_MANIFEST_BYTES}: store less in its summary and tags"
+        )
+    return data
 
 
 def write_manifest(run_dir: Path, run: Run, yard_id: str) -> None:
@@ -76,15 +97,17 @@ def read_manifest(run_dir: Path) -> Manifest | None:
     """The manifest of a run directory; None when it has none; ManifestError when corrupt."""
     path = run_dir / MANIFEST_NAME
     try:
-        raw = path.read_bytes()
+        # Never blocks: a FIFO or socket named run.json is refused without being opened.
+        raw = read_regular_file(path, str(path), MAX_MANIFEST_BYTES)
+        data = loads_checked(
+            raw, str(path), max_depth=MAX_JSON_DEPTH + 1, max_bytes=MAX_MANIFEST_BYTES
+        )
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read: {exc.strerror}") from None
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"{path}: not valid JSON: {exc}") from None
+    except Invalid as exc:
+        raise ManifestError(exc.message) from None
     if not isinstance(data, dict):
         raise ManifestError(f"{path}: not a JSON object")
     version = data.get("schema_version")

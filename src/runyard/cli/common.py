@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
 from datetime import datetime
-from pathlib import Path
+from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
 
-from runyard.canonical import parse_exact
+from runyard.canonical import (
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    check_json_limits,
+    parse_exact,
+    read_json_text,
+)
 from runyard.errors import Invalid
 from runyard.yard import Yard, open_yard
 
@@ -41,10 +46,21 @@ def parse_key_values(items: list[str] | None, what: str, json_values: bool) -> d
         if key in out:
             raise Invalid(f"{what} {key!r} is given twice")
         if json_values:
+            # Numbers as exact decimals, so that the JSON limits see 1e-400 as what it is.
             try:
-                out[key] = json.loads(value, parse_constant=_no_constant)
+                parsed = json.loads(
+                    value, parse_float=Decimal, parse_int=Decimal, parse_constant=_no_constant
+                )
             except ValueError:
-                out[key] = value
+                out[key] = value  # not JSON: the text itself
+                continue
+            except RecursionError:
+                raise Invalid(
+                    f"{what} {key}: nested more than {MAX_JSON_DEPTH} levels deep; "
+                    f"the limit is {MAX_JSON_DEPTH}"
+                ) from None
+            check_json_limits(parsed, f"{what} {key}")
+            out[key] = parsed
         else:
             out[key] = value
     return out
@@ -59,20 +75,17 @@ def read_json_object(value: str, what: str) -> dict[str, Any]:
     source = what
     if value.startswith("@"):
         name = value[1:]
-        try:
-            text = (
-                typer.get_text_stream("stdin").read()
-                if name == "-"
-                else Path(name).read_text(encoding="utf-8")
-            )
-        except OSError as exc:
-            raise Invalid(f"{what}: cannot read {name}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise Invalid(f"{what}: {name} is not UTF-8 text") from None
         source = f"{what} ({name})"
+        if name == "-":
+            text = _read_stdin()
+        else:
+            try:
+                text = read_json_text(name, source)
+            except OSError as exc:
+                raise Invalid(f"{what}: cannot read {name}: {exc.strerror}") from None
     else:
         text = value
-    parse_exact(text, source)  # clear message with line and column on bad JSON
+    parse_exact(text, source)  # the JSON limits, and a clear message on bad JSON
     parsed = json.loads(text)
     if not isinstance(parsed, dict):
         raise Invalid(f"{source} must be a JSON object")
@@ -92,17 +105,25 @@ def parse_time(value: str | None, what: str) -> datetime | None:
         ) from None
 
 
-def read_text_file(file: str) -> str:
-    """A UTF-8 text file given on the command line ('-': standard input); Invalid if not."""
-    if file == "-":
-        return sys.stdin.read()
+def _read_stdin() -> str:
+    """Standard input, up to just past the JSON size limit (the parser says it is too big)."""
     try:
-        return Path(file).read_text(encoding="utf-8")
+        return typer.get_text_stream("stdin").read(MAX_JSON_BYTES + 1)
+    except UnicodeDecodeError:
+        raise Invalid("standard input is not UTF-8 text") from None
+
+
+def read_text_file(file: str) -> str:
+    """A UTF-8 JSON file given on the command line ('-': standard input); Invalid if not.
+
+    Never blocks: a FIFO, socket or device is refused without being opened, and a file
+    over the JSON size limit is not read whole.
+    """
+    if file == "-":
+        return _read_stdin()
+    try:
+        return read_json_text(file, file)
     except FileNotFoundError:
         raise Invalid(f"no such file: {file}") from None
-    except IsADirectoryError:
-        raise Invalid(f"{file} is a folder, not a JSON file") from None
-    except UnicodeDecodeError:
-        raise Invalid(f"{file} is not UTF-8 text") from None
     except OSError as exc:
         raise Invalid(f"cannot read {file}: {exc.strerror}") from None

@@ -188,16 +188,19 @@ def _lineage_from_runs(
         if not plan_file.is_file():
             continue
         try:
-            plan = PlanVersion.model_validate_json(plan_file.read_bytes())
+            plan = PlanVersion.model_validate_json(_read(plan_file, LINEAGE_FILE_BYTES))
+            canonical.check_json_limits(plan.params, "its plan.json params")
             if plan.plan_version_id not in plans:
                 plans[plan.plan_version_id] = plan
             if plan.scenario_id not in scenarios:
                 scenario = Scenario.model_validate_json(
-                    (folder.path / "scenario.json").read_bytes()
+                    _read(folder.path / "scenario.json", LINEAGE_FILE_BYTES)
                 )
                 scenarios[scenario.scenario_id] = scenario
             if plan.config_version_id not in configs:
-                content = json.loads((folder.path / "config.json").read_text(encoding="utf-8"))
+                content = canonical.loads_checked(
+                    _read(folder.path / "config.json", canonical.MAX_JSON_BYTES), "config.json"
+                )
                 text = canonical.canonical_text(canonical.parse_exact(json.dumps(content)))
                 if canonical.config_version_id(text) == plan.config_version_id:
                     configs[plan.config_version_id] = ConfigFile(
@@ -208,9 +211,24 @@ def _lineage_from_runs(
                         content=content,
                         canonical=text,
                     )
-        except (OSError, ValueError, ValidationError) as exc:
-            first = str(exc).splitlines()[0]
+        except (OSError, ValueError, ValidationError, Invalid) as exc:
+            first = (exc.message if isinstance(exc, Invalid) else str(exc)).splitlines()[0]
             report.problems.append(f"{folder.path.name}: its lineage files cannot be read: {first}")
+
+
+# A sanity cap only: a run's plan.json holds its params as indented JSON.
+LINEAGE_FILE_BYTES = 1024 * 1024 * 1024
+# An aggregate.json holds a table of every run of its plan: no JSON limit of ours, a sane cap.
+AGGREGATE_FILE_BYTES = 1024 * 1024 * 1024
+
+
+def _read(path: Path, max_bytes: int) -> bytes:
+    """A file a planning job wrote, never blocking on a FIFO put in its place; Invalid when
+    it is not a regular file or larger than ``max_bytes``."""
+    raw = canonical.read_regular_file(path, path.name, max_bytes)
+    if len(raw) > max_bytes:
+        raise Invalid(f"{path.name}: larger than {max_bytes} bytes")
+    return raw
 
 
 # --- what the registry has ------------------------------------------------------------------
@@ -317,6 +335,13 @@ def _plan_rows(
                 "not recreated"
             )
             continue
+        try:  # content that `config add` would refuse is not brought back either
+            canonical.parse_exact(config.canonical, "its canonical text")
+        except Invalid as exc:
+            report.problems.append(
+                f"config {config.config_version_id}: {exc.message}; not recreated"
+            )
+            continue
         inserts["config_versions"].append(
             {
                 "config_version_id": config.config_version_id,
@@ -346,12 +371,17 @@ def _plan_rows(
                 f"plan {plan.plan_version_id}: {' and '.join(missing)} unknown; not recreated"
             )
             continue
+        try:
+            params_text = canonical.canonical_text(plan.params, "its params")
+        except Invalid as exc:
+            report.problems.append(f"plan {plan.plan_version_id}: {exc.message}; not recreated")
+            continue
         inserts["plan_versions"].append(
             {
                 "plan_version_id": plan.plan_version_id,
                 "scenario_id": plan.scenario_id,
                 "config_version_id": plan.config_version_id,
-                "params": canonical.canonical_text(plan.params),
+                "params": params_text,
                 "label": plan.label,
                 "runner": plan.runner,
                 "created_at": to_utc_naive(plan.created_at),
@@ -390,9 +420,10 @@ def _plan_rows(
 def _data_row(settings: Settings, digest: str, report: RebuildReport) -> dict[str, Any] | None:
     path = settings.scenario_data_dir / f"{digest}.json"
     try:
-        text = canonical.canonicalize(path.read_text(encoding="utf-8"), str(path))
+        text = canonical.canonicalize(canonical.read_json_text(path, str(path)), str(path))
     except (OSError, Invalid) as exc:
-        report.problems.append(f"scenario data {digest}: cannot be read ({exc}); not recreated")
+        why = exc.message if isinstance(exc, Invalid) else str(exc)
+        report.problems.append(f"scenario data {digest}: cannot be read ({why}); not recreated")
         return None
     if canonical.content_digest(text) != digest:
         report.problems.append(f"scenario data {digest}: its content does not match its digest")
@@ -410,11 +441,14 @@ def _aggregate_rows(
                 continue
             path = Path(job_dir.path) / "aggregate.json"
             try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
+                doc = canonical.loads_checked(
+                    _read(path, AGGREGATE_FILE_BYTES), path.name, max_bytes=AGGREGATE_FILE_BYTES
+                )
                 created = datetime.fromisoformat(doc["created_at"])
                 run_count = int(doc["run_count"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                report.problems.append(f"{_rel(settings, path)}: cannot be read ({exc})")
+            except (OSError, ValueError, KeyError, TypeError, Invalid) as exc:
+                why = exc.message if isinstance(exc, Invalid) else str(exc)
+                report.problems.append(f"{_rel(settings, path)}: cannot be read ({why})")
                 continue
             rows.append(
                 {

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runyard.canonical import check_json_limits
+from runyard.errors import Invalid
 from runyard.fsutil import write_atomic
 
 SUMMARY_NAME = "summary.json"
@@ -81,7 +83,15 @@ def main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
             return 2
-        text = json.dumps(dict(summary), indent=2, ensure_ascii=False, allow_nan=False)
+        try:
+            check_json_limits(dict(summary), f"the summary {entry} returned")
+            text = json.dumps(dict(summary), indent=2, ensure_ascii=False, allow_nan=False)
+        except Invalid as exc:
+            print(f"runyard: {exc.message}", file=sys.stderr)
+            return 2
+        except (TypeError, ValueError) as exc:
+            print(f"runyard: the summary {entry} returned is not JSON: {exc}", file=sys.stderr)
+            return 2
         write_atomic(run_dir / SUMMARY_NAME, text.encode() + b"\n")
     return 0
 

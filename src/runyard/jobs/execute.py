@@ -148,13 +148,21 @@ def _data_file(yard: Yard, digest: str | None, text: str | None) -> Path | None:
 
 
 def _read_summary(run_dir: Path) -> dict[str, Any]:
+    """What the runner left in ``summary.json``; a file that cannot be stored (not JSON, a
+    FIFO, beyond the JSON limits) becomes a ``summary_error`` saying why, so the run still
+    finishes with the runner's status."""
     path = run_dir / SUMMARY_NAME
     try:
-        value = canonical.loads(path.read_text(encoding="utf-8"))
+        value = canonical.loads_checked(
+            canonical.read_regular_file(path, SUMMARY_NAME, canonical.MAX_JSON_BYTES),
+            SUMMARY_NAME,
+        )
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError) as exc:
-        return {"summary_error": f"{SUMMARY_NAME} could not be read: {exc}"}
+    except OSError as exc:
+        return {"summary_error": f"{SUMMARY_NAME} could not be read: {exc.strerror or exc}"}
+    except Invalid as exc:
+        return {"summary_error": f"{SUMMARY_NAME} could not be read: {exc.message}"}
     if not isinstance(value, dict):
         return {"summary_error": f"{SUMMARY_NAME} is not a JSON object"}
     return value

@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, Select, tuple_
 
+from runyard.canonical import check_json_limits, check_text_size
 from runyard.errors import Invalid
 
 
@@ -58,7 +59,9 @@ def decode_cursor(cursor: str, kinds: tuple[type, ...]) -> list[Any]:
 
 
 def dump_json_object(value: dict[str, Any], what: str) -> str:
-    """Serialize a JSON object column; refuse NaN/Infinity and non-JSON values."""
+    """Serialize a JSON object column (a run's summary or tags) within runyard's JSON
+    limits (``canonical.check_json_limits``); refuse NaN/Infinity and non-JSON values."""
+    check_json_limits(value, what)
     try:
         text = json.dumps(value, allow_nan=False, ensure_ascii=False, sort_keys=True)
         text.encode("utf-8")
@@ -66,6 +69,7 @@ def dump_json_object(value: dict[str, Any], what: str) -> str:
         raise Invalid(f"{what} holds text that is not valid UTF-8 (a lone surrogate)") from None
     except (TypeError, ValueError) as exc:
         raise Invalid(f"{what} is not storable as JSON: {exc}") from None
+    check_text_size(text, what)
     return text
 
 

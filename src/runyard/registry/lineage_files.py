@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
+from runyard import canonical
 from runyard.config import Settings
 from runyard.db.tables import config_versions
+from runyard.errors import Invalid
 from runyard.fsutil import write_atomic
 from runyard.models import ConfigVersion, PlanVersion, Scenario
 from runyard.registry.configs import get_config
@@ -33,6 +35,9 @@ if TYPE_CHECKING:
     from runyard.yard import Yard
 
 LINEAGE_DIR = "lineage"
+# A sanity cap only: a config's file holds its content twice (as indented JSON and as
+# canonical text), and indentation alone can make it many times MAX_JSON_BYTES.
+LINEAGE_FILE_BYTES = 1024 * 1024 * 1024
 
 
 def lineage_dir(settings: Settings) -> Path:
@@ -133,9 +138,13 @@ def read_lineage(settings: Settings) -> LineageFiles:
             continue
         for path in entries:
             try:
-                item = model.model_validate_json(path.read_bytes())
-            except (OSError, ValidationError, ValueError) as exc:
-                first = str(exc).splitlines()[0]
+                # Never blocks on a FIFO put in a lineage file's place.
+                raw = canonical.read_regular_file(path, path.name, LINEAGE_FILE_BYTES)
+                if len(raw) > LINEAGE_FILE_BYTES:
+                    raise Invalid(f"larger than {LINEAGE_FILE_BYTES} bytes")
+                item = model.model_validate_json(raw)
+            except (OSError, ValidationError, ValueError, Invalid) as exc:
+                first = (exc.message if isinstance(exc, Invalid) else str(exc)).splitlines()[0]
                 found.problems.append(f"{path.relative_to(settings.yard_path)}: {first}")
                 continue
             target[getattr(item, key)] = item
