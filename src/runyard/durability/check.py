@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 
+from runyard import fsnames
 from runyard.db.tables import runs
 from runyard.errors import ManifestError
 from runyard.lifecycle.report import ARCHIVE_REPORT_NAME, relative_to_yard
+from runyard.lifecycle.roots import symlinked_roots
 from runyard.manifest import MANIFEST_NAME, read_manifest
 from runyard.models import RunLocation
 
@@ -31,7 +33,10 @@ if TYPE_CHECKING:
     from runyard.yard import Yard
 
 KINDS = (
+    "symlinked_root",
     "missing_active",
+    "marked_missing",
+    "swapped_for_symlink",
     "unknown_folder",
     "missing_archived",
     "in_both_places",
@@ -56,7 +61,16 @@ class Mismatch:
     detail: str
 
     def to_dict(self) -> dict[str, str | None]:
-        return {"kind": self.kind, "run_id": self.run_id, "path": self.path, "detail": self.detail}
+        """Display forms; a path that is not UTF-8 also as ``path_b64`` (runyard.fsnames)."""
+        out = {
+            "kind": self.kind,
+            "run_id": fsnames.shown(self.run_id) if self.run_id is not None else None,
+            "path": fsnames.shown(self.path) if self.path is not None else None,
+            "detail": fsnames.shown(self.detail),
+        }
+        if self.path is not None and not fsnames.is_utf8(self.path):
+            out["path_b64"] = fsnames.exact_b64(self.path)
+        return out
 
 
 @dataclass
@@ -115,6 +129,7 @@ class _Disk:
     active: dict[str, Path] = field(default_factory=dict)  # run_id → folder in the runs root
     archived: dict[str, dict[str, Path]] = field(default_factory=dict)  # run_id → batch → folder
     leftovers: list[tuple[str, Path]] = field(default_factory=list)  # (run_id, path)
+    symlinks: list[tuple[str, Path]] = field(default_factory=list)  # run folders that are links
     batches: set[str] = field(default_factory=set)
     folders: int = 0
 
@@ -143,6 +158,8 @@ def _scan_runs_folder(folder: Path, disk: _Disk) -> dict[str, Path]:
                 if run_id:
                     disk.leftovers.append((run_id, Path(entry.path)))
             continue
+        if entry.is_symlink():
+            disk.symlinks.append((name, Path(entry.path)))
         if entry.is_dir():
             found[name] = Path(entry.path)
     disk.folders += len(found)
@@ -153,7 +170,11 @@ def _scan_disk(settings: Settings) -> _Disk:
     disk = _Disk()
     disk.active = _scan_runs_folder(settings.runs_root, disk)
     for entry in _entries(settings.archive_root):
-        if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink():
+            disk.symlinks.append(("", Path(entry.path)))  # a batch folder swapped for a link
+        if not entry.is_dir(follow_symlinks=False):
             continue
         batch_id = entry.name
         disk.batches.add(batch_id)
@@ -220,6 +241,7 @@ def check_yard(yard: Yard) -> CheckReport:
     with yard.read() as conn:
         rows = _registry_rows(conn)
     check = _Checker(yard.settings, rows, _scan_disk(yard.settings))
+    check.roots_and_symlinks()
     to_read = check.registered_runs()
     check.stray_folders()
     check.leftovers_and_reports()
@@ -272,6 +294,29 @@ class _Checker:
                 and row.run_id not in self.disk.active
             )
         return False
+
+    def roots_and_symlinks(self) -> None:
+        """Roots that are links, run and batch folders swapped for links, runs lost."""
+        for name, path, target in symlinked_roots(self.settings):
+            detail = (
+                f"{name} is a symlink (to {target}); archive, restore, recover and purge "
+                f"refuse to work through it: set {name} in runyard.toml to the real folder"
+            )
+            self.add("symlinked_root", None, path, detail)
+        for run_id, path in self.disk.symlinks:
+            what = f"the folder of run {run_id}" if run_id else "an archive batch folder"
+            detail = (
+                f"{what} was replaced by a symlink (to {os.readlink(path)}); runyard never "
+                "moves, restores or deletes through one: put the real folder back"
+            )
+            self.add("swapped_for_symlink", run_id or None, path, detail)
+        for row in self.rows.values():
+            if row.location == RunLocation.missing:
+                detail = (
+                    "the registry marks this run missing: its folder was gone when a restore "
+                    "looked for it; put the folder back and run `runyard rebuild`"
+                )
+                self.add("marked_missing", row.run_id, self.settings.runs_root / row.run_id, detail)
 
     def registered_runs(self) -> list[tuple[_Row, Path]]:
         """Each active or archived run whose folder is missing; the (run, folder) found."""

@@ -37,6 +37,7 @@ from runyard.lifecycle.report import (
     relative_to_yard,
     write_report,
 )
+from runyard.lifecycle.roots import require_real_roots
 from runyard.models import RunLocation
 from runyard.registry import lifecycle as registry
 from runyard.registry.run_import import import_runs
@@ -100,6 +101,7 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
     """Every candidate with its action (archive or skip, with every reason) and size."""
     settings = yard.settings
     root = require_runs_root(settings)
+    require_real_roots(settings)
     now = _now()
     keep_recent = (
         options.keep_recent_minutes
@@ -117,7 +119,10 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
     refs = references.scan_references(settings.yard_path, settings.file.references)
     with yard.read() as conn:
         active = registry.active_runs(conn)
-        known_ids = set(registry.locations(conn, [e.name for e in os.scandir(root)]))
+        # Only names that can be run ids are looked up: a name that is not UTF-8 is
+        # no run id, and no database could be asked about it.
+        names = [e.name for e in os.scandir(root) if not run_id_problem(e.name)]
+        known_ids = set(registry.locations(conn, names))
     facts: list[_Candidate] = []
     for run in active:
         facts.append(
@@ -192,12 +197,14 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
         folder = root / fact.run_id
         shown_group = references.effective_group(fact.run_id, fact.group, refs)
         if not folder.is_dir() or folder.is_symlink():
-            report.skips.append(
-                ArchiveSkip(
-                    run_id=fact.run_id,
-                    group=shown_group,
-                    reasons=[SkipReasonDoc(code="missing", message=f"no folder at {folder}")],
+            missing = SkipReasonDoc(code="missing", message=f"no folder at {folder}")
+            if folder.is_symlink():
+                missing = SkipReasonDoc(
+                    code="swapped_for_symlink",
+                    message=f"{folder} was replaced by a symlink; runyard never moves through one",
                 )
+            report.skips.append(
+                ArchiveSkip(run_id=fact.run_id, group=shown_group, reasons=[missing])
             )
             continue
         try:

@@ -34,6 +34,7 @@ from runyard.lifecycle.report import (
     relative_to_yard,
     write_report,
 )
+from runyard.lifecycle.roots import require_real_roots
 from runyard.models import RunLocation
 from runyard.registry import lifecycle as registry
 
@@ -101,6 +102,7 @@ def plan_purge(yard: Yard, older_than_days: float, command: list[str]) -> PurgeR
     """Which archived runs of which batches would be deleted, and which are kept and why."""
     cutoff = _check_days(older_than_days)
     settings = yard.settings
+    require_real_roots(settings)
     now = datetime.now(UTC)
     report = PurgeReport(
         yard_id=settings.yard_id,

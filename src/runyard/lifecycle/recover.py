@@ -30,6 +30,7 @@ from runyard.lifecycle.report import (
     relative_to_yard,
     write_report,
 )
+from runyard.lifecycle.roots import require_real_roots
 from runyard.models import RunLocation
 from runyard.registry import lifecycle as registry
 
@@ -125,6 +126,7 @@ def _recover(yard: Yard) -> RecoverResult:
 
     result = RecoverResult()
     settings = yard.settings
+    require_real_roots(settings)
     result.settled.extend(recover_purges(yard))
     removed: list[Path] = []
     interrupted = _interrupted(settings.archive_root, removed)

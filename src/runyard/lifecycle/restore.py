@@ -30,6 +30,7 @@ from runyard.lifecycle.report import (
     relative_to_yard,
     write_report,
 )
+from runyard.lifecycle.roots import require_real_roots
 from runyard.models import RunLocation
 from runyard.registry import lifecycle as registry
 
@@ -67,6 +68,7 @@ def _locate_report(yard: Yard, report_path: Path) -> Path:
 def plan_restore(yard: Yard, report_path: Path, only: Sequence[str] = ()) -> RestorePlan:
     """What a restore would do: each run restored, or skipped as a conflict."""
     settings = yard.settings
+    require_real_roots(settings)
     path = _locate_report(yard, report_path)
     archive = read_archive_report(path, settings)
     assert archive.batch_id is not None
