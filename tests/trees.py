@@ -127,3 +127,182 @@ def remove(path: Path) -> None:
             if not os.path.islink(sub):
                 os.chmod(sub, stat.S_IMODE(os.lstat(sub).st_mode) | 0o700)
     shutil.rmtree(path)
+
+
+# --- hostile trees: what real video and ML workspaces hold ------------------------------------
+# Names and link texts that are not UTF-8 (Python's surrogateescape strings), fifos and
+# sockets left by tools, hard links, extended attributes, deep chains and empty folders.
+
+
+@dataclass(frozen=True)
+class SpecialSpec:
+    """A fifo or a socket file (never opened: opening a fifo blocks)."""
+
+    kind: str  # "fifo" | "socket"
+    mode: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class HardlinkSpec:
+    """A second name of the sibling file named ``to`` (built after the files)."""
+
+    to: str
+
+
+@dataclass(frozen=True)
+class XattrFileSpec:
+    """A file with user extended attributes."""
+
+    content: bytes
+    mode: int
+    mtime_ns: int
+    xattrs: tuple[tuple[str, bytes], ...]
+
+
+HostileNode = Node | SpecialSpec | HardlinkSpec | XattrFileSpec
+
+
+def _fs_name(raw: bytes) -> str:
+    return os.fsdecode(raw)
+
+
+byte_names = (
+    st.binary(min_size=1, max_size=12)
+    .filter(lambda raw: b"/" not in raw and b"\x00" not in raw and raw not in (b".", b".."))
+    .map(_fs_name)
+)
+hostile_names = st.one_of(names, byte_names, st.sampled_from([_fs_name(b"\xff\xfe"), "é"]))
+hostile_link_texts = st.one_of(
+    link_texts, st.binary(min_size=1, max_size=24).filter(lambda b: b"\x00" not in b).map(_fs_name)
+)
+hostile_links = st.builds(LinkSpec, st.sampled_from(LINK_KINDS), mtimes, hostile_link_texts)
+specials = st.builds(SpecialSpec, st.sampled_from(["fifo", "socket"]), file_modes, mtimes)
+xattr_files = st.builds(
+    XattrFileSpec,
+    st.binary(max_size=500),
+    file_modes.filter(lambda m: m & 0o200),  # user xattrs need write permission to set
+    mtimes,
+    st.lists(
+        st.tuples(
+            st.text("abcdefgh", min_size=1, max_size=6).map(lambda n: "user." + n),
+            st.binary(max_size=40),
+        ),
+        max_size=3,
+        unique_by=lambda pair: pair[0],
+    ).map(tuple),
+)
+
+
+def _hostile_dirs(children: st.SearchStrategy[HostileNode]) -> st.SearchStrategy[DirSpec]:
+    return st.builds(
+        DirSpec, st.dictionaries(hostile_names, children, max_size=4), dir_modes, mtimes
+    )
+
+
+hostile_nodes: st.SearchStrategy[HostileNode] = st.recursive(
+    files | hostile_links | specials | xattr_files | _hostile_dirs(st.nothing()),
+    _hostile_dirs,
+    max_leaves=10,
+)
+
+
+def _chain(depth: int, leaf: DirSpec) -> DirSpec:
+    for i in range(depth):
+        leaf = DirSpec({f"d{i}": leaf})
+    return leaf
+
+
+@st.composite
+def hostile_trees(draw: st.DrawFn) -> DirSpec:
+    """A run folder's contents: hostile nodes, hard links to some of its files, and now and
+    then a deep chain of folders; always the seed's ``capcut_draft`` link outside."""
+    children: dict[str, HostileNode] = dict(
+        draw(st.dictionaries(hostile_names, hostile_nodes, max_size=5))
+    )
+    plain = [n for n, c in children.items() if isinstance(c, FileSpec | XattrFileSpec)]
+    for i, target in enumerate(draw(st.lists(st.sampled_from(plain), max_size=2)) if plain else []):
+        children[f"hardlink-{i}"] = HardlinkSpec(target)
+    if draw(st.booleans()):
+        children["deep"] = _chain(draw(st.integers(1, 40)), DirSpec())
+    children["capcut_draft"] = LinkSpec("outside_abs", draw(mtimes))
+    return DirSpec(children, 0o755, draw(mtimes))  # type: ignore[arg-type]
+
+
+def build_into(spec: DirSpec, root: Path, outside: Path) -> None:
+    """Write the hostile ``spec``'s children into the existing folder ``root``."""
+    later: list[tuple[Path, HardlinkSpec]] = []
+    for name, child in spec.children.items():
+        path = root / name
+        if isinstance(child, HardlinkSpec):
+            later.append((path, child))
+        elif isinstance(child, SpecialSpec):
+            kind = stat.S_IFIFO if child.kind == "fifo" else stat.S_IFSOCK
+            os.mknod(path, 0o600 | kind)
+            os.chmod(path, child.mode)
+            os.utime(path, ns=(child.mtime_ns, child.mtime_ns), follow_symlinks=False)
+        elif isinstance(child, XattrFileSpec):
+            path.write_bytes(child.content)
+            for key, value in child.xattrs:
+                os.setxattr(path, key, value)
+            os.chmod(path, child.mode)
+            os.utime(path, ns=(child.mtime_ns, child.mtime_ns))
+        elif isinstance(child, DirSpec):
+            os.mkdir(path)
+            build_into(child, path, outside)
+        elif isinstance(child, FileSpec):
+            path.write_bytes(child.content)
+            os.chmod(path, child.mode)
+            os.utime(path, ns=(child.mtime_ns, child.mtime_ns))
+        else:
+            os.symlink(link_text(child, root, outside), path)
+            os.utime(path, ns=(child.mtime_ns, child.mtime_ns), follow_symlinks=False)
+    for path, link in later:
+        os.link(path.parent / link.to, path)
+    os.chmod(root, spec.mode)
+    os.utime(root, ns=(spec.mtime_ns, spec.mtime_ns))
+
+
+def exact_state(root: Path) -> dict[bytes, tuple[object, ...]]:
+    """Everything a move must keep, by bytes path: type, mode, mtime, size, content, link
+    text, extended attributes, link count and which names share an inode."""
+    base = os.fsencode(root)
+    out: dict[bytes, tuple[object, ...]] = {}
+    inode_first: dict[int, bytes] = {}
+    listing = [base]
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames.sort()
+        listing.extend(os.path.join(dirpath, n) for n in sorted(filenames + dirnames))
+    for full in listing:
+        rel = os.path.relpath(full, base)
+        st_ = os.lstat(full)
+        kind = stat.S_IFMT(st_.st_mode)
+        content: object = None
+        if stat.S_ISREG(st_.st_mode):
+            with open(full, "rb") as f:
+                content = f.read()
+        elif stat.S_ISLNK(st_.st_mode):
+            content = os.readlink(full)
+        attrs: tuple[tuple[str, bytes], ...] = ()
+        if stat.S_ISREG(st_.st_mode) or stat.S_ISDIR(st_.st_mode):
+            attrs = tuple(
+                sorted(
+                    (k, os.getxattr(full, k, follow_symlinks=False))
+                    for k in os.listxattr(full, follow_symlinks=False)
+                    if k.startswith("user.")
+                )
+            )
+        shared = None
+        if stat.S_ISREG(st_.st_mode) and st_.st_nlink > 1:
+            shared = inode_first.setdefault(st_.st_ino, rel)
+        out[rel] = (
+            kind,
+            stat.S_IMODE(st_.st_mode),
+            st_.st_mtime_ns,
+            st_.st_size if not stat.S_ISDIR(st_.st_mode) else 0,
+            content,
+            attrs,
+            st_.st_nlink if not stat.S_ISDIR(st_.st_mode) else None,
+            shared,
+        )
+    return out

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from runyard import fsnames
 from runyard.registry import lifecycle as registry
 from runyard.registry.common import to_utc_naive
 from runyard.registry.lifecycle import Execution
@@ -60,7 +61,15 @@ def log_execution(
     report_path: str | None = None,
     skip_reasons: Mapping[str, int] | None = None,
 ) -> Execution:
-    """Record one execution in the table and append it to the Markdown log."""
+    """Record one execution in the table and append it to the Markdown log.
+
+    Text that is not UTF-8 (an argument naming an odd path, an alarm quoting a name)
+    is kept in display form (``runyard.fsnames``): no database or Markdown file can
+    hold it as it is, and the log must never be what stops a finished batch.
+    """
+    command = [fsnames.shown(part) for part in command]
+    reason = fsnames.shown(reason) if reason is not None else None
+    report_path = fsnames.shown(report_path) if report_path is not None else None
     with yard.write() as conn:
         execution = registry.record_execution(
             conn,
