@@ -260,7 +260,7 @@ def test_list_newest_first_and_last_good_backup(yard_path, cli):
     assert "registry-20000101T000000Z.db" in human.stdout and "NO" in human.stdout
     assert cli.ok("backup", "--list")[-1]["problem"].startswith("no record")
     assert cli("backup", "--list", "--keep", "1").exit_code == 5
-    assert cli("backup", "--keep", "0").exit_code == 2
+    assert cli("backup", "--keep", "0").exit_code == 5  # invalid, like every bad value
 
 
 # --- PostgreSQL backups -------------------------------------------------------------------

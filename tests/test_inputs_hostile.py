@@ -13,11 +13,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text as sql
 
 import runyard
@@ -28,7 +31,7 @@ from runyard.canonical import (
     check_json_limits,
     parse_exact,
 )
-from runyard.errors import Invalid
+from runyard.errors import ConfigFileError, Invalid
 from runyard.jobs.execute import _read_summary
 from tests.conftest import Cli, CliResult
 
@@ -425,3 +428,233 @@ def test_a_runner_summary_that_is_a_fifo_or_out_of_range_is_a_summary_error(
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text(text)
         assert set(_read_summary(tmp_path / name)) == {"summary_error"}, name
+
+
+# --- option values at their edges (issue 13, item 5) ---------------------------------------
+
+EDGES = [
+    ("purge", "--older-than", "1000000"),
+    ("purge", "--older-than", "inf"),
+    ("archive", "--all", "--older-than", "1e12"),
+    ("archive", "--all", "--older-than", "nan"),
+    ("archive", "--all", "--keep-recent-minutes", str(10**15)),
+    ("archive", "--all", "--keep-last-runs", str(10**20)),
+    ("run", "list", "--limit", "0"),
+    ("run", "list", "--limit", "-1"),
+    ("run", "list", "--limit", "1001"),
+    ("run", "list", "--limit", str(2**64)),
+    ("config", "list", "--limit", str(10**12)),
+    ("log", "--limit", "5000"),
+    ("job", "list", "--limit", "-5"),
+    ("run", "list", "--since", "10000-01-01"),
+    ("run", "list", "--until", "9999-12-31T23:59:59-01:00"),
+    ("run", "list", "--since", "0001-01-01T00:00:00+01:00"),
+    ("worker", "--exit-when-idle", "--concurrency", str(10**17)),
+    ("worker", "--exit-when-idle", "--grace", "nan"),
+    ("worker", "--exit-when-idle", "--grace", "1e400"),
+    ("backup", "--keep", "0"),
+    ("backup", "--keep", str(10**20)),
+]
+
+
+@pytest.mark.parametrize("args", EDGES, ids=" ".join)
+def test_option_values_at_the_edges_are_invalid_not_a_crash(
+    cli: Cli, snapshot: Any, args: tuple[str, ...]
+) -> None:
+    before = snapshot()
+    error = _error(cli(*args, "--json"))
+    assert error["code"] == "invalid"
+    assert snapshot() == before
+
+
+def test_plan_show_runs_out_of_range_is_invalid(cli: Cli, lineage: dict[str, str]) -> None:
+    for value in ("-1", "1001", str(10**30)):
+        result = cli("plan", "show", lineage["plan_version_id"], "--runs", value, "--json")
+        assert "--runs must be between 0 and 1,000" in _error(result)["message"]
+
+
+def test_runyard_toml_numbers_have_upper_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "y"
+    runyard.init_yard(path)
+    toml = path / "runyard.toml"
+    original = toml.read_text()
+    for line in (
+        "keep_recent_minutes = 1000000000000000",
+        "keep_last_runs = 100000000000",
+    ):
+        key = line.split(" ")[0]
+        toml.write_text(
+            "\n".join(ln for ln in original.splitlines() if not ln.startswith(key + " "))
+            + f"\n{line}\n"
+        )
+        with pytest.raises(ConfigFileError, match=key):
+            runyard.open_yard(path)
+
+
+_INTS = st.one_of(
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.integers(min_value=-3, max_value=1100),
+    st.sampled_from([2**31, 2**63 - 1, 2**63, 2**64, 10**15, 10**100, -(2**63) - 1]),
+)
+_FLOATS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-1e6, max_value=1e7),
+    st.sampled_from([739_000.0, 739_999.0, 1e12, 1e308, 5e-324, -0.0]),
+)
+_OFFSETS = st.timedeltas(
+    min_value=-timedelta(hours=23, minutes=59), max_value=timedelta(hours=23, minutes=59)
+).map(lambda d: timezone(timedelta(minutes=d // timedelta(minutes=1))))
+_DATES = st.one_of(
+    st.datetimes(
+        min_value=datetime(1, 1, 1),
+        max_value=datetime(9999, 12, 31, 23, 59, 59),
+        timezones=st.none() | _OFFSETS,
+    ).map(datetime.isoformat),
+    st.sampled_from(
+        [
+            "10000-01-01",
+            "0000-01-01",
+            "-0001-01-01",
+            "9999-12-31T23:59:59-23:59",
+            "0001-01-01T00:00:00+23:59",
+            "2026-13-01",
+            "",
+            "2026-02-30",
+            "99999",
+        ]
+    ),
+)
+# Every numeric and date option of the CLI (serve's --port and --workers belong to the web).
+FUZZED: list[tuple[tuple[str, ...], str, st.SearchStrategy[Any]]] = [
+    (("archive", "--all"), "--older-than", _FLOATS),
+    (("archive", "--all"), "--keep-recent-minutes", _INTS),
+    (("archive", "--all"), "--keep-last-runs", _INTS),
+    (("purge",), "--older-than", _FLOATS),
+    (("run", "list"), "--limit", _INTS),
+    (("run", "list"), "--since", _DATES),
+    (("run", "list"), "--until", _DATES),
+    (("scenario", "list"), "--limit", _INTS),
+    (("config", "list"), "--limit", _INTS),
+    (("plan", "list"), "--limit", _INTS),
+    (("plan", "show", "PLAN"), "--runs", _INTS),
+    (("job", "list"), "--limit", _INTS),
+    (("log",), "--limit", _INTS),
+    (("worker", "--exit-when-idle"), "--concurrency", _INTS),
+    (("worker", "--exit-when-idle"), "--grace", _FLOATS),
+    (("backup",), "--keep", _INTS),
+]
+DOCUMENTED_EXITS = {0, 2, 3, 4, 5, 6, 7}  # docs/exit-codes.md; 1 is "unforeseen"
+
+
+@pytest.mark.parametrize(("command", "option", "values"), FUZZED, ids=lambda v: str(v))
+def test_every_numeric_and_date_option_answers_with_a_documented_exit(
+    sqlite_yard: Path,
+    command: tuple[str, ...],
+    option: str,
+    values: st.SearchStrategy[Any],
+) -> None:
+    cli = Cli(sqlite_yard)
+    scenario = cli.ok("scenario", "add", "base")
+    config = cli.ok("config", "add", "-", input="{}")
+    plan = cli.ok(
+        "plan",
+        "create",
+        "--scenario",
+        scenario["scenario_id"],
+        "--config",
+        config["config_version_id"],
+    )["plan_version_id"]
+    argv = [plan if part == "PLAN" else part for part in command]
+
+    @settings(
+        max_examples=25 if command[0] in ("worker", "backup") else 60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(value=values)
+    def check(value: Any) -> None:
+        shown = value if isinstance(value, str) else repr(value)
+        result = cli(*argv, f"{option}={shown}", "--json")  # catch_exceptions=False: no crash
+        assert result.exit_code in DOCUMENTED_EXITS, (shown, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr
+        if result.exit_code not in (0, 2):
+            assert result.json["error"]["code"] == "invalid", (shown, result.stdout)
+
+    check()
+
+
+# --- errors name the right thing (issue 13, item 9) -----------------------------------------
+
+
+def test_run_finish_on_a_finished_run_says_already_finished(
+    cli: Cli, lineage: dict[str, str], snapshot: Any
+) -> None:
+    run_id = cli.ok("run", "start", "--plan", lineage["plan_version_id"])["run_id"]
+    cli.ok("run", "finish", run_id, "--status", "succeeded")
+    before = snapshot()
+    result = cli("run", "finish", run_id, "--status", "failed", "--json")
+    assert result.exit_code == 4
+    assert result.json["error"]["code"] == "conflict"
+    assert result.json["error"]["message"] == f"run {run_id} is already finished (succeeded)"
+    assert snapshot() == before
+
+
+def _archived(cli: Cli, lineage: dict[str, str], yard_path: Path) -> tuple[str, str]:
+    """A finished run, archived alone: (run id, batch id)."""
+    run_id = cli.ok("run", "start", "--plan", lineage["plan_version_id"])["run_id"]
+    cli.ok("run", "finish", run_id, "--status", "succeeded")
+    done = cli.ok(
+        "archive",
+        "--run-id",
+        run_id,
+        "--keep-recent-minutes",
+        "0",
+        "--keep-last-runs",
+        "0",
+        "--run",
+    )
+    assert [e["run_id"] for e in done["entries"]] == [run_id], done
+    return run_id, done["batch_id"]
+
+
+def test_restore_takes_a_batch_id_or_a_run_id_as_well_as_a_report(
+    cli: Cli, lineage: dict[str, str], yard_path: Path
+) -> None:
+    run_id, batch_id = _archived(cli, lineage, yard_path)
+    dry = cli.ok("restore", batch_id)
+    assert [(e["run_id"], e["status"]) for e in dry["entries"]] == [(run_id, "pending")]
+    assert cli.ok("run", "show", run_id)["location"] == "archived"  # a dry run moves nothing
+    done = cli.ok("restore", "--batch", batch_id, "--run")
+    assert done["restored"] == 1
+    assert cli.ok("run", "show", run_id)["location"] == "active"
+
+    run_id, batch_id = _archived(cli, lineage, yard_path)
+    assert cli.ok("restore", "--run-id", run_id)["entries"][0]["status"] == "pending"
+    done = cli.ok("restore", "--run-id", run_id, "--run")
+    assert done["restored"] == 1 and Path(done["report_path"]).parent.name == batch_id
+    assert cli.ok("run", "show", run_id)["location"] == "active"
+    report = yard_path / "_archive" / batch_id / "archive_report.json"
+    assert cli.ok("restore", "--report", str(report))["entries"][0]["status"] != "pending"
+
+
+def test_restore_names_what_is_wrong(cli: Cli, lineage: dict[str, str], yard_path: Path) -> None:
+    run_id, batch_id = _archived(cli, lineage, yard_path)
+    report = str(yard_path / "_archive" / batch_id / "archive_report.json")
+    for args in (
+        (),
+        (batch_id, "--report", report),
+        ("--batch", batch_id, "--run-id", run_id),
+        ("--run-id", run_id, "--only-run-id", run_id),
+    ):
+        result = cli("restore", *args, "--json")
+        assert result.exit_code == 2, (args, result.stdout, result.stderr)
+        assert "one way" in result.stderr or "--only-run-id" in result.stderr
+    missing = cli("restore", "20990101T000000Z", "--json")
+    assert missing.exit_code == 3 and missing.json["error"]["code"] == "not_found"
+    as_path = cli("restore", report, "--json")
+    assert as_path.exit_code == 5 and f"--report {report}" in as_path.json["error"]["hint"]
+    active = cli.ok("run", "start", "--plan", lineage["plan_version_id"])["run_id"]
+    refused = cli("restore", "--run-id", active, "--json")
+    assert refused.exit_code == 4 and "not archived" in refused.json["error"]["message"]
+    unknown = cli("restore", "--run-id", "no-such-run", "--json")
+    assert unknown.exit_code == 3

@@ -25,8 +25,15 @@ from runyard.errors import ConfigFileError, Invalid, YardNotFound
 CONFIG_FILENAME = "runyard.toml"
 DEFAULT_SQLITE_FILENAME = "registry.db"
 
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
+# Upper bounds keep every number inside what timers, dates and BIGINT columns can hold
+# (time.sleep(1e20) and timedelta(minutes=10**15) overflow); docs/configuration.md.
+MAX_COUNT = 10**9
+MAX_KEEP_RECENT_MINUTES = 52_560_000  # 100 years
+MAX_KEEP_LAST_RUNS = 1_000_000
+MAX_SECONDS = 10_000_000  # about 115 days
+
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_COUNT)]
+Seconds = Annotated[int, Field(gt=0, le=MAX_SECONDS)]
 
 
 def _check_regex(value: str, key: str) -> str:
@@ -79,7 +86,7 @@ class RunnerSection(_Strict):
     argv: list[str] | None = None
     entry: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
-    timeout_seconds: PositiveInt = 3600
+    timeout_seconds: Seconds = 3600
 
     @model_validator(mode="after")
     def _fits_its_kind(self) -> RunnerSection:
@@ -104,9 +111,9 @@ DEFAULT_RUNNER = RunnerSection(kind="python", entry="runyard.examples.psi:run")
 
 
 class JobsSection(_Strict):
-    max_attempts: PositiveInt = 1
-    heartbeat_seconds: PositiveInt = 2
-    lost_after_seconds: PositiveInt = 30
+    max_attempts: Annotated[int, Field(gt=0, le=100)] = 1
+    heartbeat_seconds: Annotated[int, Field(gt=0, le=3600)] = 2
+    lost_after_seconds: Seconds = 30
 
     @model_validator(mode="after")
     def _lost_after_several_beats(self) -> JobsSection:
@@ -128,8 +135,8 @@ class YardFile(_Strict):
     logs_dir: str = Field(default="logs", min_length=1)
     group_pattern: str | None = None
     legacy_patterns: list[str] = Field(default_factory=list)
-    keep_recent_minutes: NonNegativeInt = 60
-    keep_last_runs: NonNegativeInt = 2
+    keep_recent_minutes: Annotated[int, Field(ge=0, le=MAX_KEEP_RECENT_MINUTES)] = 60
+    keep_last_runs: Annotated[int, Field(ge=0, le=MAX_KEEP_LAST_RUNS)] = 2
     keep_marker: str = Field(default=".keep", min_length=1)
     references: list[ReferenceRule] = Field(default_factory=list)
     db: DbSection = Field(default_factory=DbSection)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from runyard.cli.common import JsonOption, yard_from
+from runyard.cli.common import JsonOption, check_range, yard_from
 from runyard.cli.output import (
     console,
     err_console,
@@ -21,6 +21,7 @@ from runyard.cli.output import (
     table,
     when,
 )
+from runyard.config import MAX_COUNT
 from runyard.durability.backup import BackupReport, Check, list_backups, run_backup
 from runyard.durability.restore_db import (
     RestorePlan,
@@ -43,8 +44,7 @@ def backup(
         int | None,
         typer.Option(
             "--keep",
-            min=1,
-            help="After a verified backup, delete the oldest verified ones beyond N.",
+            help="After a verified backup, delete the oldest verified ones beyond N (N >= 1).",
             metavar="N",
         ),
     ] = None,
@@ -57,6 +57,7 @@ def backup(
     json_output: JsonOption = False,
 ) -> None:
     """Back up the registry into <yard>/backups and verify the copy (exit 6 if it fails)."""
+    check_range(keep, "--keep", 1, MAX_COUNT)
     if list_:
         if keep is not None or sql:
             raise Invalid("--list only lists the backups: it takes no --keep or --sql")

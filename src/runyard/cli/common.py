@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import math
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -93,15 +94,61 @@ def read_json_object(value: str, what: str) -> dict[str, Any]:
 
 
 def parse_time(value: str | None, what: str) -> datetime | None:
-    """An ISO 8601 date or date-time (``2026-11-21``, ``2026-11-21T09:00+09:00``); naive = UTC."""
+    """An ISO 8601 date or date-time (``2026-11-21``, ``2026-11-21T09:00+09:00``); naive = UTC.
+
+    It must stay within the years 1 to 9999 once converted to UTC (``0001-01-01T00:00+01:00``
+    does not): Invalid, never an OverflowError.
+    """
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value)
     except ValueError:
         raise Invalid(
             f"{what} {value!r} is not an ISO 8601 date or time (e.g. 2026-11-21 or "
-            "2026-11-21T09:00:00Z)"
+            "2026-11-21T09:00:00Z); years 1 to 9999"
+        ) from None
+    if parsed.tzinfo is not None:
+        try:
+            parsed.astimezone(UTC)
+        except OverflowError:
+            raise Invalid(
+                f"{what} {value!r} falls outside the years 1 to 9999 once converted to UTC"
+            ) from None
+    return parsed
+
+
+def _shown_number(value: float) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 30 else text[:12] + "…" + f" ({len(text)} digits)"
+
+
+def check_range(value: int | None, what: str, low: int, high: int) -> None:
+    """Invalid (exit 5, like every other bad value) unless ``low <= value <= high``."""
+    if value is not None and not low <= value <= high:
+        raise Invalid(f"{what} must be between {low:,} and {high:,} (got {_shown_number(value)})")
+
+
+def check_seconds(value: float, what: str, high: float) -> None:
+    """A finite number of seconds from 0 to ``high``; Invalid otherwise (inf, nan too)."""
+    if not (math.isfinite(value) and 0 <= value <= high):
+        raise Invalid(f"{what} must be between 0 and {high:,g} seconds (got {value})")
+
+
+def check_days(value: float | None, what: str) -> None:
+    """A number of days back from now: finite, 0 or more, and not before the year 1."""
+    if value is None:
+        return
+    if not (math.isfinite(value) and value >= 0):
+        raise Invalid(f"{what} must be a number of days, 0 or more (got {value})")
+    now = datetime.now(UTC)
+    try:
+        now - timedelta(days=value)
+    except OverflowError:
+        largest = (now - datetime(1, 1, 1, tzinfo=UTC)).days
+        raise Invalid(
+            f"{what} {_shown_number(value)} days reaches before the year 1; the largest "
+            f"accepted is {largest:,} days"
         ) from None
 
 

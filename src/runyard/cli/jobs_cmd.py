@@ -10,7 +10,14 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from runyard.cli.common import AfterOption, JsonOption, LimitOption, yard_from
+from runyard.cli.common import (
+    AfterOption,
+    JsonOption,
+    LimitOption,
+    check_range,
+    check_seconds,
+    yard_from,
+)
 from runyard.cli.output import (
     console,
     err_console,
@@ -23,9 +30,10 @@ from runyard.cli.output import (
     table,
     when,
 )
-from runyard.errors import Invalid, JobFailed
+from runyard.config import MAX_SECONDS
+from runyard.errors import JobFailed
 from runyard.jobs import service
-from runyard.jobs.worker import Worker
+from runyard.jobs.worker import MAX_CONCURRENCY, Worker
 from runyard.models import Job, JobStatus
 from runyard.registry import jobs as job_registry
 from runyard.yard import Yard
@@ -244,10 +252,8 @@ def worker(
 ) -> None:
     """Run jobs until stopped. SIGTERM or Ctrl-C: claim no more, let running jobs finish
     (up to --grace seconds), then cancel the rest; a second signal cancels at once."""
-    if concurrency < 1:
-        raise Invalid(f"--concurrency must be at least 1 (got {concurrency})")
-    if grace < 0:
-        raise Invalid(f"--grace cannot be negative (got {grace})")
+    check_range(concurrency, "--concurrency", 1, MAX_CONCURRENCY)
+    check_seconds(grace, "--grace", MAX_SECONDS)
     with yard_from(ctx) as yard:
         runner = Worker(yard, concurrency, exit_when_idle=exit_when_idle)
         signals = {"count": 0}

@@ -6,6 +6,7 @@ would happen and writes its report into the logs folder.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,9 +14,18 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from runyard.cli.common import AfterOption, JsonOption, LimitOption, yard_from
-from runyard.cli.output import console, handles_errors, print_json, table, when
-from runyard.errors import Refused
+from runyard.cli.common import (
+    AfterOption,
+    JsonOption,
+    LimitOption,
+    check_days,
+    check_range,
+    yard_from,
+)
+from runyard.cli.output import console, err_console, handles_errors, print_json, table, when
+from runyard.config import MAX_KEEP_LAST_RUNS, MAX_KEEP_RECENT_MINUTES
+from runyard.errors import Invalid, Refused
+from runyard.lifecycle import actions as lifecycle_actions
 from runyard.lifecycle import archive as archive_core
 from runyard.lifecycle import purge as purge_core
 from runyard.lifecycle import recover as recover_core
@@ -42,6 +52,23 @@ def _size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
+
+
+def _exit_for_unhandled_runs(report: ArchiveReport, json_output: bool) -> None:
+    """Exit 4 when a run failed to move or was skipped for a problem (not for a guard):
+    the others were archived, and a script or cron job learns that one needs a person."""
+    s = report.summary
+    if not (s.failed or s.problems):
+        return
+    if not json_output:
+        err_console().print(
+            Text(
+                f"error: {s.failed} run(s) failed and {s.problems} could not be handled; "
+                "the others were archived (see the report)",
+                style="red",
+            )
+        )
+    raise typer.Exit(Refused.exit_code)
 
 
 def _print_archive(report: ArchiveReport, dry_run: bool) -> None:
@@ -123,6 +150,9 @@ def archive(
     json_output: JsonOption = False,
 ) -> None:
     """Archive run folders: every guard applied, dry run unless --run."""
+    check_days(older_than, "--older-than")
+    check_range(keep_recent_minutes, "--keep-recent-minutes", 0, MAX_KEEP_RECENT_MINUTES)
+    check_range(keep_last_runs, "--keep-last-runs", 0, MAX_KEEP_LAST_RUNS)
     scope = Scope(
         groups=group or (),
         run_ids=run_id or (),
@@ -172,8 +202,7 @@ def archive(
         _print_archive(result.report, dry_run=False)
         if result.report_path is not None:
             console().print(f"archive report: {result.report_path}")
-    if result.report.summary.failed:
-        raise typer.Exit(Refused.exit_code)
+    _exit_for_unhandled_runs(result.report, json_output)
 
 
 def _print_restore(report: RestoreReport, dry_run: bool) -> None:
@@ -199,57 +228,123 @@ def _print_restore(report: RestoreReport, dry_run: bool) -> None:
 @handles_errors
 def restore(
     ctx: typer.Context,
+    batch_arg: Annotated[
+        str | None,
+        typer.Argument(
+            help="The archive batch to restore (e.g. 20261207T020402Z); or use --batch, "
+            "--report or --run-id.",
+            metavar="[BATCH_ID]",
+            show_default=False,
+        ),
+    ] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option("--batch", help="The archive batch to restore, by its id.", metavar="ID"),
+    ] = None,
     report: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--report", help="An archive_report.json (or its batch folder).", metavar="PATH"
         ),
-    ],
+    ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            "--run-id",
+            help="Restore this one archived run; its batch is the one the registry records for it.",
+            metavar="RUN_ID",
+        ),
+    ] = None,
     only_run_id: Annotated[
         list[str] | None,
-        typer.Option("--only-run-id", help="Restore only this run (repeatable).", metavar="ID"),
+        typer.Option(
+            "--only-run-id",
+            help="With a batch or --report: restore only this run (repeatable).",
+            metavar="ID",
+        ),
     ] = None,
     run: Annotated[
         bool, typer.Option("--run", help="Move back for real (default: dry run).")
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Restore archived runs from a report, exactly where they were; never overwrites."""
-    with yard_from(ctx) as yard:
-        if not run:
-            plan = restore_core.plan_restore(yard, Path(report), only_run_id or ())
-            path = restore_core.write_restore_dry_run(yard, plan)
-            if json_output:
-                print_json({**plan.report.model_dump(mode="json"), "report_path": str(path)})
-                return
-            _print_restore(plan.report, dry_run=True)
-            pending = sum(1 for e in plan.report.entries if e.status == "pending")
-            console().print(
-                f"dry run: {pending} to restore, {plan.report.conflicts} conflicts. "
-                f"Report: {path}. Add --run to restore."
-            )
-            return
-        result = restore_core.run_restore(
-            yard, Path(report), only_run_id or (), ["runyard", *sys.argv[1:]]
+    """Restore archived runs exactly where they were; never overwrites. Name what to
+    restore one way: a batch id (argument or --batch), --report PATH, or --run-id RUN."""
+    sources = [
+        name
+        for name, value in (
+            ("BATCH_ID", batch_arg),
+            ("--batch", batch),
+            ("--report", report),
+            ("--run-id", run_id),
         )
+        if value is not None
+    ]
+    if len(sources) != 1:
+        raise typer.BadParameter(
+            "name what to restore one way: a batch id (BATCH_ID or --batch ID), "
+            "--report PATH, or --run-id RUN_ID"
+            + (f" (got {' and '.join(sources)})" if sources else ""),
+            param_hint="BATCH_ID",
+        )
+    if run_id is not None and only_run_id:
+        raise typer.BadParameter(
+            "--run-id restores one run by itself; --only-run-id narrows a batch or a report",
+            param_hint="--only-run-id",
+        )
+    only = only_run_id or ()
+    command = ["runyard", *sys.argv[1:]]
+    with yard_from(ctx) as yard:
+        if run_id is not None:
+            outcome = lifecycle_actions.restore_run(yard, run_id, run=run, command=command)
+        elif report is None:
+            chosen = batch_arg if batch_arg is not None else batch
+            assert chosen is not None
+            try:
+                outcome = lifecycle_actions.restore(yard, chosen, only, run=run, command=command)
+            except Invalid as exc:
+                if os.path.exists(chosen):  # a report or batch folder given as a batch id
+                    exc.hint = f"to restore from a report or a batch folder: --report {chosen}"
+                raise
+        elif not run:
+            plan = restore_core.plan_restore(yard, Path(report), only)
+            path = restore_core.write_restore_dry_run(yard, plan)
+            outcome = lifecycle_actions.RestoreOutcome(plan.report, path, True, [])
+        else:
+            done = restore_core.run_restore(yard, Path(report), only, command)
+            outcome = lifecycle_actions.RestoreOutcome(
+                done.report, done.report_path, False, done.recovered
+            )
+    result = outcome.report
+    if outcome.dry_run:
+        if json_output:
+            print_json({**result.model_dump(mode="json"), "report_path": str(outcome.report_path)})
+            return
+        _print_restore(result, dry_run=True)
+        pending = sum(1 for e in result.entries if e.status == "pending")
+        console().print(
+            f"dry run: {pending} to restore, {result.conflicts} conflicts. "
+            f"Report: {outcome.report_path}. Add --run to restore."
+        )
+        return
     if json_output:
         print_json(
             {
-                **result.report.model_dump(mode="json"),
-                "report_path": str(result.report_path),
-                "recovered": result.recovered,
+                **result.model_dump(mode="json"),
+                "report_path": str(outcome.report_path),
+                "recovered": outcome.recovered,
             }
         )
     else:
-        for line in result.recovered:
+        for line in outcome.recovered:
             console().print(Text(f"recovered first: {line}", style="yellow"))
-        _print_restore(result.report, dry_run=False)
+        _print_restore(result, dry_run=False)
         console().print(
-            f"{result.report.restored} restored, {result.report.conflicts} "
-            f"conflicts, {result.report.failed} failed. Report: "
-            f"{result.report_path}"
+            f"{result.restored} restored, {result.conflicts} "
+            f"conflicts, {result.failed} failed. Report: "
+            f"{outcome.report_path}"
         )
-    if result.report.failed or result.report.conflicts:
+    if result.failed or result.conflicts:
         raise typer.Exit(Refused.exit_code)
 
 
@@ -340,8 +435,7 @@ def retention(
                 style="yellow",
             )
         )
-    if result.report.summary.failed:
-        raise typer.Exit(Refused.exit_code)
+    _exit_for_unhandled_runs(result.report, json_output)
 
 
 @handles_errors
@@ -356,6 +450,7 @@ def purge(
     json_output: JsonOption = False,
 ) -> None:
     """Delete archived runs of old batches (never pinned ones); dry run unless --run."""
+    check_days(older_than, "--older-than")
     command = ["runyard", *sys.argv[1:]]
     with yard_from(ctx) as yard:
         if not run:

@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from runyard.cli.common import AfterOption, JsonOption, LimitOption, parse_key_values, yard_from
+from runyard.cli.common import (
+    AfterOption,
+    JsonOption,
+    LimitOption,
+    check_range,
+    parse_key_values,
+    yard_from,
+)
 from runyard.cli.output import (
     console,
     handles_errors,
@@ -21,6 +28,7 @@ from runyard.cli.output import (
 )
 from runyard.models import PlanVersion
 from runyard.registry import plans
+from runyard.registry.common import MAX_PAGE_SIZE
 from runyard.registry.lineage import plan_detail
 
 app = typer.Typer(
@@ -134,13 +142,12 @@ def show(
     plan_id: Annotated[str, typer.Argument(help="Plan version id (pv-…).", metavar="ID")],
     runs: Annotated[
         int,
-        typer.Option(
-            "--runs", help="How many of its newest runs to show.", min=0, max=1000, metavar="N"
-        ),
+        typer.Option("--runs", help="How many of its newest runs to show (0-1000).", metavar="N"),
     ] = 20,
     json_output: JsonOption = False,
 ) -> None:
     """Show a plan version with its scenario, config version and runs."""
+    check_range(runs, "--runs", 0, MAX_PAGE_SIZE)
     with yard_from(ctx) as yard:
         detail = plan_detail(yard, plan_id, run_limit=runs)
     if json_output:

@@ -55,6 +55,10 @@ def append_job_log(yard: Yard, job_id: str, line: str) -> None:
         out.write(f"{stamp}  {line}\n")
 
 
+MAX_CONCURRENCY = 256
+"""Threads of one worker; more workers (processes, machines) share the queue beyond that."""
+
+
 @dataclass
 class WorkerStats:
     worker_id: str
@@ -78,8 +82,8 @@ class Worker:
         only_job: str | None = None,
         worker_id: str | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
+        if not 1 <= concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"concurrency must be between 1 and {MAX_CONCURRENCY}")
         self.yard = yard
         self.concurrency = 1 if only_job else concurrency
         self.exit_when_idle = exit_when_idle or only_job is not None

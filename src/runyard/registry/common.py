@@ -20,10 +20,16 @@ def utcnow() -> datetime:
 
 
 def to_utc_naive(value: datetime) -> datetime:
-    """A datetime as naive UTC (naive input is taken to be UTC already)."""
+    """A datetime as naive UTC (naive input is taken to be UTC already); Invalid when UTC
+    would fall outside the years 1 to 9999 (``0001-01-01T00:00+01:00``)."""
     if value.tzinfo is None:
         return value
-    return value.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise Invalid(
+            f"{value.isoformat()} falls outside the years 1 to 9999 once converted to UTC"
+        ) from None
 
 
 def as_aware(value: datetime | None) -> datetime | None:

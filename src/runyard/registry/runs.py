@@ -344,6 +344,11 @@ def finish_run(
             raise NotFound(f"no run {run_id!r}", hint="`runyard run list` shows them")
         known = _to_model(row, yard.settings)
     current = known.status
+    if current in FINISH_STATUSES:
+        raise Conflict(
+            f"run {run_id} is already finished ({current.value})",
+            hint=f"`runyard run show {run_id}` shows it; a finished run's status never changes",
+        )
     if current not in (RunStatus.queued, RunStatus.running):
         raise Conflict(
             f"run {run_id!r} is {current.value}; only a queued or running run can be "
