@@ -28,6 +28,7 @@ from runyard.lifecycle.journal import Journal
 from runyard.lifecycle.lock import yard_lock
 from runyard.lifecycle.report import (
     ARCHIVE_REPORT_NAME,
+    PROBLEM_SKIPS,
     ArchiveEntry,
     ArchiveReport,
     ArchiveSkip,
@@ -284,6 +285,9 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
         candidates=len(selected),
         to_archive=len(report.entries),
         skipped=len(report.skips),
+        problems=sum(
+            1 for skip in report.skips if any(r.code in PROBLEM_SKIPS for r in skip.reasons)
+        ),
         bytes_to_archive=sum(e.bytes for e in report.entries),
     )
     unregistered = [f.run_id for f in facts if not f.registered]

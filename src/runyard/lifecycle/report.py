@@ -93,10 +93,16 @@ class ArchiveSkip(_Model):
     reasons: list[SkipReasonDoc]
 
 
+PROBLEM_SKIPS = frozenset({"unreadable", "cannot_keep", "swapped_for_symlink"})
+"""Skip reasons that are not a guard's choice but a run runyard could not handle: the
+batch goes on without it, and the command's exit code says so (4)."""
+
+
 class ArchiveSummary(_Model):
     candidates: int = 0
     to_archive: int = 0
     skipped: int = 0
+    problems: int = 0  # skips for a reason in PROBLEM_SKIPS
     moved: int = 0
     failed: int = 0
     bytes_to_archive: int = 0
