@@ -304,12 +304,12 @@ class Source:
     def materialize(self, where: Path, name: str) -> tuple[Path, Path]:
         """An independent copy of the yard in ``where``: (yard, its archive root)."""
         yard = where / "yard"
-        shutil.copytree(self.yard, yard, symlinks=True)
+        _copy_exact(self.yard, yard)
         if self.shm is None:
             return yard, yard / "_archive"
         source_root = self.shm / "source"
         root = self.shm / name
-        shutil.copytree(source_root, root, symlinks=True)
+        _copy_exact(source_root, root)
         _set_archive_root(yard, str(root))
         if self.batch is not None:  # the report names the (absolute) archive root in each dst
             report = root / self.batch / "archive_report.json"
@@ -318,6 +318,12 @@ class Source:
                 entry["dst"] = entry["dst"].replace(str(source_root), str(root), 1)
             report.write_text(json.dumps(data, indent=2))
         return yard, root
+
+
+def _copy_exact(src: Path, dst: Path) -> None:
+    """``cp -a``: fifos, hard links and extended attributes too (copytree refuses fifos)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", "--no-target-directory", str(src), str(dst)], check=True)
 
 
 def _set_archive_root(yard: Path, value: str) -> None:
@@ -379,6 +385,18 @@ def build_source(base: Path, n_runs: int, *, shm: Path | None = None) -> Source:
             ("capcut_draft", str(external)),
         )[i % 3]
         os.symlink(link[1], folder / link[0])
+        # What real workspaces hold (issue 13): names and link texts that are not UTF-8,
+        # a tool's fifo, a hard link, an extended attribute. A crash must spare them too.
+        if i % 6 == 0:
+            odd = os.fsdecode(b"take\xff\xfe")
+            (folder / odd).write_bytes(b"odd name")
+            os.symlink(os.fsdecode(b"/nonexistent/\xe9\xff"), folder / f"{odd}.lnk")
+        if i % 9 == 0:
+            os.mkfifo(folder / "progress.fifo")
+        if i % 10 == 3:
+            os.link(folder / "data.txt", folder / "sub" / "data-again.txt")
+        if i % 11 == 0:
+            os.setxattr(folder / "data.txt", "user.origin", b"camera-2")
         if i % 8 == 0:
             cli.ok("run", "finish", run_id, "--status", "succeeded")
     cli.ok("run", "import", *(str(runs_root / r) for r in legacy))
