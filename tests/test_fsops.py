@@ -6,6 +6,7 @@ one, they skip with a loud reason.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -852,3 +853,16 @@ def test_sigkill_at_every_step_boundary_then_finish(tmp_path: Path, archive_root
             move_tree(dst, run)
     assert outcomes == ({"not_moved", "moved", "settled_both"} if cross else {"not_moved", "moved"})
     assert scan_tree(outside) == outside_before
+
+
+def test_a_digest_recorded_before_hard_links_counted_still_verifies(tmp_path: Path) -> None:
+    """Batches archived before runyard recorded hard links carry digests without them:
+    restore and recover must still accept the tree they describe."""
+    run, _ = make_run(tmp_path)
+    os.link(run / "run.json", run / "frames" / "run-again.json")
+    scan = scan_tree(run)
+    plain = [dataclasses.replace(e, hardlink=None) for e in scan.entries]
+    older = fsops._tree_digest(plain, content=True)
+    assert older != scan.digest and scan.agrees_with(older)
+    move_tree(run, tmp_path / "archive" / "r1", expected=older)
+    assert (tmp_path / "archive" / "r1" / "frames" / "run-again.json").exists()

@@ -119,10 +119,13 @@ class TreeScan:
     files: int
     newest_mtime_ns: int
     symlinks: tuple[tuple[str, str], ...]
+    # The digests as runyard wrote them before it recorded hard links (issue 13), for a
+    # tree that has some: a batch archived then still restores and recovers.
+    older_digests: tuple[str, ...] = ()
 
     def agrees_with(self, digest: str) -> bool:
         """True when ``digest`` (full or metadata-only) identifies this tree."""
-        return digest in (self.digest, self.metadata_digest)
+        return digest in (self.digest, self.metadata_digest) or digest in self.older_digests
 
     def differences(self, other: TreeScan, limit: int = 5) -> list[str]:
         """The first paths whose entries differ between two scans, for error messages."""
@@ -372,7 +375,14 @@ def _tree_digest(entries: Iterable[Entry], content: bool) -> str:
 def _build_scan(entries: list[Entry], content_hashed: bool) -> TreeScan:
     ordered = tuple(sorted(entries, key=_path_of))
     meta = _tree_digest(ordered, content=False)
+    older: tuple[str, ...] = ()
+    if any(e.hardlink for e in ordered):
+        plain = [dataclasses.replace(e, hardlink=None) for e in ordered]
+        older = (_tree_digest(plain, content=False),)
+        if content_hashed:
+            older += (_tree_digest(plain, content=True),)
     return TreeScan(
+        older_digests=older,
         entries=ordered,
         content_hashed=content_hashed,
         digest=_tree_digest(ordered, content=True) if content_hashed else meta,
