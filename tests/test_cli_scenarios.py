@@ -71,7 +71,7 @@ def test_human_output_is_a_table(cli):
 def test_undecodable_text_refused(cli, snapshot):
     before = snapshot()
     result = cli("scenario", "add", "ok", "--description", "bad\udcff")
-    assert result.exit_code == 5 and "not valid text" in result.stderr
+    assert result.exit_code == 5 and "not valid UTF-8 text" in result.stderr
     assert snapshot() == before
 
 

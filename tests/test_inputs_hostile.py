@@ -33,7 +33,7 @@ from runyard.canonical import (
 )
 from runyard.errors import ConfigFileError, Invalid
 from runyard.jobs.execute import _read_summary
-from tests.conftest import Cli, CliResult
+from tests.conftest import Cli, CliResult, registry_snapshot, tree_snapshot
 
 
 def nested(depth: int, leaf: str = "1") -> str:
@@ -658,3 +658,85 @@ def test_restore_names_what_is_wrong(cli: Cli, lineage: dict[str, str], yard_pat
     assert refused.exit_code == 4 and "not archived" in refused.json["error"]["message"]
     unknown = cli("restore", "--run-id", "no-such-run", "--json")
     assert unknown.exit_code == 3
+
+
+# --- text options that are not UTF-8 (issue 13, item 1: --reason and other text) -----------
+
+BAD = b"caf\xe9"  # Latin-1 "café": not UTF-8; Python sees "caf\udce9"
+
+
+def _run_bytes(*argv: bytes, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable.encode(), b"-m", b"runyard", *argv],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_text_options_that_are_not_utf8_are_refused_before_anything_happens(
+    sqlite_yard: Path, tmp_path: Path
+) -> None:
+    cli = Cli(sqlite_yard)
+    cli.ok("scenario", "add", "base")
+    config = cli.ok("config", "add", "-", input="{}")["config_version_id"]
+    plan = cli.ok("plan", "create", "--scenario", "base", "--config", config)["plan_version_id"]
+    run_id = cli.ok("run", "start", "--plan", plan)["run_id"]
+    before = tree_snapshot(sqlite_yard), registry_snapshot(sqlite_yard)
+    yard = (b"--yard", os.fsencode(sqlite_yard))
+    p, c, r = plan.encode(), config.encode(), run_id.encode()
+    cases: list[tuple[bytes, ...]] = [
+        (b"archive", b"--all", b"--reason", BAD),
+        (b"archive", b"--all", b"--reason", BAD, b"--run", b"--yes"),
+        (b"archive", b"--group", BAD),
+        (b"scenario", b"add", BAD),
+        (b"scenario", b"add", b"s2", b"--description", BAD),
+        (b"scenario", b"lock", b"base", b"--reason", BAD),
+        (b"config", b"add", b"-", b"--name", BAD),
+        (b"plan", b"create", b"--scenario", b"base", b"--config", c, b"--label", BAD),
+        (b"plan", b"create", b"--scenario", b"base", b"--config", c, b"--param", b"k=" + BAD),
+        (b"plan", b"create", b"--scenario", BAD, b"--config", c),
+        (b"run", b"start", b"--plan", p, b"--group", BAD),
+        (b"run", b"start", b"--plan", p, b"--tag", b"owner=" + BAD),
+        (b"run", b"start", b"--plan", p, b"--tag", BAD + b"=x"),
+        (b"run", b"finish", r, b"--status", b"failed", b"--error", BAD),
+        (b"run", b"list", b"--group", BAD),
+        (b"run", b"list", b"--scenario", BAD),
+        (b"config", b"show", BAD),
+        (b"job", b"list", b"--plan", BAD),
+        (b"restore", BAD),
+    ]
+    for argv in cases:
+        result = _run_bytes(*yard, *argv, b"--json")
+        shown = b" ".join(argv)
+        assert result.returncode == 5, (shown, result.stdout, result.stderr)
+        assert b"Traceback" not in result.stderr, shown
+        error = json.loads(result.stdout)["error"]
+        assert error["code"] == "invalid" and "is not valid UTF-8 text" in error["message"]
+        assert "caf\\xe9" in error["message"], error  # shown as \xNN, never as mojibake
+    assert (tree_snapshot(sqlite_yard), registry_snapshot(sqlite_yard)) == before
+    assert not list((sqlite_yard / "_archive").iterdir())  # not even an empty batch folder
+    assert cli.ok("run", "show", run_id)["status"] == "running"
+
+
+def test_a_yard_path_that_is_not_utf8_is_refused_not_a_crash(tmp_path: Path) -> None:
+    target = os.fsencode(tmp_path) + b"/yard-" + BAD
+    for argv in ((b"init", target), (b"demo", target), (b"--yard", target, b"run", b"list")):
+        result = _run_bytes(*argv, b"--json", timeout=120)
+        assert result.returncode == 5, (argv, result.stdout, result.stderr)
+        assert "is not UTF-8 text" in json.loads(result.stdout)["error"]["message"]
+    assert os.listdir(tmp_path) == []  # init and demo made nothing
+    made = tmp_path / "ok"
+    result = _run_bytes(b"init", os.fsencode(made), b"--db", b"/tmp/" + BAD + b".db", b"--json")
+    assert result.returncode == 5 and b"--db" in result.stdout
+    assert not made.exists()
+
+
+def test_a_file_name_that_is_not_utf8_is_used_as_it_is(sqlite_yard: Path, tmp_path: Path) -> None:
+    """Paths are exempt: their bytes are the name, read losslessly."""
+    name = os.fsencode(tmp_path) + b"/conf-" + BAD + b".json"
+    with open(name, "wb") as out:
+        out.write(b'{"lot": 10}')
+    result = _run_bytes(b"--yard", os.fsencode(sqlite_yard), b"config", b"add", name, b"--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["content"] == {"lot": 10}

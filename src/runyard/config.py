@@ -368,6 +368,22 @@ def normalize_db_url(value: str, base: Path) -> str:
     return sqlite_url(path)
 
 
+def check_yard_path(path: Path) -> Path:
+    """``path``, or Invalid when it is not UTF-8 text: a yard's path goes into its SQLite
+    URL, its reports and its pages as text, so it cannot hold bytes that are not UTF-8."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        raise Invalid(
+            f"the yard path {shown} is not UTF-8 text",
+            hint="runyard writes a yard's path into its registry URL and its reports as "
+            "text: use (or rename to) a folder whose path is UTF-8",
+        ) from None
+    return path
+
+
 def find_yard(
     start: Path | None = None, explicit: str | None = None, environ: Mapping[str, str] | None = None
 ) -> Path:
@@ -378,7 +394,7 @@ def find_yard(
     if not chosen and env.get("RUNYARD_YARD"):
         chosen, source = env["RUNYARD_YARD"], "RUNYARD_YARD"
     if chosen:
-        path = Path(chosen).expanduser().resolve()
+        path = check_yard_path(Path(chosen).expanduser().resolve())
         config_file = path / CONFIG_FILENAME
         if not config_file.is_file():
             if config_file.exists():  # a FIFO, socket, device or folder: said, never opened
@@ -391,7 +407,7 @@ def find_yard(
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / CONFIG_FILENAME).is_file():
-            return folder
+            return check_yard_path(folder)
     raise YardNotFound(
         f"no yard found: no {CONFIG_FILENAME} in {here} or any folder above it",
         hint="run `runyard init PATH` to create a yard, or pass --yard PATH / set RUNYARD_YARD",

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Engine
 from runyard.config import (
     CONFIG_FILENAME,
     Settings,
+    check_yard_path,
     find_yard,
     load_settings,
     normalize_db_url,
@@ -173,7 +174,7 @@ def init_yard(
     """
     if preset not in PRESETS:
         raise Invalid(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    yard_path = Path(path).expanduser().absolute()
+    yard_path = check_yard_path(Path(path).expanduser().absolute())
     config_file = yard_path / CONFIG_FILENAME
     if config_file.exists():
         raise Conflict(

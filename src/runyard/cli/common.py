@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from runyard import fsnames
 from runyard.canonical import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
@@ -31,9 +32,51 @@ AfterOption = Annotated[
 
 
 def yard_from(ctx: typer.Context, check_schema: bool = True) -> Yard:
-    """Open the yard chosen by --yard, RUNYARD_YARD, or the folders above the current one."""
+    """Open the yard chosen by --yard, RUNYARD_YARD, or the folders above the current one.
+
+    First refuses a text argument that is not UTF-8 (``check_text_params``): every
+    command that opens a yard does so before anything happens.
+    """
+    check_text_params(ctx)
     explicit: str | None = (ctx.find_root().obj or {}).get("yard")
     return open_yard(explicit, check_schema=check_schema)
+
+
+# Parameters that name files: their bytes are used as they are (os functions take them
+# losslessly), so they may be any bytes. Every other text parameter must be UTF-8.
+PATH_PARAMETERS = frozenset({"yard", "path", "paths", "file", "data", "report", "summary"})
+
+
+def _label(param: Any) -> str:
+    """``--reason`` for an option, ``NAME`` for an argument."""
+    if param.param_type_name == "option":
+        return str(max(param.opts, key=len))
+    return str(param.metavar or param.name.upper()).strip("[]")
+
+
+def check_text_params(ctx: typer.Context) -> None:
+    """Refuse (Invalid, exit 5) any text argument or option that is not UTF-8.
+
+    Bytes that are not UTF-8 in argv reach Python as lone surrogates; the registry (and
+    PostgreSQL, and every report) holds text as UTF-8, so such a value could not be stored
+    or even looked up. File names (``PATH_PARAMETERS``) are exempt: they are used as the
+    bytes they are. Called before anything is read or changed.
+    """
+    here: Any = ctx  # typer's Context, then its parents (the command groups, the root)
+    while here is not None:
+        for param in here.command.params:
+            if param.name is None or param.name in PATH_PARAMETERS:
+                continue
+            value = here.params.get(param.name)
+            values = value if isinstance(value, list | tuple) else [value]
+            for item in values:
+                if isinstance(item, str) and not fsnames.is_utf8(item):
+                    raise Invalid(
+                        f"{_label(param)} '{fsnames.shown(item)}' is not valid UTF-8 text",
+                        hint="runyard stores text as UTF-8: give it in UTF-8 (check the "
+                        "terminal's locale, LANG/LC_ALL); nothing was changed",
+                    )
+        here = here.parent
 
 
 def parse_key_values(items: list[str] | None, what: str, json_values: bool) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from runyard.cli.common import JsonOption
+from runyard.cli.common import JsonOption, check_text_params
 from runyard.cli.output import console, handles_errors, key_values, print_json
 from runyard.presets import PRESETS
 from runyard.yard import init_yard
@@ -19,6 +19,7 @@ def register(app: typer.Typer) -> None:
 
 @handles_errors
 def init(
+    ctx: typer.Context,
     path: Annotated[
         str, typer.Argument(help="Folder of the new yard (made if missing).", metavar="PATH")
     ] = ".",
@@ -40,6 +41,7 @@ def init(
     json_output: JsonOption = False,
 ) -> None:
     """Create a yard: runyard.toml, the runs, archive and logs folders, and the registry."""
+    check_text_params(ctx)  # --db and --preset must be UTF-8 (PATH is checked by init_yard)
     result = init_yard(path, preset=preset, db_url=db)
     if json_output:
         print_json(result.to_dict())
