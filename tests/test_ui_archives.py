@@ -133,7 +133,7 @@ def test_preview_shows_every_guard_reason(client, made):
     # The yard's keep_last_runs (2) keeps both runs of the group: nothing to archive.
     assert page.text.count("keep_last_runs") >= 2
     assert "Nothing to archive" in page.text and "/ui/archives/run" not in page.text
-    recent = post_form(client, "/ui/archives/preview", {"groups": "CH01/001, CH01/009"})
+    recent = post_form(client, "/ui/archives/preview", {"groups": "CH01/001"})
     assert "recent_change" in recent.text and "keep_last_runs" in recent.text
 
 
@@ -214,7 +214,8 @@ def test_restore_all_never_overwrites(client, made):
 
 
 def test_nothing_eligible_archives_nothing(client, made):
-    response = post_form(client, "/ui/archives/run", {"groups": "CH09/999", **NO_GUARDS})
+    # The yard's own guards keep both runs of the group (recent, and the last 2).
+    response = post_form(client, "/ui/archives/run", {"groups": "CH01/001"})
     assert response.status_code == 303
     assert response.headers["location"].startswith("/ui/archives?msg=")
     assert "Nothing was archived" in client.get(response.headers["location"]).text
@@ -337,3 +338,13 @@ def test_execution_log_pages(client, made, monkeypatch):
     assert second.status_code == 200 and second.text.count("<tr>") == 1 + 1
     assert ">archive<" in second.text  # oldest last
     assert client.get("/ui/archives/log?after=garbage").status_code == 422
+
+
+def test_a_group_with_no_active_run_is_said_and_nothing_moves(client, made):
+    before = _files(made)
+    for url in ("/ui/archives/preview", "/ui/archives/run"):
+        page = post_form(client, url, {"groups": "CH09/999", **NO_GUARDS})
+        assert page.status_code == 404, url
+        assert "CH09/999" in page.text and "Nothing was archived" in page.text
+        assert 'value="CH09/999"' in page.text  # the form again, as typed
+    assert _files(made) == before

@@ -167,10 +167,9 @@ def test_archive_and_restore_one_run(client, made):
     done = client.post(f"/api/v1/runs/{run_id}/archive", json={"run": True} | KEEP_NOTHING)
     assert done.json()["report"]["summary"]["moved"] == 1
     assert _run(client, run_id)["location"] == "archived"
-    assert (
-        client.post(f"/api/v1/runs/{run_id}/archive", json=KEEP_NOTHING).json()["report"]["entries"]
-        == []
-    )  # an archived run is no candidate
+    again = client.post(f"/api/v1/runs/{run_id}/archive", json=KEEP_NOTHING)
+    assert again.status_code == 404  # an archived run is no candidate: no active run named
+    assert again.json()["error"]["code"] == "not_found"
     back = client.post(f"/api/v1/runs/{run_id}/restore", json={"run": True})
     assert back.status_code == 200 and _run(client, run_id)["location"] == "active"
     again = client.post(f"/api/v1/runs/{run_id}/restore", json={"run": True})
@@ -259,7 +258,13 @@ def test_foreign_origin_and_cross_site_writes_are_refused(client, made):
         assert response.status_code == 403, headers
         assert response.json()["error"]["code"] == "forbidden"
     assert _run(client, run_id)["pinned"] is False
-    own = client.post(f"/api/v1/runs/{run_id}/pin", headers={"Origin": "http://127.0.0.1:8765"})
+    # The test client is http://127.0.0.1 (port 80): its own origin, and only that.
+    other_port = client.post(
+        f"/api/v1/runs/{run_id}/pin", headers={"Origin": "http://127.0.0.1:8765"}
+    )
+    assert other_port.status_code == 403
+    assert _run(client, run_id)["pinned"] is False
+    own = client.post(f"/api/v1/runs/{run_id}/pin", headers={"Origin": "http://127.0.0.1"})
     assert own.status_code == 200
 
 

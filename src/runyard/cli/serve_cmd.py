@@ -4,17 +4,35 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from typing import Annotated
 
 import typer
 
 from runyard.cli.common import yard_from
 from runyard.cli.output import err_console, handles_errors
-from runyard.errors import Invalid, Refused
+from runyard.errors import Invalid, Refused, RunyardError
 from runyard.web import LOOPBACK_HOSTS
 
 # The web stack itself (FastAPI, Jinja2, every route) is imported when `serve` runs, so
 # that other commands do not pay for it.
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound here so that a port in use (or an address
+    this machine does not have) is an OS error naming the address, exit 1."""
+    address = host.strip("[]")
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+    except OSError as exc:
+        sock.close()
+        shown = f"[{address}]:{port}" if family == socket.AF_INET6 else f"{address}:{port}"
+        raise OSError(exc.errno, f"cannot listen on {shown}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def _is_loopback(host: str) -> bool:
@@ -42,6 +60,7 @@ def serve(
     RUNYARD_TOKEN. Requests for another Host name are refused (DNS rebinding).
     """
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from runyard.web.app import create_app
 
@@ -57,18 +76,28 @@ def serve(
             hint="set RUNYARD_TOKEN (every write will need it), or listen on 127.0.0.1",
         )
     hosts = [*LOOPBACK_HOSTS] + ([] if _is_loopback(host) else [host])
+    sock = _listen(host, port)
     err_console().print(
         f"runyard serving {settings.yard_path} on http://{host}:{port} "
         f"(UI: /ui, API: /api/v1, docs: /docs){'' if no_worker else '; running queued jobs'}"
     )
     if workers == 1:
         app = create_app(settings, hosts, run_worker=not no_worker)
-        uvicorn.run(app, host=host, port=port, log_level="warning")
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning")
+        server = uvicorn.Server(config)
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # pragma: no cover - Ctrl-C before the server's own handler
+            pass
+        finally:
+            sock.close()
+        if not server.started:
+            raise RunyardError("the server did not start; the lines above say why")
         return
     os.environ["RUNYARD_YARD"] = str(settings.yard_path)
     os.environ["RUNYARD_SERVE_HOSTS"] = ",".join(hosts)
     os.environ["RUNYARD_SERVE_WORKER"] = "0" if no_worker else "1"
-    uvicorn.run(
+    config = uvicorn.Config(
         "runyard.web.app:app_from_environment",
         factory=True,
         host=host,
@@ -76,6 +105,12 @@ def serve(
         workers=workers,
         log_level="warning",
     )
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    except KeyboardInterrupt:  # pragma: no cover
+        pass
+    finally:
+        sock.close()
 
 
 def register(app: typer.Typer) -> None:

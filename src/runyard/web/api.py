@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
-from runyard.artifacts import Artifact, list_artifacts, resolve_artifact
+from runyard.artifacts import DEFAULT_LIMIT as ARTIFACT_LIMIT
 from runyard.compare import RunComparison, compare_runs
 from runyard.ids import validate_run_id
 from runyard.jobs import service as job_service
@@ -41,6 +41,7 @@ from runyard.registry import jobs as job_registry
 from runyard.registry.lifecycle import Execution, list_executions
 from runyard.registry.lineage import plan_detail
 from runyard.registry.runs import RunFilter, get_run, list_runs
+from runyard.web.files import ArtifactEntry, artifact_entries, download_name, resolve_requested
 from runyard.yard import Yard
 
 
@@ -194,15 +195,16 @@ def run_show(yard: YardDep, run_id: str) -> Any:
 
 
 class ArtifactList(BaseModel):
-    items: list[Artifact]
+    items: list[ArtifactEntry]
     truncated: bool = Field(description="the run has more files than were listed")
 
 
 @router.get("/runs/{run_id}/artifacts", response_model=ArtifactList, tags=["runs"])
 def run_artifacts(yard: YardDep, run_id: str) -> Any:
-    """The files of the run's folder (symlinks listed, never followed)."""
+    """The files of the run's folder (symlinks listed, never followed). A name that is
+    not UTF-8 is in display form (``\\xNN``), its exact bytes in ``path_b64``."""
     run = get_run(yard, validate_run_id(run_id))
-    items, truncated = list_artifacts(Path(run.path))
+    items, truncated = artifact_entries(Path(run.path), ARTIFACT_LIMIT)
     return ArtifactList(items=items, truncated=truncated)
 
 
@@ -212,14 +214,22 @@ def run_artifacts(yard: YardDep, run_id: str) -> Any:
     tags=["runs"],
     responses={200: {"content": {"application/octet-stream": {}}}, **JSON_ERRORS_OF_NON_JSON_ROUTE},
 )
-def run_artifact(yard: YardDep, run_id: str, path: str) -> FileResponse:
+def run_artifact(
+    yard: YardDep,
+    run_id: str,
+    path: str,
+    path_b64: Annotated[
+        str | None,
+        Query(description="the exact bytes of a path that is not UTF-8, as the listing gives"),
+    ] = None,
+) -> FileResponse:
     """One file of the run's folder; only a file inside that folder is ever served."""
     run = get_run(yard, validate_run_id(run_id))
-    real = resolve_artifact(Path(run.path), path)
+    real = resolve_requested(Path(run.path), path, path_b64)
     return FileResponse(
         real,
         media_type="application/octet-stream",
-        filename=real.name,
+        filename=download_name(real),
         headers={"X-Content-Type-Options": "nosniff"},
     )
 

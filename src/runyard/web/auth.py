@@ -5,8 +5,11 @@
 - Every UI form (and htmx request) carries a CSRF token bound to the browser's session
   cookie, token or not: without one, any web page the operator visits could post to
   ``127.0.0.1:8765`` and archive runs.
-- Every write also refuses a browser ``Origin`` that is not one of our allowed hosts,
-  which keeps a cross-site page from reaching the token-less API.
+- Every write (any method but GET, HEAD and OPTIONS, on any path) refuses a browser
+  ``Origin`` that is not this server's own origin: scheme, host and port. This keeps a
+  page of another site, or of another local server on another port, from reaching the
+  token-less API. ``check_origin`` is applied to every request by the app
+  (``ForeignOriginMiddleware``), before any route or body parsing.
 
 Session cookies and CSRF tokens are HMACs under a secret that every server process of
 the yard shares (derived from the token, else kept in the yard), so ``--workers N``
@@ -120,17 +123,62 @@ class Guard:
             raise Unauthorized("the token does not match", hint="check RUNYARD_TOKEN")
 
 
-def check_origin(request: Request, allowed_hosts: list[str]) -> None:
-    """Refuse a write a browser sent from another site (``Origin`` not one of ours)."""
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# A browser sends these for a request from a page of another origin: another site, or
+# the same host on another port or scheme (``same-site``), such as another local server.
+FOREIGN_FETCH_SITES = frozenset({"cross-site", "same-site"})
+
+Origin = tuple[str, str, int]
+
+
+def parse_origin(text: str) -> Origin | None:
+    """``scheme://host[:port]`` as (scheme, host, port) with the default port filled in;
+    None for anything that is not exactly an origin (``null``, a path, user info …)."""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in DEFAULT_PORTS or not host or parts.username is not None:
+        return None
+    if parts.path or parts.query or parts.fragment or text.endswith(("?", "#")):
+        return None
+    return scheme, host, port if port is not None else DEFAULT_PORTS[scheme]
+
+
+def own_origin(request: Request) -> Origin | None:
+    """This server's origin as the request reached it: its scheme and its ``Host`` (the
+    address it listens on when a client sent no ``Host``)."""
+    return parse_origin(f"{request.url.scheme}://{request.url.netloc}")
+
+
+def check_origin(request: Request) -> None:
+    """Refuse a write that a browser sent from a page of another origin.
+
+    A browser names the page's origin in ``Origin``; it must be this server's own: the
+    same scheme, host and port (``http://127.0.0.1:9999`` is another server, whose page
+    must not pin runs here). ``null`` (a sandboxed or file page) is refused, and so is
+    ``Sec-Fetch-Site: cross-site`` or ``same-site``. A request with neither header is not
+    from a browser (curl, a script) and goes on to the token check.
+    """
+    fetch_site = request.headers.get("sec-fetch-site", "").lower()
+    if fetch_site in FOREIGN_FETCH_SITES:
+        raise Forbidden(
+            f"writes from a page of another origin are refused (Sec-Fetch-Site: {fetch_site})",
+            hint="open this server's own pages to change anything",
+        )
     origin = request.headers.get("origin")
     if origin is None:
-        fetch_site = request.headers.get("sec-fetch-site")
-        if fetch_site == "cross-site":
-            raise Forbidden("cross-site writes are refused")
         return
-    host = urlsplit(origin).hostname or ""
-    if origin == "null" or not any(host == h.strip("[]") or h == "*" for h in allowed_hosts):
-        raise Forbidden(f"writes from {origin} are refused: it is not this server")
+    theirs = parse_origin(origin)
+    if theirs is None or theirs != own_origin(request):
+        shown = origin if len(origin) <= 200 else origin[:200] + "…"
+        raise Forbidden(
+            f"writes from {shown} are refused: it is not this server's origin",
+            hint="open this server's own pages (same scheme, host and port) to change anything",
+        )
 
 
 def guard_of(request: Request) -> Guard:
@@ -139,15 +187,14 @@ def guard_of(request: Request) -> Guard:
 
 
 def require_api_write(request: Request) -> None:
-    """FastAPI dependency of every ``/api/v1`` write."""
-    check_origin(request, request.app.state.allowed_hosts)
+    """FastAPI dependency of every ``/api/v1`` write (the app has checked ``Origin``)."""
     guard_of(request).check_bearer(request)
 
 
 async def require_ui_write(request: Request) -> None:
-    """FastAPI dependency of every ``/ui`` form post: Origin, login, then the CSRF token
-    (the form's ``csrf_token`` field, or htmx's ``X-CSRF-Token`` header)."""
-    check_origin(request, request.app.state.allowed_hosts)
+    """FastAPI dependency of every ``/ui`` form post: login, then the CSRF token (the
+    form's ``csrf_token`` field, or htmx's ``X-CSRF-Token`` header). The app has checked
+    ``Origin`` before any route runs."""
     guard = guard_of(request)
     cookie = request.cookies.get(SESSION_COOKIE)
     if not guard.logged_in(cookie):

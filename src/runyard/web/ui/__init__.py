@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from runyard.web.auth import SESSION_COOKIE, check_origin, guard_of, require_ui_write
+from runyard.web.auth import SESSION_COOKIE, guard_of, require_ui_write
 from runyard.web.ui import archives, configs, jobs, plans, runs, scenarios
 from runyard.web.ui.render import redirect, render, set_session_cookie
 
@@ -42,7 +42,6 @@ async def login(
     next: Annotated[str, Form()] = "/ui/runs",
     csrf_token: Annotated[str, Form()] = "",
 ) -> Response:
-    check_origin(request, request.app.state.allowed_hosts)
     guard = guard_of(request)
     guard.check_csrf(request.cookies.get(SESSION_COOKIE), csrf_token)
     if guard.token is None:

@@ -28,7 +28,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from runyard.config import Settings
-from runyard.errors import Invalid
+from runyard.errors import Invalid, NotFound
 from runyard.ids import run_id_problem
 from runyard.lifecycle import actions
 from runyard.lifecycle.archive import ArchiveOptions
@@ -288,6 +288,13 @@ def _index_page(
     )
 
 
+def _form_refused(request: Request, form: ArchiveForm, exc: Invalid | NotFound) -> Response:
+    """The archive form again, as typed, with why nothing was archived (422 or 404)."""
+    status = 404 if isinstance(exc, NotFound) else 422
+    error = exc.message + (f" ({exc.hint})" if exc.hint else "")
+    return _index_page(request, form, error=error, status_code=status)
+
+
 @router.get("/archives", response_class=HTMLResponse)
 def archives(request: Request) -> Response:
     """The archive batches, newest first, and the archive form."""
@@ -302,8 +309,8 @@ def archive_preview(request: Request, form: ArchiveFormDep) -> Response:
     yard = _yard(request)
     try:
         outcome = actions.archive(yard, form.options(), run=False)
-    except Invalid as exc:
-        return _index_page(request, form, error=exc.message, status_code=422)
+    except (Invalid, NotFound) as exc:  # a bad field, or a group with no active run
+        return _form_refused(request, form, exc)
     path = relative_to_yard(yard.settings, outcome.report_path) if outcome.report_path else None
     return _index_page(request, form, preview=outcome.report, preview_path=path)
 
@@ -314,8 +321,8 @@ def archive_run(request: Request, form: ArchiveFormDep) -> Response:
     yard = _yard(request)
     try:
         outcome = actions.archive(yard, form.options(_command(request)), run=True)
-    except Invalid as exc:
-        return _index_page(request, form, error=exc.message, status_code=422)
+    except (Invalid, NotFound) as exc:
+        return _form_refused(request, form, exc)
     report = outcome.report
     recovered = (
         f" (first finished {_plural(len(outcome.recovered), 'interrupted operation')})"

@@ -18,8 +18,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.filters import do_urlencode
+from markupsafe import Markup
 
-from runyard import __version__
+from runyard import __version__, fsnames
 from runyard.web.auth import SESSION_COOKIE, guard_of
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -93,6 +95,21 @@ def query(request: Request, **changes: Any) -> str:
     return "?" + urlencode(kept) if kept else ""
 
 
+def displayed(value: Any) -> Any:
+    """Every ``{{ … }}`` of a page goes through here: text that holds a lone surrogate (a
+    name from the disk that is not UTF-8) is shown in display form (``\\xNN``), so that
+    no name, tag, group or message can make a page fail to encode."""
+    if isinstance(value, str) and not fsnames.is_utf8(value):
+        shown = fsnames.shown(value)
+        return Markup(shown) if isinstance(value, Markup) else shown
+    return value
+
+
+def url_quoted(value: Any) -> str:
+    """Jinja's ``urlencode`` for text that may not be UTF-8 (then its display form)."""
+    return do_urlencode(displayed(value) if isinstance(value, str) else value)
+
+
 def _environment() -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES_DIR),
@@ -100,6 +117,7 @@ def _environment() -> Environment:
         undefined=StrictUndefined,  # a typo in a template fails its test, not silently
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=displayed,
     )
     env.filters.update(
         time=format_time,
@@ -107,6 +125,7 @@ def _environment() -> Environment:
         duration=format_duration,
         number=format_number,
         pretty_json=pretty_json,
+        urlencode=url_quoted,
     )
     env.globals["version"] = __version__
     env.globals["nav"] = NAV

@@ -21,9 +21,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
-from runyard.artifacts import list_artifacts, media_type, resolve_artifact
+from runyard.artifacts import media_type
 from runyard.compare import CompareRow, RunComparison, compare_runs, flatten
-from runyard.errors import Invalid, NotFound, RunyardError
+from runyard.errors import Invalid, NotFound, Refused, RunyardError
 from runyard.ids import validate_run_id, validate_text
 from runyard.lifecycle import actions
 from runyard.lifecycle.archive import ArchiveOptions
@@ -36,6 +36,7 @@ from runyard.registry.runs import RunFilter, get_run, list_runs, set_pinned
 from runyard.registry.scenarios import scenario_names
 from runyard.web import charts
 from runyard.web.auth import require_ui_write
+from runyard.web.files import artifact_entries, artifact_href, resolve_requested
 from runyard.web.ui.render import redirect, render
 from runyard.yard import Yard
 
@@ -380,7 +381,7 @@ def run_compare(
 def _manifest(run: Run) -> tuple[str | None, str | None]:
     """The run's ``run.json`` pretty-printed, and a problem reading it (if any)."""
     try:
-        path = resolve_artifact(Path(run.path), MANIFEST_NAME)
+        path = resolve_requested(Path(run.path), MANIFEST_NAME, None)
     except NotFound:
         return None, None
     except RunyardError as exc:
@@ -396,6 +397,8 @@ def _manifest(run: Run) -> tuple[str | None, str | None]:
         return json.dumps(json.loads(raw), indent=2, sort_keys=True, ensure_ascii=False), None
     except (ValueError, UnicodeDecodeError) as exc:
         return raw.decode("utf-8", "replace"), f"{MANIFEST_NAME} is not valid JSON: {exc}"
+    except RecursionError:  # nested deeper than any parser should follow: shown as text
+        return raw.decode("utf-8", "replace"), f"{MANIFEST_NAME} is nested too deeply to show"
 
 
 def _kpis(summary: Mapping[str, Any]) -> tuple[list[tuple[str, Any]], list[tuple[str, str]]]:
@@ -421,7 +424,20 @@ def run_detail(request: Request, run_id: str) -> Response:
     run = get_run(yard, validate_run_id(run_id))
     with yard.read() as conn:
         names = scenario_names(conn, [run.scenario_id] if run.scenario_id else [])
-    artifacts, truncated = list_artifacts(Path(run.path), ARTIFACT_LIMIT)
+    artifacts_problem = None
+    try:
+        entries, truncated = artifact_entries(Path(run.path), ARTIFACT_LIMIT)
+    except Refused as exc:  # the folder was swapped for a symlink: shown, not followed
+        entries, truncated, artifacts_problem = [], False, exc.message
+    prefix = f"/ui/runs/{run.run_id}/artifacts"
+    artifacts = [
+        {
+            "entry": e,
+            "href": artifact_href(prefix, e),
+            "download_href": artifact_href(prefix, e, download=True),
+        }
+        for e in entries
+    ]
     manifest, manifest_problem = _manifest(run)
     numbers, others = _kpis(run.summary)
     return render(
@@ -437,6 +453,7 @@ def run_detail(request: Request, run_id: str) -> Response:
         kpi_others=others,
         artifacts=artifacts,
         artifacts_truncated=truncated,
+        artifacts_problem=artifacts_problem,
         artifact_limit=ARTIFACT_LIMIT,
         manifest=manifest,
         manifest_problem=manifest_problem,
@@ -455,11 +472,19 @@ def _is_text(media: str) -> bool:
 
 
 @router.get("/runs/{run_id}/artifacts/{path:path}")
-def run_artifact(request: Request, run_id: str, path: str, download: bool = False) -> Response:
-    """One file of the run, only through ``resolve_artifact``. Viewed text is plain text
-    and every answer is sandboxed, so an artifact never runs as a page of this server."""
+def run_artifact(
+    request: Request,
+    run_id: str,
+    path: str,
+    download: bool = False,
+    path_b64: str | None = None,
+) -> Response:
+    """One file of the run, only through ``resolve_artifact`` (a name that is not UTF-8:
+    its display form in the URL and its bytes in ``path_b64``). Viewed text is plain
+    text and every answer is sandboxed, so an artifact never runs as a page of this
+    server."""
     run = get_run(_yard(request), validate_run_id(run_id))
-    target = resolve_artifact(Path(run.path), path)
+    target = resolve_requested(Path(run.path), path, path_b64)
     name = path.rsplit("/", 1)[-1]
     media = media_type(target.name)
     headers = dict(ARTIFACT_HEADERS)

@@ -1,0 +1,201 @@
+"""The server's guards that run before any route: pure ASGI middleware, each refusing
+one kind of request with the app's usual error (``web.errors``) and passing every
+other request on untouched.
+
+- ``RefuseNulMiddleware``: a NUL byte in the path or the query (422);
+- ``ForeignOriginMiddleware``: a write from a page of another origin (403);
+- ``BodyLimitMiddleware``: a request body over the size limit (413), and a JSON body
+  that breaks runyard's JSON limits (422: too deep, a number outside the float64
+  range, a lone surrogate, not JSON), checked before a route reads it, so nothing is
+  ever committed from it.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from email.message import Message
+from typing import Any
+
+from fastapi import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as ASGIMessage
+
+from runyard import fsnames
+from runyard.canonical import MAX_JSON_BYTES, MAX_JSON_DEPTH, check_json_limits
+from runyard.errors import Forbidden, Invalid
+from runyard.web.auth import SAFE_METHODS, check_origin
+from runyard.web.errors import answer, answer_error
+
+# A form (the UI's) may carry a JSON text in a field, percent-encoded: up to three bytes
+# for each of its bytes, so a JSON text at the limit still fits, and nothing larger does.
+MAX_FORM_BYTES = 3 * MAX_JSON_BYTES + 64 * 1024
+
+
+class RefuseNulMiddleware:
+    """No id, name or filter holds a NUL byte, and PostgreSQL cannot even compare one:
+    a ``%00`` in the path or the query is refused here with 422, so that every engine
+    answers the same (a pure ASGI middleware: nothing added to other requests)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b"")
+        ):
+            message = "a NUL byte (%00) is not allowed in a path or a query"
+            response = answer(Request(scope, receive), 422, "invalid", message)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class ForeignOriginMiddleware:
+    """Every write (any method but GET, HEAD and OPTIONS, on any path, with a body or
+    not) from a browser page of another origin is refused with 403 here, before a route
+    or its body is read: ``auth.check_origin`` compares scheme, host and port."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in SAFE_METHODS:
+            request = Request(scope, receive)
+            try:
+                check_origin(request)
+            except Forbidden as exc:
+                await answer_error(request, exc)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether FastAPI reads a body of this type as JSON (no type at all counts)."""
+    if not content_type:
+        return True
+    message = Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, list[ASGIMessage]]:
+    """The request's body (at most ``limit`` bytes, else ``_TooLarge``), and any other
+    message received on the way (a disconnect), to hand on."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), [message]
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), []
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {fsnames.shown(key)!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def check_json_body(body: bytes) -> None:
+    """Invalid unless ``body`` is UTF-8 JSON within runyard's JSON limits.
+
+    The limits are those of every value runyard stores (``canonical.check_json_limits``:
+    depth, float64 numbers, no lone surrogates), applied to each field of the body: a
+    body is one level around the values it carries (``{"params": …}``), so a value as
+    deep as the CLI takes is taken here too. Numbers are read exactly (``1e400`` is not
+    infinity here), and a key given twice is refused rather than one value dropped.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Invalid(f"the request body is not UTF-8 text (byte {exc.start})") from None
+    try:
+        value = json.loads(
+            text,
+            parse_float=Decimal,
+            parse_int=Decimal,
+            parse_constant=_reject_constant,
+            object_pairs_hook=_no_duplicate_keys,
+        )
+    except json.JSONDecodeError as exc:
+        raise Invalid(
+            f"the request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except ValueError as exc:
+        raise Invalid(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise Invalid(
+            f"the request body is nested far more than {MAX_JSON_DEPTH} levels deep; "
+            f"the limit is {MAX_JSON_DEPTH} for each value"
+        ) from None
+    if not isinstance(value, dict):
+        check_json_limits(value, "the request body")
+        return
+    check_json_limits(dict.fromkeys(value), "the request body")  # its keys
+    for key, field in value.items():
+        check_json_limits(field, key)
+
+
+class BodyLimitMiddleware:
+    """A write's body is read here first: more than ``MAX_JSON_BYTES`` of JSON (or
+    ``MAX_FORM_BYTES`` of anything else) is a 413, a JSON body that breaks runyard's
+    JSON limits a 422, both before any route runs. The body then goes on to the route
+    as it came."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        json_body = is_json(request.headers.get("content-type"))
+        limit = MAX_JSON_BYTES if json_body else MAX_FORM_BYTES
+        declared = request.headers.get("content-length", "")
+        try:
+            if declared.isdigit() and int(declared) > limit:
+                raise _TooLarge
+            body, pending = await _read_body(receive, limit)
+        except _TooLarge:
+            what = "a JSON request body" if json_body else "a request body"
+            message = f"{what} is at most {limit} bytes"
+            hint = f"the JSON limit is {MAX_JSON_BYTES} bytes and {MAX_JSON_DEPTH} levels"
+            await answer(request, 413, "invalid", message, hint)(scope, receive, send)
+            return
+        if json_body and body:
+            try:
+                check_json_body(body)
+            except Invalid as exc:
+                await answer_error(request, exc)(scope, receive, send)
+                return
+        replay: list[ASGIMessage] = [
+            {"type": "http.request", "body": body, "more_body": False},
+            *pending,
+        ]
+
+        async def receive_again() -> ASGIMessage:
+            return replay.pop(0) if replay else await receive()
+
+        await self.app(scope, receive_again, send)
