@@ -24,7 +24,7 @@ from runyard import fsnames
 from runyard.canonical import MAX_JSON_BYTES, MAX_JSON_DEPTH
 from runyard.config import load_settings
 from runyard.db.tables import runs as runs_table
-from runyard.errors import NotFound
+from runyard.errors import Invalid, NotFound
 from runyard.registry import runs as runs_registry
 from runyard.web.app import create_app
 from tests.conftest import Cli, registry_snapshot, tree_snapshot
@@ -400,6 +400,20 @@ def test_a_deeply_nested_manifest_is_shown_as_text_not_a_500(client, made):
     (made["path"] / "run.json").write_text("[" * 100_000 + "]" * 100_000)
     page = client.get(f"/ui/runs/{made['run_id']}")
     assert page.status_code == 200 and "nested too deeply" in page.text
+
+
+def test_fifos_where_files_are_read_are_refused_never_waited_on(client, made, yard_path):
+    """A FIFO in place of a file the server reads would block it for ever on open."""
+    manifest = made["path"] / "run.json"
+    manifest.unlink()
+    os.mkfifo(manifest)
+    page = client.get(f"/ui/runs/{made['run_id']}")
+    assert page.status_code == 200 and "not a regular file" in page.text
+    secret = yard_path / ".web_secret"
+    secret.unlink(missing_ok=True)
+    os.mkfifo(secret)
+    with pytest.raises(Invalid, match="FIFO"):
+        create_app(load_settings(yard_path))
 
 
 # ---------------------------------------------------------------- 3. request body limits

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
+from runyard.canonical import read_regular_file
 from runyard.config import Settings
 from runyard.errors import Forbidden, Unauthorized
 
@@ -41,15 +42,15 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 def _yard_secret(yard_path: Path) -> bytes:
     """The yard's own secret, made once (exclusively, so processes agree) and kept 0600."""
     path = yard_path / SECRET_FILENAME
-    try:
-        return bytes.fromhex(path.read_text().strip())
+    try:  # never blocks: a FIFO in its place is refused, not opened for reading
+        return bytes.fromhex(read_regular_file(path, SECRET_FILENAME, 1024).decode().strip())
     except (FileNotFoundError, ValueError):
         pass
     value = secrets.token_hex(32)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:  # another process won the race: use its secret
-        return bytes.fromhex(path.read_text().strip())
+        return bytes.fromhex(read_regular_file(path, SECRET_FILENAME, 1024).decode().strip())
     with os.fdopen(fd, "w") as f:
         f.write(value + "\n")
         f.flush()

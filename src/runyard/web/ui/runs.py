@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from runyard.artifacts import media_type
+from runyard.canonical import read_regular_file
 from runyard.compare import CompareRow, RunComparison, compare_runs, flatten
 from runyard.errors import Invalid, NotFound, Refused, RunyardError
 from runyard.ids import validate_run_id, validate_text
@@ -386,9 +387,10 @@ def _manifest(run: Run) -> tuple[str | None, str | None]:
         return None, None
     except RunyardError as exc:
         return None, exc.message
-    try:
-        with path.open("rb") as f:
-            raw = f.read(MANIFEST_MAX_BYTES + 1)
+    try:  # never blocks: a FIFO swapped in since is refused, not opened for reading
+        raw = read_regular_file(path, MANIFEST_NAME, MANIFEST_MAX_BYTES)
+    except Invalid as exc:
+        return None, exc.message
     except OSError as exc:
         return None, f"cannot read {MANIFEST_NAME}: {exc.strerror}"
     if len(raw) > MANIFEST_MAX_BYTES:
