@@ -62,6 +62,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         403: "refused: a cross-site write",
         404: "an unknown id",
         409: "refused by the current state (exists already, busy, not archived…)",
+        413: "a request body over the size limit",
         422: "invalid input",
         423: "the scenario is locked",
         503: "the registry database needs attention",
@@ -79,7 +80,7 @@ JSON_ERRORS_OF_NON_JSON_ROUTE: dict[int | str, dict[str, Any]] = {
     }
     for status, entry in READ_ERRORS.items()
 }
-WRITE_ERRORS = _errors(400, 401, 403, 404, 409, 422, 423, 503)
+WRITE_ERRORS = _errors(400, 401, 403, 404, 409, 413, 422, 423, 503)
 
 router = APIRouter(prefix="/api/v1", responses=READ_ERRORS)
 
