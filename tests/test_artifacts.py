@@ -138,9 +138,18 @@ def test_missing_and_non_files(run_dir, tmp_path):
         resolve_artifact(run_dir, "loop")
 
 
-def test_a_run_folder_reached_through_a_link_still_serves(run_dir, tmp_path):
+def test_a_run_folder_that_is_a_link_is_neither_listed_nor_served(run_dir, tmp_path):
+    """A run folder swapped for a symlink (issue 13) may point anywhere: refused."""
     os.symlink(run_dir, tmp_path / "current")
-    assert (
+    with pytest.raises(Refused, match="replaced by a symlink"):
         resolve_artifact(tmp_path / "current", "summary.json")
+    with pytest.raises(Refused, match="replaced by a symlink"):
+        list_artifacts(tmp_path / "current")
+
+
+def test_a_run_folder_under_a_linked_parent_still_serves(run_dir, tmp_path):
+    os.symlink(run_dir.parent, tmp_path / "linked-runs")
+    assert (
+        resolve_artifact(tmp_path / "linked-runs" / run_dir.name, "summary.json")
         == (run_dir / "summary.json").resolve()
     )

@@ -92,6 +92,7 @@ def list_artifacts(run_dir: Path, limit: int = DEFAULT_LIMIT) -> tuple[list[Arti
     """
     if limit < 1:
         raise Invalid(f"limit must be at least 1 (got {limit})")
+    refuse_swapped_folder(run_dir)
     if not run_dir.is_dir():
         return [], False
     out: list[Artifact] = []
@@ -114,6 +115,17 @@ def list_artifacts(run_dir: Path, limit: int = DEFAULT_LIMIT) -> tuple[list[Arti
         if item.kind == "dir":
             stack.append((f"{rel}/", _sorted_entries(entry.path)[::-1]))
     return out, False
+
+
+def refuse_swapped_folder(run_dir: Path) -> None:
+    """Refused when the run's folder itself is a symlink: swapped behind runyard's back,
+    its target may be anywhere, and nothing there is the run's to list or serve."""
+    if run_dir.is_symlink():
+        raise Refused(
+            f"the folder of this run ({run_dir}) was replaced by a symlink; runyard does "
+            "not follow it",
+            hint="`runyard check` reports it (swapped_for_symlink); put the real folder back",
+        )
 
 
 def check_relative_path(rel_path: str) -> list[str]:
@@ -153,6 +165,7 @@ def resolve_artifact(run_dir: Path, rel_path: str) -> Path:
     for a missing one, Refused for one that leads outside.
     """
     parts = check_relative_path(rel_path)
+    refuse_swapped_folder(run_dir)
     root = _resolve(run_dir, f"run directory {run_dir}")
     target = _resolve(run_dir.joinpath(*parts), f"artifact {rel_path!r} in this run")
     if not target.is_relative_to(root):
