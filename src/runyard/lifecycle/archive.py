@@ -194,6 +194,8 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
     report.skips.extend(invalid)
     scans: dict[str, fsops.TreeScan] = {}
     started = {f.run_id: f.started_at for f in selected}
+    # Only a copy can lose what a rename keeps: asked once, not for every run.
+    across = bool(selected) and not fsops.same_filesystem(root, settings.archive_root)
     for fact in sorted(selected, key=lambda f: f.run_id):
         folder = root / fact.run_id
         shown_group = references.effective_group(fact.run_id, fact.group, refs)
@@ -219,7 +221,7 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
                 )
             )
             continue
-        cannot_keep = fsops.cannot_keep(scan, folder, settings.archive_root)
+        cannot_keep = across and fsops.cannot_keep(scan, folder, settings.archive_root)
         if cannot_keep:
             report.skips.append(
                 ArchiveSkip(
