@@ -136,6 +136,17 @@ def test_config_add_refuses_numbers_beyond_float64_instead_of_storing_null(
     assert snapshot() == before  # nothing stored: not null, not anything
 
 
+def test_json_files_over_the_size_limit_are_refused_without_reading_them_whole(
+    cli: Cli, tmp_path: Path, snapshot: Any
+) -> None:
+    before = snapshot()
+    big = tmp_path / "big.json"
+    big.write_text('{"x": "' + "a" * MAX_JSON_BYTES + '"}')
+    for args in (("config", "add", str(big)), ("scenario", "add", "s", "--data", str(big))):
+        assert "the limit is 4194304" in _error(cli(*args, "--json"))["message"]
+    assert snapshot() == before
+
+
 def test_every_json_entrance_refuses_the_same_values(
     cli: Cli, lineage: dict[str, str], tmp_path: Path, snapshot: Any
 ) -> None:
@@ -483,12 +494,12 @@ def test_runyard_toml_numbers_have_upper_bounds(tmp_path: Path) -> None:
         "keep_last_runs = 100000000000",
     ):
         key = line.split(" ")[0]
-        toml.write_text(
-            "\n".join(ln for ln in original.splitlines() if not ln.startswith(key + " "))
-            + f"\n{line}\n"
-        )
-        with pytest.raises(ConfigFileError, match=key):
+        kept = [ln for ln in original.splitlines() if not ln.startswith(key + " ")]
+        toml.write_text("\n".join([line, *kept]) + "\n")  # top level: before any [table]
+        with pytest.raises(ConfigFileError, match=f"key `{key}`: Input should be less than"):
             runyard.open_yard(path)
+    toml.write_text(original)
+    runyard.open_yard(path).close()
 
 
 _INTS = st.one_of(

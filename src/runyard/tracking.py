@@ -45,7 +45,9 @@ class RunHandle:
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set tags on the run (validated now, written when the run finishes)."""
-        self._tags.update(run_registry.validate_tags(tags))
+        merged = {**self._tags, **run_registry.validate_tags(tags)}
+        dump_json_object(merged, "tags")  # the JSON limits, at once (as log_summary)
+        self._tags = merged
 
     def __repr__(self) -> str:
         return f"RunHandle({self.run_id!r})"

@@ -172,10 +172,10 @@ def check_range(value: int | None, what: str, low: int, high: int) -> None:
         raise Invalid(f"{what} must be between {low:,} and {high:,} (got {_shown_number(value)})")
 
 
-def check_seconds(value: float, what: str, high: float) -> None:
+def check_seconds(value: float, what: str, high: int) -> None:
     """A finite number of seconds from 0 to ``high``; Invalid otherwise (inf, nan too)."""
     if not (math.isfinite(value) and 0 <= value <= high):
-        raise Invalid(f"{what} must be between 0 and {high:,g} seconds (got {value})")
+        raise Invalid(f"{what} must be between 0 and {high:,} seconds (got {value})")
 
 
 def check_days(value: float | None, what: str) -> None:
