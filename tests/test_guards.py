@@ -531,7 +531,8 @@ def test_scope_older_than_narrows_every_selection(ws: Workspace) -> None:
     ]
     assert _selected(ws, groups=["CH01/001"], older_than_days=15) == ["a1", "a2"]
     assert len(_selected(ws, all=True, older_than_days=0)) == len(RUNS)
-    assert _selected(ws, all=True, older_than_days=10**9) == []  # beyond the calendar
+    with pytest.raises(Invalid, match="reaches before the year 1"):  # beyond the calendar
+        _selected(ws, all=True, older_than_days=10**9)
 
 
 def test_the_seed_bulk_archive_end_to_end(ws: Workspace) -> None:
@@ -595,3 +596,11 @@ def test_scope_describe() -> None:
     assert Scope(groups=["CH01/003", "CH01/004"], older_than_days=7).describe() == (
         "groups CH01/003, CH01/004; started more than 7 days ago"
     )
+
+
+def test_guard_values_past_their_bounds_are_invalid_at_every_entrance() -> None:
+    """The web and Python reach GuardSettings without the CLI's checks (issue 13)."""
+    with pytest.raises(Invalid, match="keep_recent_minutes is at most"):
+        GuardSettings(now=NOW, keep_recent_minutes=10**15, keep_last_runs=2)
+    with pytest.raises(Invalid, match="keep_last_runs is at most"):
+        GuardSettings(now=NOW, keep_recent_minutes=0, keep_last_runs=10**12)

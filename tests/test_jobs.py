@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -756,3 +757,44 @@ def test_a_heartbeat_too_slow_for_lost_after_is_refused(cli, yard_path):
     assert result.exit_code == 5
     assert result.json["error"]["code"] == "bad_config_file"
     assert "twice heartbeat_seconds" in result.json["error"]["message"]
+
+
+def test_job_log_never_waits_on_a_fifo_nor_follows_a_swapped_run_folder(cli, tmp_path, yard_path):
+    """Issue 13: a runner.log that is a fifo made `job log` (and the job page) hang for
+    ever; a run folder swapped for a symlink had its target read."""
+    add_config(yard_path, command_runner("bad", child_argv("fail")))
+    pv = make_plan(cli, tmp_path, "bad", data=False)["plan_version_id"]
+    _code, job = run_wait(cli, pv)
+    folder = Path(cli.ok("run", "show", job["run_id"])["path"])
+    (folder / "runner.log").unlink()
+    os.mkfifo(folder / "runner.log")
+    done = subprocess.run(
+        [sys.executable, "-m", "runyard", "--yard", str(yard_path), "job", "log", job["job_id"]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "FIFO" in done.stdout and "not a regular file" in done.stdout
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "runner.log").write_text("not this run's\n")
+    (folder / "runner.log").unlink()
+    real = tmp_path / "moved"
+    folder.rename(real)
+    os.symlink(elsewhere, folder)
+    log = cli("job", "log", job["job_id"]).stdout
+    assert "not this run's" not in log and "replaced by a symlink" in log
+
+
+def test_job_log_shows_the_tail_of_a_long_runner_log(cli, tmp_path, yard_path):
+    from runyard.jobs import service
+
+    add_config(yard_path, command_runner("bad", child_argv("fail")))
+    pv = make_plan(cli, tmp_path, "bad", data=False)["plan_version_id"]
+    _code, job = run_wait(cli, pv)
+    folder = Path(cli.ok("run", "show", job["run_id"])["path"])
+    end = b"\xff the end\n"  # not UTF-8: replaced in what is shown, never an error
+    (folder / "runner.log").write_bytes(b"x" * service.LOG_TAIL_BYTES + end)
+    log = cli("job", "log", job["job_id"]).stdout
+    assert f"the first {len(end)} bytes left out" in log and log.rstrip().endswith("the end")

@@ -19,13 +19,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import stat
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from runyard.errors import Invalid
+from runyard.fsutil import read_regular_file
 
 MAX_JSON_DEPTH = 64
 """Levels of nested objects and arrays: ``[[1]]`` is 2 levels deep, a scalar 0."""
@@ -261,53 +260,6 @@ def loads_checked(
         ) from None
     check_json_limits(value, what, max_depth=max_depth)
     return value
-
-
-_KINDS = {
-    stat.S_IFIFO: "a FIFO (named pipe)",
-    stat.S_IFSOCK: "a socket",
-    stat.S_IFCHR: "a character device",
-    stat.S_IFBLK: "a block device",
-    stat.S_IFDIR: "a folder",
-}
-
-
-def not_regular(mode: int) -> str | None:
-    """What a file of this ``st_mode`` is when it is not a regular file ("a FIFO" …)."""
-    if stat.S_ISREG(mode):
-        return None
-    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-
-
-def read_regular_file(path: Path | str, what: str, max_bytes: int) -> bytes:
-    """The bytes of a regular file, never blocking on anything else.
-
-    The type is checked before opening (``stat``: a FIFO, socket, device or folder is
-    refused without being opened, since opening a FIFO waits for a writer), the file is
-    opened with ``O_NONBLOCK`` and checked again with ``fstat`` (it may have been swapped
-    in between), and at most ``max_bytes + 1`` bytes are read: the caller sees that it is
-    larger than the limit without reading it whole. Raises Invalid for a file that is not
-    a regular file; OSError (``FileNotFoundError`` …) as the OS says.
-    """
-    kind = not_regular(os.stat(path).st_mode)
-    if kind:
-        raise Invalid(f"{what}: {kind}, not a regular file; it was not read")
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    try:
-        kind = not_regular(os.fstat(fd).st_mode)
-        if kind:
-            raise Invalid(f"{what}: {kind}, not a regular file; it was not read")
-        chunks: list[bytes] = []
-        left = max_bytes + 1
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
 
 
 def read_json_text(path: Path | str, what: str, max_bytes: int = MAX_JSON_BYTES) -> str:

@@ -19,8 +19,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from runyard.canonical import MAX_JSON_BYTES, read_regular_file
+from runyard.canonical import MAX_JSON_BYTES
 from runyard.errors import ConfigFileError, Invalid, YardNotFound
+from runyard.fsutil import read_regular_file
 
 CONFIG_FILENAME = "runyard.toml"
 DEFAULT_SQLITE_FILENAME = "registry.db"

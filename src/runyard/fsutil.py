@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
+
+from runyard.errors import Invalid
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -31,3 +34,53 @@ def write_atomic(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFDIR: "a folder",
+}
+
+
+def not_regular(mode: int) -> str | None:
+    """What a file of this ``st_mode`` is when it is not a regular file ("a FIFO" …)."""
+    if stat.S_ISREG(mode):
+        return None
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+def read_regular_file(path: Path | str, what: str, max_bytes: int, offset: int = 0) -> bytes:
+    """The bytes of a regular file, never blocking on anything else.
+
+    The type is checked before opening (``stat``: a FIFO, socket, device or folder is
+    refused without being opened, since opening a FIFO waits for a writer), the file is
+    opened with ``O_NONBLOCK`` and checked again with ``fstat`` (it may have been swapped
+    in between), and at most ``max_bytes + 1`` bytes are read: the caller sees that it is
+    larger than the limit without reading it whole (reading starts at ``offset``).
+    Raises Invalid for a file that is not a regular file; OSError
+    (``FileNotFoundError`` …) as the OS says.
+    """
+    kind = not_regular(os.stat(path).st_mode)
+    if kind:
+        raise Invalid(f"{what}: {kind}, not a regular file; it was not read")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        kind = not_regular(os.fstat(fd).st_mode)
+        if kind:
+            raise Invalid(f"{what}: {kind}, not a regular file; it was not read")
+        if offset:
+            os.lseek(fd, offset, os.SEEK_SET)
+        chunks: list[bytes] = []
+        left = max_bytes + 1
+        while left > 0:
+            chunk = os.read(fd, min(left, 1 << 20))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

@@ -28,10 +28,9 @@ from runyard.canonical import (
     MAX_JSON_BYTES,
     MAX_JSON_DEPTH,
     loads_checked,
-    read_regular_file,
 )
 from runyard.errors import Invalid, ManifestError
-from runyard.fsutil import write_atomic
+from runyard.fsutil import read_regular_file, write_atomic
 from runyard.ids import run_id_problem
 from runyard.models import Run, RunStatus
 

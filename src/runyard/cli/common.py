@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -19,6 +19,7 @@ from runyard.canonical import (
     read_json_text,
 )
 from runyard.errors import Invalid
+from runyard.timeutil import days_before, shown_number
 from runyard.yard import Yard, open_yard
 
 JsonOption = Annotated[
@@ -161,15 +162,10 @@ def parse_time(value: str | None, what: str) -> datetime | None:
     return parsed
 
 
-def _shown_number(value: float) -> str:
-    text = f"{value:g}" if isinstance(value, float) else str(value)
-    return text if len(text) <= 30 else text[:12] + "…" + f" ({len(text)} digits)"
-
-
 def check_range(value: int | None, what: str, low: int, high: int) -> None:
     """Invalid (exit 5, like every other bad value) unless ``low <= value <= high``."""
     if value is not None and not low <= value <= high:
-        raise Invalid(f"{what} must be between {low:,} and {high:,} (got {_shown_number(value)})")
+        raise Invalid(f"{what} must be between {low:,} and {high:,} (got {shown_number(value)})")
 
 
 def check_seconds(value: float, what: str, high: int) -> None:
@@ -180,19 +176,8 @@ def check_seconds(value: float, what: str, high: int) -> None:
 
 def check_days(value: float | None, what: str) -> None:
     """A number of days back from now: finite, 0 or more, and not before the year 1."""
-    if value is None:
-        return
-    if not (math.isfinite(value) and value >= 0):
-        raise Invalid(f"{what} must be a number of days, 0 or more (got {value})")
-    now = datetime.now(UTC)
-    try:
-        now - timedelta(days=value)
-    except OverflowError:
-        largest = (now - datetime(1, 1, 1, tzinfo=UTC)).days
-        raise Invalid(
-            f"{what} {_shown_number(value)} days reaches before the year 1; the largest "
-            f"accepted is {largest:,} days"
-        ) from None
+    if value is not None:
+        days_before(datetime.now(UTC), value, what)
 
 
 def _read_stdin() -> str:

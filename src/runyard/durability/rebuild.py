@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
-from runyard import canonical
+from runyard import canonical, fsutil
 from runyard.db.tables import aggregates, config_versions, plan_versions, runs, scenario_data
 from runyard.db.tables import scenarios as scenario_table
 from runyard.errors import Invalid, ManifestError, NotFound
@@ -225,7 +225,7 @@ AGGREGATE_FILE_BYTES = 1024 * 1024 * 1024
 def _read(path: Path, max_bytes: int) -> bytes:
     """A file a planning job wrote, never blocking on a FIFO put in its place; Invalid when
     it is not a regular file or larger than ``max_bytes``."""
-    raw = canonical.read_regular_file(path, path.name, max_bytes)
+    raw = fsutil.read_regular_file(path, path.name, max_bytes)
     if len(raw) > max_bytes:
         raise Invalid(f"{path.name}: larger than {max_bytes} bytes")
     return raw

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runyard import canonical
+from runyard import canonical, fsutil
 from runyard.errors import Invalid, RunyardError
 from runyard.fsutil import write_atomic
 from runyard.jobs.aggregate import aggregate_summaries, write_aggregate
@@ -154,7 +154,7 @@ def _read_summary(run_dir: Path) -> dict[str, Any]:
     path = run_dir / SUMMARY_NAME
     try:
         value = canonical.loads_checked(
-            canonical.read_regular_file(path, SUMMARY_NAME, canonical.MAX_JSON_BYTES),
+            fsutil.read_regular_file(path, SUMMARY_NAME, canonical.MAX_JSON_BYTES),
             SUMMARY_NAME,
         )
     except FileNotFoundError:

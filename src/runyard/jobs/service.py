@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runyard.errors import NotFound
+from runyard.artifacts import refuse_swapped_folder
+from runyard.errors import NotFound, RunyardError
+from runyard.fsutil import read_regular_file
 from runyard.jobs.runners import RUNNER_LOG
 from runyard.jobs.worker import Worker, job_log_path
 from runyard.models import Job, JobStatus, JobType
@@ -65,15 +69,34 @@ def job_log(yard: Yard, job: Job) -> str:
     """The worker's lines about the job, then its runner's output (kept in the run)."""
     parts: list[str] = []
     try:
-        parts.append(job_log_path(yard, job.job_id).read_text(encoding="utf-8"))
+        parts.append(_read_log(job_log_path(yard, job.job_id), "the worker's log"))
     except FileNotFoundError:
         parts.append("(no worker has written about this job yet)\n")
+    except RunyardError as exc:
+        parts.append(f"({exc.message})\n")
     if job.run_id:
         try:
-            run_dir = get_run(yard, job.run_id).path
-            with open(f"{run_dir}/{RUNNER_LOG}", encoding="utf-8", errors="replace") as log:
-                output = log.read()
+            run_dir = Path(get_run(yard, job.run_id).path)
+            # A run folder swapped for a link, or a runner.log that is a fifo, is said,
+            # never followed or waited on: this page must always answer.
+            refuse_swapped_folder(run_dir)
+            output = _read_log(run_dir / RUNNER_LOG, RUNNER_LOG)
             parts.append(f"--- {RUNNER_LOG} of run {job.run_id} ---\n{output}")
-        except (NotFound, FileNotFoundError):
+        except (NotFound, FileNotFoundError, NotADirectoryError):
             pass
+        except RunyardError as exc:
+            parts.append(f"--- {RUNNER_LOG} of run {job.run_id} ---\n({exc.message})\n")
     return "".join(parts)
+
+
+def _read_log(path: Path, what: str) -> str:
+    """A log's text (its last ``LOG_TAIL_BYTES`` when longer), never blocking on a file
+    that is not a regular one; bytes that are not UTF-8 are replaced: it is only shown."""
+    size = os.stat(path).st_size
+    skipped = max(0, size - LOG_TAIL_BYTES)
+    raw = read_regular_file(path, what, LOG_TAIL_BYTES, offset=skipped)
+    text = raw[:LOG_TAIL_BYTES].decode("utf-8", errors="replace")
+    return f"(… the first {skipped:,} bytes left out …)\n{text}" if skipped else text
+
+
+LOG_TAIL_BYTES = 4 * 1024 * 1024

@@ -39,7 +39,6 @@ Times: aware datetimes; naive ones are taken as UTC, as everywhere in runyard.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -48,11 +47,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
-from runyard.config import YardFile
+from runyard.config import MAX_KEEP_LAST_RUNS, MAX_KEEP_RECENT_MINUTES, YardFile
 from runyard.errors import Invalid
 from runyard.ids import validate_run_id
 from runyard.lifecycle.references import ReferenceScan, effective_group
 from runyard.models import RunStatus
+from runyard.timeutil import days_before, shown_number
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _IN_PROGRESS = frozenset({RunStatus.queued.value, RunStatus.running.value})
@@ -112,6 +112,17 @@ class GuardSettings:
             )
         if self.keep_last_runs < 0:
             raise Invalid(f"keep_last_runs cannot be negative (got {self.keep_last_runs})")
+        # The same bounds as runyard.toml's, for every entrance (the web, Python).
+        if self.keep_recent_minutes > MAX_KEEP_RECENT_MINUTES:
+            raise Invalid(
+                f"keep_recent_minutes is at most {MAX_KEEP_RECENT_MINUTES:,} "
+                f"(got {shown_number(self.keep_recent_minutes)})"
+            )
+        if self.keep_last_runs > MAX_KEEP_LAST_RUNS:
+            raise Invalid(
+                f"keep_last_runs is at most {MAX_KEEP_LAST_RUNS:,} "
+                f"(got {shown_number(self.keep_last_runs)})"
+            )
         object.__setattr__(self, "now", _aware(self.now))
 
     @classmethod
@@ -309,11 +320,8 @@ class Scope:
                 "--unscoped-only selects runs with no group, so it cannot be combined with "
                 "--group; use --all --unscoped-only"
             )
-        days = self.older_than_days
-        if days is not None and not (math.isfinite(days) and days >= 0):
-            raise Invalid(
-                f"--older-than must be a number of days >= 0 (got {self.older_than_days})"
-            )
+        if self.older_than_days is not None:  # refused here, for every entrance
+            days_before(datetime.now(UTC), self.older_than_days, "--older-than")
 
     def describe(self) -> str:
         """A one-line summary for reports and the execution log."""
@@ -372,10 +380,7 @@ def select_candidates(
         )
     cutoff: datetime | None = None
     if scope.older_than_days is not None:
-        try:
-            cutoff = _aware(now) - timedelta(days=scope.older_than_days)
-        except OverflowError:  # before year 1: no run is that old
-            return []
+        cutoff = days_before(_aware(now), scope.older_than_days, "--older-than")
     wanted_groups = set(scope.groups)
     wanted_runs = set(scope.run_ids)
     selected: list[S] = []

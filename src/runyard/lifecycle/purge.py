@@ -11,9 +11,8 @@ The registry keeps every row, with location ``purged``.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -37,6 +36,7 @@ from runyard.lifecycle.report import (
 from runyard.lifecycle.roots import require_real_roots
 from runyard.models import RunLocation
 from runyard.registry import lifecycle as registry
+from runyard.timeutil import days_before
 
 if TYPE_CHECKING:
     from runyard.yard import Yard
@@ -84,18 +84,7 @@ class PurgeResult:
 
 def _check_days(older_than_days: float) -> datetime:
     """The cutoff ``older_than_days`` before now; Invalid for a number that gives none."""
-    if not (math.isfinite(older_than_days) and older_than_days >= 0):
-        raise Invalid(f"--older-than must be a number of days, 0 or more (got {older_than_days})")
-    try:
-        return datetime.now(UTC) - timedelta(days=older_than_days)
-    except OverflowError:
-        raise Invalid(
-            f"--older-than {older_than_days:g} days reaches before the year 1; "
-            f"the largest accepted is {_MAX_DAYS:,} days"
-        ) from None
-
-
-_MAX_DAYS = (datetime.now(UTC) - datetime(1, 1, 1, tzinfo=UTC)).days - 1
+    return days_before(datetime.now(UTC), older_than_days, "--older-than")
 
 
 def plan_purge(yard: Yard, older_than_days: float, command: list[str]) -> PurgeReport:

@@ -48,9 +48,9 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from runyard.canonical import read_regular_file
 from runyard.config import ReferenceRule
 from runyard.errors import Invalid
+from runyard.fsutil import read_regular_file
 from runyard.ids import run_id_problem
 
 # A status file is a few kilobytes; anything this large is not one, and reading it whole

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from sqlalchemy import Connection, select
 
-from runyard import canonical
+from runyard import fsutil
 from runyard.config import Settings
 from runyard.db.tables import config_versions
 from runyard.errors import Invalid
@@ -139,7 +139,7 @@ def read_lineage(settings: Settings) -> LineageFiles:
         for path in entries:
             try:
                 # Never blocks on a FIFO put in a lineage file's place.
-                raw = canonical.read_regular_file(path, path.name, LINEAGE_FILE_BYTES)
+                raw = fsutil.read_regular_file(path, path.name, LINEAGE_FILE_BYTES)
                 if len(raw) > LINEAGE_FILE_BYTES:
                     raise Invalid(f"larger than {LINEAGE_FILE_BYTES} bytes")
                 item = model.model_validate_json(raw)

@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 
 from fastapi import Request
 
-from runyard.canonical import read_regular_file
 from runyard.config import Settings
 from runyard.errors import Forbidden, Unauthorized
+from runyard.fsutil import read_regular_file
 
 SESSION_COOKIE = "runyard_session"
 CSRF_FIELD = "csrf_token"

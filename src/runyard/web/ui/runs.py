@@ -22,9 +22,9 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from runyard.artifacts import media_type
-from runyard.canonical import read_regular_file
 from runyard.compare import CompareRow, RunComparison, compare_runs, flatten
 from runyard.errors import Invalid, NotFound, Refused, RunyardError
+from runyard.fsutil import read_regular_file
 from runyard.ids import validate_run_id, validate_text
 from runyard.lifecycle import actions
 from runyard.lifecycle.archive import ArchiveOptions
