@@ -187,8 +187,17 @@ def parse_exact(text: str, what: str = "JSON") -> Any:
     The text and the value must keep runyard's JSON limits (``check_json_limits``).
     """
     check_text_size(text, what)
+    value = parse_unchecked(text, what)
+    check_json_limits(value, what)
+    return value
+
+
+def parse_unchecked(text: str, what: str = "JSON") -> Any:
+    """Parse JSON text keeping numbers as Decimal (``1e400`` is not infinity here),
+    refusing NaN and a key given twice; Invalid with line and column. The limits are the
+    caller's to check (``parse_exact`` does; a web request body checks each field)."""
     try:
-        value = json.loads(
+        return json.loads(
             text,
             parse_float=Decimal,
             parse_int=Decimal,
@@ -205,8 +214,6 @@ def parse_exact(text: str, what: str = "JSON") -> Any:
         raise Invalid(
             f"{what}: nested more than {MAX_JSON_DEPTH} levels deep; the limit is {MAX_JSON_DEPTH}"
         ) from None
-    check_json_limits(value, what)
-    return value
 
 
 class _OutOfRange(Exception):

@@ -12,17 +12,18 @@ other request on untouched.
 
 from __future__ import annotations
 
-import json
-from decimal import Decimal
 from email.message import Message
-from typing import Any
 
 from fastapi import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as ASGIMessage
 
-from runyard import fsnames
-from runyard.canonical import MAX_JSON_BYTES, MAX_JSON_DEPTH, check_json_limits
+from runyard.canonical import (
+    MAX_JSON_BYTES,
+    MAX_JSON_DEPTH,
+    check_json_limits,
+    parse_unchecked,
+)
 from runyard.errors import Forbidden, Invalid
 from runyard.web.auth import SAFE_METHODS, check_origin
 from runyard.web.errors import answer, answer_error
@@ -104,19 +105,6 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, list[ASGIMess
             return b"".join(chunks), []
 
 
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {fsnames.shown(key)!r}")
-        out[key] = value
-    return out
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def check_json_body(body: bytes) -> None:
     """Invalid unless ``body`` is UTF-8 JSON within runyard's JSON limits.
 
@@ -130,25 +118,7 @@ def check_json_body(body: bytes) -> None:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Invalid(f"the request body is not UTF-8 text (byte {exc.start})") from None
-    try:
-        value = json.loads(
-            text,
-            parse_float=Decimal,
-            parse_int=Decimal,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_no_duplicate_keys,
-        )
-    except json.JSONDecodeError as exc:
-        raise Invalid(
-            f"the request body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except ValueError as exc:
-        raise Invalid(f"the request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise Invalid(
-            f"the request body is nested far more than {MAX_JSON_DEPTH} levels deep; "
-            f"the limit is {MAX_JSON_DEPTH} for each value"
-        ) from None
+    value = parse_unchecked(text, "the request body")
     if not isinstance(value, dict):
         check_json_limits(value, "the request body")
         return
