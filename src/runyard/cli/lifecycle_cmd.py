@@ -322,8 +322,9 @@ def restore(
             return
         _print_restore(result, dry_run=True)
         pending = sum(1 for e in result.entries if e.status == "pending")
+        lost = f", {result.failed} cannot be restored (see each error)" if result.failed else ""
         console().print(
-            f"dry run: {pending} to restore, {result.conflicts} conflicts. "
+            f"dry run: {pending} to restore, {result.conflicts} conflicts{lost}. "
             f"Report: {outcome.report_path}. Add --run to restore."
         )
         return
