@@ -867,3 +867,22 @@ def test_a_digest_recorded_before_hard_links_counted_still_verifies(tmp_path: Pa
     assert older != scan.digest and scan.agrees_with(older)
     move_tree(run, tmp_path / "archive" / "r1", expected=older)
     assert (tmp_path / "archive" / "r1" / "frames" / "run-again.json").exists()
+
+
+def test_xattrs_a_move_keeps_are_the_owners_unless_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not root, only user attributes and ACLs are copied (a security or trusted one
+    could not be set again); root keeps every namespace."""
+    if os.geteuid() != 0:
+        pytest.skip("NOT TESTED: setting a trusted.* attribute needs root")
+    path = tmp_path / "f"
+    path.write_bytes(b"x")
+    os.setxattr(path, "user.origin", b"cam")
+    try:
+        os.setxattr(path, "trusted.runyard", b"t")
+    except OSError as exc:
+        pytest.skip(f"NOT TESTED: {tmp_path} keeps no trusted.* attributes ({exc.strerror})")
+    assert set(fsops.read_xattrs(str(path))) >= {"user.origin", "trusted.runyard"}
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert fsops.read_xattrs(str(path)) == {"user.origin": b"cam"}

@@ -931,15 +931,23 @@ def _copy_file(
         os.close(fd_in)
 
 
+_OWNER_XATTRS = ("user.", "system.posix_acl_")
+"""What a process that is not root may set on a file it made: user attributes and ACLs.
+Root copies every namespace (``trusted.``, ``security.`` too); anyone else leaves those to
+the system (a security label is given to each new file by the system's own policy)."""
+
+
 def read_xattrs(path: str) -> dict[str, bytes]:
-    """The extended attributes of ``path`` (never following a link); {} where the
-    filesystem keeps none."""
+    """The extended attributes of ``path`` that a move keeps (never following a link);
+    {} where the filesystem keeps none."""
     try:
         names = os.listxattr(path, follow_symlinks=False)
     except OSError as exc:
         if exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
             return {}
         raise
+    if os.geteuid() != 0:
+        names = [name for name in names if name.startswith(_OWNER_XATTRS)]
     return {name: os.getxattr(path, name, follow_symlinks=False) for name in sorted(names)}
 
 
