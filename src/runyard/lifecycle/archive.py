@@ -199,39 +199,18 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
     for fact in sorted(selected, key=lambda f: f.run_id):
         folder = root / fact.run_id
         shown_group = references.effective_group(fact.run_id, fact.group, refs)
-        if not folder.is_dir() or folder.is_symlink():
-            missing = SkipReasonDoc(code="missing", message=f"no folder at {folder}")
-            if folder.is_symlink():
-                missing = SkipReasonDoc(
-                    code="swapped_for_symlink",
-                    message=f"{folder} was replaced by a symlink; runyard never moves through one",
-                )
-            report.skips.append(
-                ArchiveSkip(run_id=fact.run_id, group=shown_group, reasons=[missing])
-            )
-            continue
-        try:
-            scan = fsops.scan_tree(folder, hash_content=False)
-        except RunyardError as exc:  # one odd run never stops the others
+        scan, unmovable = _scan_or_problem(folder, settings.archive_root if across else None)
+        if unmovable is not None:  # one odd run never stops the others
             report.skips.append(
                 ArchiveSkip(
                     run_id=fact.run_id,
                     group=shown_group,
-                    reasons=[SkipReasonDoc(code="unreadable", message=exc.message)],
+                    bytes=scan.bytes if scan is not None else 0,
+                    reasons=[unmovable],
                 )
             )
             continue
-        cannot_keep = across and fsops.cannot_keep(scan, folder, settings.archive_root)
-        if cannot_keep:
-            report.skips.append(
-                ArchiveSkip(
-                    run_id=fact.run_id,
-                    group=shown_group,
-                    bytes=scan.bytes,
-                    reasons=[SkipReasonDoc(code="cannot_keep", message=cannot_keep)],
-                )
-            )
-            continue
+        assert scan is not None  # no scan comes only with a reason
         reasons = guards.evaluate(
             guards.CandidateFacts(
                 run_id=fact.run_id,
@@ -294,6 +273,26 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
     )
     unregistered = [f.run_id for f in facts if not f.registered]
     return ArchivePlan(report=report, unregistered=unregistered, scans=scans)
+
+
+def _scan_or_problem(
+    folder: Path, copy_to: Path | None
+) -> tuple[fsops.TreeScan | None, SkipReasonDoc | None]:
+    """A candidate's cheap scan, or why runyard cannot move it (a skip in PROBLEM_SKIPS,
+    or ``missing``); ``copy_to`` is the archive root when moves there are copies."""
+    if folder.is_symlink():
+        message = f"{folder} was replaced by a symlink; runyard never moves through one"
+        return None, SkipReasonDoc(code="swapped_for_symlink", message=message)
+    if not folder.is_dir():
+        return None, SkipReasonDoc(code="missing", message=f"no folder at {folder}")
+    try:
+        scan = fsops.scan_tree(folder, hash_content=False)
+    except RunyardError as exc:
+        return None, SkipReasonDoc(code="unreadable", message=exc.message)
+    lost = fsops.cannot_keep(scan, folder, copy_to) if copy_to is not None else None
+    if lost:
+        return scan, SkipReasonDoc(code="cannot_keep", message=lost)
+    return scan, None
 
 
 def _check_reason(reason: str | None) -> None:
