@@ -25,6 +25,10 @@ LISTS = (
 # Child tables first: what a lost registry no longer has (its meta rows stay, as after
 # `runyard db upgrade` of an empty database).
 TABLES = (
+    "run_kpis",
+    "run_tags",
+    "plan_params",
+    "config_values",
     "aggregates",
     "jobs",
     "executions",

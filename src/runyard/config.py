@@ -126,6 +126,18 @@ class JobsSection(_Strict):
         return self
 
 
+KPI_NAME_MAX = 200
+
+
+class KpiSection(_Strict):
+    """``[kpis.NAME]``: how to read one KPI (a numeric value of run summaries, dotted for
+    nested keys). ``better`` says which way is good; ``label`` and ``unit`` are for people."""
+
+    better: Literal["higher", "lower"] | None = None
+    label: str | None = Field(default=None, min_length=1, max_length=200)
+    unit: str | None = Field(default=None, min_length=1, max_length=50)
+
+
 class YardFile(_Strict):
     """The contents of ``runyard.toml``; every key is documented in docs/configuration.md."""
 
@@ -144,6 +156,17 @@ class YardFile(_Strict):
     retention: RetentionSection = Field(default_factory=RetentionSection)
     runners: dict[str, RunnerSection] = Field(default_factory=dict)
     jobs: JobsSection = Field(default_factory=JobsSection)
+    kpis: dict[str, KpiSection] = Field(default_factory=dict)
+
+    @field_validator("kpis")
+    @classmethod
+    def _kpi_names(cls, value: dict[str, KpiSection]) -> dict[str, KpiSection]:
+        for name in value:
+            if not name or len(name) > KPI_NAME_MAX or not name.isprintable():
+                raise ValueError(
+                    f"invalid KPI name {name!r}: 1 to {KPI_NAME_MAX} printable characters"
+                )
+        return value
 
     @field_validator("runners")
     @classmethod
@@ -256,6 +279,11 @@ class Settings:
                 hint=f"add a [runners.{name}] table, or use one of: {known}",
             )
         return found
+
+    @property
+    def kpis(self) -> dict[str, KpiSection]:
+        """The configured KPIs (``[kpis.NAME]``), in the order the file lists them."""
+        return dict(self.file.kpis)
 
     @property
     def aggregates_dir(self) -> Path:

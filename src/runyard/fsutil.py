@@ -84,3 +84,33 @@ def read_regular_file(path: Path | str, what: str, max_bytes: int, offset: int =
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def tree_bytes(path: Path | str) -> int | None:
+    """The bytes of the regular files and links under ``path`` (never following a link,
+    never opening a file), or None when ``path`` is not a readable folder. What the
+    registry records as a run's size; a folder that changes meanwhile gives what was seen.
+    """
+    total = 0
+    stack = [os.fspath(path)]
+    try:
+        if not os.path.isdir(stack[0]) or os.path.islink(stack[0]):
+            return None
+    except OSError:
+        return None
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append(entry.path)
+                        else:
+                            total += entry.stat(follow_symlinks=False).st_size
+                    except OSError:
+                        continue
+        except OSError:
+            if folder == os.fspath(path):
+                return None
+    return total

@@ -127,6 +127,9 @@ class Run(FrozenModel):
     error: str | None
     archive_batch_id: str | None = Field(default=None, description="when archived")
     path: str = Field(description="the run directory, absolute (where it is now)")
+    size_bytes: int | None = Field(
+        default=None, description="its folder's bytes when last measured (finish, import, move)"
+    )
 
 
 class Job(FrozenModel):

@@ -21,7 +21,13 @@ from runyard.db.tables import REGISTRY_TABLES, runyard_meta
 from runyard.errors import ForeignRegistry, NotARegistry, RegistryStateError, SchemaOutdated
 
 VERSION_TABLE = "runyard_alembic_version"
-REVISIONS = ("0001_initial", "0002_lifecycle", "0003_jobs", "0004_skip_reasons")
+REVISIONS = (
+    "0001_initial",
+    "0002_lifecycle",
+    "0003_jobs",
+    "0004_skip_reasons",
+    "0005_query_index",
+)
 HEAD_REVISION = REVISIONS[-1]
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 UPGRADE_HINT = "run `runyard db upgrade` to bring it to the current schema"

@@ -112,6 +112,9 @@ runs = Table(
     Column("tags", Text, nullable=False, default="{}"),
     Column("error", Text, nullable=True),
     Column("archive_batch_id", ID, nullable=True),
+    # The bytes of the run's folder, as last measured (finish, import, archive, restore):
+    # the overview adds these up instead of walking the disk per page view.
+    Column("size_bytes", BigInteger, nullable=True),
     Index("ix_runs_started", "started_at", "run_id"),
     Index("ix_runs_plan", "plan_version_id", "started_at", "run_id"),
     Index("ix_runs_scenario", "scenario_id", "started_at", "run_id"),
@@ -187,6 +190,70 @@ aggregates = Table(
     Index("ix_aggregates_plan", "plan_version_id", "created_at", "aggregate_id"),
 )
 
+# --- The query index (``runyard.registry.search_index``) -------------------------------------
+# Derived from runs.summary/tags, plan_versions.params and config_versions.content in the
+# same transaction that writes those, so every summary is queryable at once. No foreign
+# keys: the rows are rebuilt from their owners, never the other way round.
+
+# One row per numeric value of a run's summary (nested keys dotted): "KPIs indexed as
+# numbers". started_at is copied in so that ordering by a KPI, then newest first, is one
+# index scan.
+run_kpis = Table(
+    "run_kpis",
+    metadata,
+    Column("run_id", String(128), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Index("ix_run_kpis_value", "name", "value", "started_at", "run_id"),
+)
+
+# One row per tag. value_key is the value's first 200 characters: what the index holds
+# (a btree entry has a size limit; a tag value may be 1000 characters of 4 bytes).
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", String(128), primary_key=True),
+    Column("key", String(100), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("value_key", String(200), nullable=False),
+    Column("started_at", DateTime, nullable=False),
+    Index("ix_run_tags_value", "key", "value_key", "started_at", "run_id"),
+)
+
+# The scalar leaves of a plan version's params and of a config version's content, by
+# dotted path: a number (bools as 1/0) in num, a string (or a list, as JSON) in text.
+plan_params = Table(
+    "plan_params",
+    metadata,
+    Column("plan_version_id", ID, primary_key=True),
+    Column("name", String(500), primary_key=True),
+    Column("num", Float, nullable=True),
+    Column("text", Text, nullable=True),
+    Index("ix_plan_params_name", "name", "num"),
+)
+config_values = Table(
+    "config_values",
+    metadata,
+    Column("config_version_id", ID, primary_key=True),
+    Column("path", String(500), primary_key=True),
+    Column("num", Float, nullable=True),
+    Column("text", Text, nullable=True),
+    Index("ix_config_values_path", "path", "num"),
+)
+
+# Saved views of the runs list: a query, an order and the KPI columns, by name.
+saved_views = Table(
+    "saved_views",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("where_text", Text, nullable=False),
+    Column("order_by", Text, nullable=False),  # JSON list of "field [asc|desc]"
+    Column("columns", Text, nullable=False),  # JSON list of KPI names
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
 REGISTRY_TABLES = (
     "runyard_meta",
     "scenarios",
@@ -197,4 +264,9 @@ REGISTRY_TABLES = (
     "scenario_data",
     "jobs",
     "aggregates",
+    "run_kpis",
+    "run_tags",
+    "plan_params",
+    "config_values",
+    "saved_views",
 )

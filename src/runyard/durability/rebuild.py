@@ -39,6 +39,7 @@ from runyard.models import PlanVersion, RunLocation, Scenario
 from runyard.registry.common import to_utc_naive, utcnow
 from runyard.registry.lineage_files import ConfigFile, read_lineage
 from runyard.registry.run_import import import_row
+from runyard.registry.search_index import index_inserted
 
 if TYPE_CHECKING:
     from runyard.config import Settings
@@ -101,6 +102,7 @@ def rebuild(yard: Yard, dry_run: bool = False, registry_empty: bool = False) -> 
             for table, values in rows.inserts.items():
                 for start in range(0, len(values), BATCH):
                     conn.execute(_TABLES[table].insert(), values[start : start + BATCH])
+                index_inserted(conn, table, values)
             for run_id, location, batch_id in rows.relocations:
                 conn.execute(
                     runs.update()

@@ -57,11 +57,22 @@ class Journal:
         with self.lock:
             self._flush()
 
+    def _sizes(self) -> dict[str, int]:
+        """The bytes each pending run was measured at (an archive report's entries)."""
+        pending = set(self.pending)
+        return {
+            e.run_id: e.bytes
+            for e in self.report.entries
+            if e.run_id in pending and isinstance(getattr(e, "bytes", None), int)
+        }
+
     def _flush(self) -> None:
         if self.pending:
             with self.yard.write() as conn:
                 registry.set_locations(
-                    conn, [(r, self.location, self.batch_id) for r in self.pending]
+                    conn,
+                    [(r, self.location, self.batch_id) for r in self.pending],
+                    self._sizes(),
                 )
             self.pending = []
             crashpoint("journal:registry-flushed")

@@ -45,6 +45,7 @@ from runyard.models import FINISH_STATUSES, TERMINAL_STATUSES, Run, RunLocation,
 from runyard.registry.common import as_aware, dump_json_object, to_utc_naive, utcnow
 from runyard.registry.runs import derive_group, require_runs_root, validate_tags
 from runyard.registry.scenarios import ensure_unlocked, get_scenario
+from runyard.registry.search_index import index_inserted
 
 if TYPE_CHECKING:
     from runyard.yard import Yard
@@ -120,6 +121,7 @@ def record_runs(yard: Yard, records: Iterable[RunRecord | Mapping[str, Any]]) ->
             rows = [p.row for p in prepared]
             for start in range(0, len(rows), _CHUNK):
                 conn.execute(runs.insert(), rows[start : start + _CHUNK])
+            index_inserted(conn, "runs", rows)
     except BaseException as exc:
         for folder in reversed(created):
             shutil.rmtree(folder, ignore_errors=True)
@@ -273,7 +275,9 @@ def _prepare(
         "tags": tags_text,
         "error": record.error,
     }
-    return _Prepared(run=run, row=row, manifest=manifest_bytes(run, settings.yard_id))
+    manifest = manifest_bytes(run, settings.yard_id)
+    row["size_bytes"] = len(manifest)  # the folder holds its run.json only
+    return _Prepared(run=run, row=row, manifest=manifest)
 
 
 # --- the file system -----------------------------------------------------------------

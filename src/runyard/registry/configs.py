@@ -15,6 +15,7 @@ from runyard.errors import Invalid, NotFound
 from runyard.ids import validate_label
 from runyard.models import ConfigAdded, ConfigChange, ConfigDiff, ConfigVersion, Page
 from runyard.registry.common import as_aware, newest_first_page, utcnow
+from runyard.registry.search_index import index_config
 
 
 def _to_model(row: Any) -> ConfigVersion:
@@ -53,6 +54,7 @@ def add_config(
                         created_at=utcnow(),
                     )
                 )
+                index_config(conn, config_id, parsed)
         except IntegrityError:
             pass  # added concurrently with the same content: same id, same snapshot
         else:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import BigInteger, Connection, bindparam, func, select
 
 from runyard.db.tables import executions, runs
 from runyard.ids import new_id
@@ -71,14 +71,29 @@ def pinned_runs(conn: Connection, run_ids: Sequence[str]) -> set[str]:
 _SET_LOCATION = (
     runs.update()
     .where(runs.c.run_id == bindparam("b_run_id"))
-    .values(location=bindparam("b_location"), archive_batch_id=bindparam("b_batch"))
+    .values(
+        location=bindparam("b_location"),
+        archive_batch_id=bindparam("b_batch"),
+        size_bytes=func.coalesce(bindparam("b_size", type_=BigInteger), runs.c.size_bytes),
+    )
 )
 
 
-def set_locations(conn: Connection, changes: Iterable[tuple[str, RunLocation, str | None]]) -> None:
-    """Set (run_id, location, archive batch) in one executemany."""
+def set_locations(
+    conn: Connection,
+    changes: Iterable[tuple[str, RunLocation, str | None]],
+    sizes: Mapping[str, int] | None = None,
+) -> None:
+    """Set (run_id, location, archive batch) in one executemany; ``sizes`` records the
+    bytes of the runs that were measured on the way (a move scans each tree)."""
+    sizes = sizes or {}
     params = [
-        {"b_run_id": run_id, "b_location": location.value, "b_batch": batch}
+        {
+            "b_run_id": run_id,
+            "b_location": location.value,
+            "b_batch": batch,
+            "b_size": sizes.get(run_id),
+        }
         for run_id, location, batch in changes
     ]
     if params:

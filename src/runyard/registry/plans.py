@@ -6,6 +6,7 @@ update function here: a changed plan is a new plan version.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from runyard.models import Page, PlanVersion
 from runyard.registry.common import as_aware, newest_first_page, utcnow
 from runyard.registry.configs import get_config
 from runyard.registry.scenarios import ensure_unlocked, get_scenario
+from runyard.registry.search_index import index_plan
 
 if TYPE_CHECKING:
     from runyard.yard import Yard
@@ -74,6 +76,7 @@ def create_plan(
             created_at=utcnow(),
         )
     )
+    index_plan(conn, plan_id, json.loads(params_text))
     return get_plan(conn, plan_id)
 
 

@@ -19,11 +19,13 @@ from sqlalchemy import select
 
 from runyard.db.tables import plan_versions, runs
 from runyard.errors import Invalid, ManifestError, NotFound
+from runyard.fsutil import tree_bytes
 from runyard.ids import run_id_problem, validate_label
 from runyard.manifest import MANIFEST_NAME, Manifest, read_manifest
 from runyard.models import ImportOutcome, ImportResult, RunLocation, RunStatus
 from runyard.registry.common import dump_json_object, to_utc_naive, utcnow
 from runyard.registry.runs import derive_group, require_runs_root, validate_tags
+from runyard.registry.search_index import index_inserted
 
 if TYPE_CHECKING:
     from runyard.config import Settings
@@ -183,6 +185,7 @@ def import_runs(yard: Yard, paths: Iterable[Path], scan_all: bool = False) -> Im
             )
         if rows:
             conn.execute(runs.insert(), rows)
+            index_inserted(conn, "runs", rows)
     counts = {
         k: sum(1 for o in outcomes if o.outcome == k)
         for k in ("imported", "legacy", "already_registered", "error")
@@ -223,6 +226,7 @@ def import_row(
             "summary": "{}",
             "tags": "{}",
             "error": None,
+            "size_bytes": tree_bytes(path),
         }
     if manifest.yard_id is not None and manifest.yard_id != settings.yard_id:
         raise Invalid(
@@ -260,4 +264,5 @@ def import_row(
         "summary": dump_json_object(manifest.summary, "summary"),
         "tags": dump_json_object(validate_tags(manifest.tags), "tags"),
         "error": manifest.error,
+        "size_bytes": tree_bytes(path),
     }

@@ -36,7 +36,7 @@ from runyard.errors import (
     NotFound,
     Refused,
 )
-from runyard.fsutil import write_atomic
+from runyard.fsutil import tree_bytes, write_atomic
 from runyard.ids import new_run_id, validate_label, validate_run_id, validate_text
 from runyard.manifest import MANIFEST_NAME, write_manifest
 from runyard.models import (
@@ -58,6 +58,7 @@ from runyard.registry.common import (
 from runyard.registry.configs import get_config
 from runyard.registry.plans import get_plan
 from runyard.registry.scenarios import ensure_unlocked, get_scenario
+from runyard.registry.search_index import index_runs
 
 if TYPE_CHECKING:
     from runyard.config import Settings
@@ -90,6 +91,7 @@ def _to_model(row: Any, settings: Settings) -> Run:
                 row.run_id, row.archive_batch_id if row.location == "archived" else None
             )
         ),
+        size_bytes=row.size_bytes,
     )
 
 
@@ -300,6 +302,8 @@ def start_run(
             if inserted is None:  # locked (or gone) since it was looked up
                 _plan_for_run(yard, plan_version_id, conn=conn, cached=False)
                 raise Conflict(f"plan version {plan_version_id!r} cannot take runs now")
+            if clean_tags:
+                index_runs(conn, [(run_id, now, {}, clean_tags)])
     except BaseException as exc:
         shutil.rmtree(run_dir, ignore_errors=True)
         if isinstance(exc, IntegrityError):
@@ -380,6 +384,8 @@ def finish_run(
             hint="`runyard run show` tells where the registry expects it",
         )
     write_manifest(run_dir, run, yard.settings.yard_id)
+    size = tree_bytes(run_dir)
+    run = run.model_copy(update={"size_bytes": size})
     try:
         with yard.write() as conn:
             updated = conn.execute(
@@ -392,10 +398,15 @@ def finish_run(
                     "summary": summary_text,
                     "tags": tags_text,
                     "error": error,
+                    "size_bytes": size,
                 },
             ).rowcount
-        if updated != 1:
-            raise Conflict(f"run {run_id!r} changed status while finishing; nothing was changed")
+            if updated != 1:
+                raise Conflict(
+                    f"run {run_id!r} changed status while finishing; nothing was changed"
+                )
+            started = to_utc_naive(run.started_at)
+            index_runs(conn, [(run_id, started, merged, merged_tags)], replace=True)
     except BaseException:
         if previous is None:
             manifest_path.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from runyard.web.auth import SESSION_COOKIE, guard_of, require_ui_write
-from runyard.web.ui import archives, configs, jobs, plans, runs, scenarios
+from runyard.web.ui import archives, configs, jobs, plans, run_list, runs, scenarios
 from runyard.web.ui.render import redirect, render, set_session_cookie
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -67,5 +67,5 @@ def logout(request: Request) -> Response:
     return response
 
 
-for area in (scenarios, configs, plans, runs, jobs, archives):
+for area in (scenarios, configs, plans, run_list, runs, jobs, archives):
     router.include_router(area.router)

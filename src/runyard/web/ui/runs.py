@@ -12,10 +12,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -32,8 +30,8 @@ from runyard.lifecycle.batches import run_history
 from runyard.lifecycle.guards import Scope
 from runyard.lifecycle.report import ArchiveReport, RestoreReport
 from runyard.manifest import MANIFEST_NAME
-from runyard.models import Run, RunLocation, RunStatus
-from runyard.registry.runs import RunFilter, get_run, list_runs, set_pinned
+from runyard.models import Run
+from runyard.registry.runs import get_run, set_pinned
 from runyard.registry.scenarios import scenario_names
 from runyard.web import charts
 from runyard.web.auth import require_ui_write
@@ -48,18 +46,6 @@ PAGE_LIMIT = 50
 ARTIFACT_LIMIT = 1000
 MANIFEST_MAX_BYTES = 1024 * 1024
 REASON_MAX = 500
-# The filters of the history, in the order of the form; the API takes the same names.
-FILTER_KEYS = (
-    "plan_version_id",
-    "scenario",
-    "config_version_id",
-    "status",
-    "group",
-    "location",
-    "legacy",
-    "started_after",
-    "started_before",
-)
 # KPIs whose largest magnitudes differ more than this share one bar chart badly: the
 # small ones vanish next to the large, so each gets its own small chart instead.
 SHARED_SCALE_RATIO = 10.0
@@ -95,136 +81,6 @@ def _yard(request: Request) -> Yard:
 def _web_command(*args: str) -> list[str]:
     """What the reports and the execution log record as the command that did it."""
     return ["runyard-web", *args]
-
-
-# ---------------------------------------------------------------- the history
-
-
-def _blank_to_none(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    return value or None
-
-
-E = TypeVar("E", bound=StrEnum)
-
-
-def _enum(value: str | None, kind: type[E], what: str) -> E | None:
-    if value is None:
-        return None
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in kind)
-        raise Invalid(f"{what} {value[:80]!r} is not one of: {allowed}") from None
-
-
-def _datetime(value: str | None, what: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise Invalid(
-            f"{what} {value[:80]!r} is not a date and time",
-            hint="write it like 2026-11-22T10:30 (UTC)",
-        ) from None
-
-
-def _legacy(value: str | None) -> bool | None:
-    if value is None:
-        return None
-    if value in ("true", "yes", "1"):
-        return True
-    if value in ("false", "no", "0"):
-        return False
-    raise Invalid(f"legacy {value[:80]!r} must be true or false")
-
-
-def _run_filter(raw: Mapping[str, str | None]) -> RunFilter:
-    return RunFilter(
-        plan_version_id=raw["plan_version_id"],
-        scenario=raw["scenario"],
-        config_version_id=raw["config_version_id"],
-        status=_enum(raw["status"], RunStatus, "status"),
-        group=raw["group"],
-        location=_enum(raw["location"], RunLocation, "location"),
-        legacy=_legacy(raw["legacy"]),
-        started_after=_datetime(raw["started_after"], "started after"),
-        started_before=_datetime(raw["started_before"], "started before"),
-    )
-
-
-def _is_partial(request: Request) -> bool:
-    """An htmx swap of the table (not htmx restoring a page missing from its history)."""
-    return (
-        request.headers.get("HX-Request") == "true"
-        and request.headers.get("HX-History-Restore-Request") != "true"
-    )
-
-
-@router.get("/runs", response_class=HTMLResponse)
-def run_list(
-    request: Request,
-    limit: Annotated[int, Query(ge=1, le=1000)] = PAGE_LIMIT,
-    after: str | None = None,
-    plan_version_id: str | None = None,
-    scenario: str | None = None,
-    config_version_id: str | None = None,
-    status: str | None = None,
-    group: str | None = None,
-    location: str | None = None,
-    legacy: str | None = None,
-    started_after: str | None = None,
-    started_before: str | None = None,
-) -> Response:
-    raw = {
-        "plan_version_id": _blank_to_none(plan_version_id),
-        "scenario": _blank_to_none(scenario),
-        "config_version_id": _blank_to_none(config_version_id),
-        "status": _blank_to_none(status),
-        "group": _blank_to_none(group),
-        "location": _blank_to_none(location),
-        "legacy": _blank_to_none(legacy),
-        "started_after": _blank_to_none(started_after),
-        "started_before": _blank_to_none(started_before),
-    }
-    filters = _run_filter(raw)
-    cursor = _blank_to_none(after)
-    yard = _yard(request)
-    runs: list[Run] = []
-    next_cursor: str | None = None
-    unmatched: str | None = None
-    try:
-        page = list_runs(yard, filters, limit=limit, after=cursor)
-        runs, next_cursor = page.items, page.next_cursor
-    except NotFound as exc:  # an unknown plan, scenario or config: nothing can match
-        unmatched = exc.message
-    with yard.read() as conn:
-        names = scenario_names(conn, [r.scenario_id for r in runs if r.scenario_id])
-    active = {k: v for k, v in raw.items() if v is not None}
-    api_query = {**active, **({"limit": str(limit)} if limit != PAGE_LIMIT else {})}
-    if cursor:
-        api_query["after"] = cursor
-    context: dict[str, Any] = {
-        "runs": runs,
-        "names": names,
-        "next_cursor": next_cursor,
-        "unmatched": unmatched,
-        "filtered": bool(active),
-        "filters": {k: v or "" for k, v in raw.items()},
-        "statuses": [s.value for s in RunStatus],
-        "locations": [loc.value for loc in RunLocation],
-        "limit": limit,
-    }
-    json_href = "/api/v1/runs" + ("?" + urlencode(api_query) if api_query else "")
-    template = "runs/_table.html" if _is_partial(request) else "runs/list.html"
-    response = render(
-        request, template, title="Runs", section="runs", json_href=json_href, **context
-    )
-    response.headers["Vary"] = "HX-Request"
-    return response
 
 
 # ---------------------------------------------------------------- runs side by side
