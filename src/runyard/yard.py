@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +35,7 @@ from runyard.ids import new_id
 from runyard.presets import PRESETS, render_config
 
 if TYPE_CHECKING:
-    from runyard.models import Run
+    from runyard.models import Page, Run
     from runyard.registry.bulk import RunRecord
     from runyard.tracking import RunContext
 
@@ -110,6 +110,21 @@ class Yard:
         from runyard.registry.bulk import record_runs
 
         return record_runs(self, records)
+
+    def list_runs(
+        self,
+        where: str | None = None,
+        order_by: str | Sequence[str] | None = None,
+        limit: int = 50,
+        after: str | None = None,
+    ) -> Page[Run]:
+        """A page of runs matching ``where``, in the order of ``order_by`` (docs/query.md):
+        ``yard.list_runs(where="kpi.fill_rate >= 0.95", order_by="kpi.total_cost asc")``.
+        Pass the page's ``next_cursor`` as ``after`` for the next one."""
+        from runyard.query import parse_query
+        from runyard.registry.runs import list_runs
+
+        return list_runs(self, limit=limit, after=after, query=parse_query(where, order_by))
 
     def __repr__(self) -> str:
         return f"Yard({str(self.path)!r}, db={redact(self.settings.db_url)!r})"

@@ -73,6 +73,8 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA synchronous = NORMAL")
+        # LIKE is case-sensitive, as on PostgreSQL (runyard.registry.run_query).
+        cursor.execute("PRAGMA case_sensitive_like = ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -54,7 +54,7 @@ def add_config(
                         created_at=utcnow(),
                     )
                 )
-                index_config(conn, config_id, parsed)
+                index_config(conn, config_id, json.loads(content))
         except IntegrityError:
             pass  # added concurrently with the same content: same id, same snapshot
         else:

@@ -9,22 +9,21 @@ leaves neither changed.
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
-    and_,
     bindparam,
     false,
     func,
     literal,
     select,
-    true,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -46,17 +45,18 @@ from runyard.models import (
     RunLocation,
     RunStatus,
 )
+from runyard.query.ast import Query
 from runyard.registry.common import (
     as_aware,
     check_limit,
     dump_json_object,
     load_json_object,
-    newest_first_page,
     to_utc_naive,
     utcnow,
 )
 from runyard.registry.configs import get_config
 from runyard.registry.plans import get_plan
+from runyard.registry.run_query import check_names, query_page
 from runyard.registry.scenarios import ensure_unlocked, get_scenario
 from runyard.registry.search_index import index_runs
 
@@ -479,21 +479,69 @@ def _filter_clauses(conn: Connection, f: RunFilter) -> list[Any]:
 
 
 def list_runs(
-    yard: Yard, filters: RunFilter | None = None, limit: int = 50, after: str | None = None
+    yard: Yard,
+    filters: RunFilter | None = None,
+    limit: int = 50,
+    after: str | None = None,
+    query: Query | None = None,
 ) -> Page[Run]:
-    """Runs newest first (by start time, then run id), a keyset page at a time."""
+    """Runs matching ``filters`` and ``query`` (``runyard.query``), a keyset page at a time:
+    newest first (by start time, then run id) unless the query orders them otherwise."""
     check_limit(limit)
+    query = query or Query()
     with yard.read() as conn:
         clauses = _filter_clauses(conn, filters or RunFilter())
-        rows, cursor = newest_first_page(
-            conn,
-            select(runs).where(and_(true(), *clauses)),
-            runs.c.started_at,
-            runs.c.run_id,
-            limit,
-            after,
+        if query.where is not None or query.order_by:
+            check_names(conn, query, list(yard.settings.kpis))
+        rows, cursor = query_page(conn, query, clauses, limit, after)
+    return Page[Run](items=_to_models(rows, yard.settings), next_cursor=cursor)
+
+
+def _to_models(rows: Sequence[Any], settings: Settings) -> list[Run]:
+    """Runs from rows, built without re-validating what the registry wrote: a page of
+    runs is mostly this loop, so it does the least work per row (``_to_model`` is the
+    validating twin, for single runs)."""
+    runs_root = str(settings.runs_root)
+    batch_dirs: dict[str, str] = {}
+    construct = Run.model_construct
+    loads = json.loads
+    out: list[Run] = []
+    for row in rows:
+        batch = row.archive_batch_id if row.location == "archived" else None
+        if batch is None:
+            path = f"{runs_root}/{row.run_id}"
+        else:
+            base = batch_dirs.get(batch)
+            if base is None:
+                base = batch_dirs[batch] = str(settings.batch_runs_dir(batch))
+            path = f"{base}/{row.run_id}"
+        summary = loads(row.summary)
+        tags = loads(row.tags)
+        out.append(
+            construct(
+                run_id=row.run_id,
+                plan_version_id=row.plan_version_id,
+                config_version_id=row.config_version_id,
+                scenario_id=row.scenario_id,
+                group=row.group_name,
+                status=RunStatus(row.status),
+                legacy=row.legacy,
+                location=RunLocation(row.location),
+                pinned=row.pinned,
+                created_at=row.created_at.replace(tzinfo=UTC),
+                started_at=row.started_at.replace(tzinfo=UTC),
+                finished_at=None
+                if row.finished_at is None
+                else row.finished_at.replace(tzinfo=UTC),
+                summary=summary if isinstance(summary, dict) else {},
+                tags=tags if isinstance(tags, dict) else {},
+                error=row.error,
+                archive_batch_id=row.archive_batch_id,
+                path=path,
+                size_bytes=row.size_bytes,
+            )
         )
-    return Page[Run](items=[_to_model(r, yard.settings) for r in rows], next_cursor=cursor)
+    return out
 
 
 def runs_of_plan(
