@@ -202,3 +202,31 @@ def read_text_file(file: str) -> str:
         raise Invalid(f"no such file: {file}") from None
     except OSError as exc:
         raise Invalid(f"cannot read {file}: {exc.strerror}") from None
+
+
+WhereOption = Annotated[
+    str | None,
+    typer.Option(
+        "--where",
+        help="Only runs matching this query, e.g. \"kpi.fill_rate >= 0.95 and tag.owner = 'ann'\" "
+        "(docs/query.md).",
+        metavar="QUERY",
+    ),
+]
+OrderByOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--order-by",
+        help='Sort by a field, e.g. "kpi.total_cost asc" (repeatable; ties: newest first).',
+        metavar="FIELD [asc|desc]",
+    ),
+]
+ColumnsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--columns",
+        help="KPI columns of the table, comma-separated (default: [kpis] in runyard.toml, "
+        "else the most common KPIs).",
+        metavar="KPI,KPI",
+    ),
+]

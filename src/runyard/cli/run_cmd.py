@@ -11,8 +11,11 @@ import typer
 
 from runyard.cli.common import (
     AfterOption,
+    ColumnsOption,
     JsonOption,
     LimitOption,
+    OrderByOption,
+    WhereOption,
     parse_key_values,
     parse_time,
     read_json_object,
@@ -29,8 +32,10 @@ from runyard.cli.output import (
     table,
     when,
 )
+from runyard.cli.run_table import kpi_columns, runs_table, split_columns
 from runyard.errors import Invalid
 from runyard.models import Run, RunLocation, RunStatus
+from runyard.query import parse_query
 from runyard.registry import run_import, runs
 
 app = typer.Typer(
@@ -189,11 +194,15 @@ def list_(
         str | None,
         typer.Option("--until", help="Started before (ISO date or time).", metavar="WHEN"),
     ] = None,
+    where: WhereOption = None,
+    order_by: OrderByOption = None,
+    columns: ColumnsOption = None,
     limit: LimitOption = 50,
     after: AfterOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List runs, newest first, with filters and keyset pages."""
+    """List runs with filters or a query (--where), in any order, a keyset page at a time."""
+    query = parse_query(where, order_by)
     filters = runs.RunFilter(
         plan_version_id=plan,
         scenario=scenario,
@@ -206,29 +215,16 @@ def list_(
         started_before=parse_time(until, "--until"),
     )
     with yard_from(ctx) as yard:
-        page = runs.list_runs(yard, filters, limit=limit, after=after)
+        page = runs.list_runs(yard, filters, limit=limit, after=after, query=query)
+        settings = yard.settings
+        with yard.read() as conn:
+            names = runs.lineage_names(conn, page.items)
     if json_output:
         print_json(page)
         return
     out = console()
-    out.print(
-        table(
-            None,
-            ["run_id", "status", "plan_version_id", "scenario_id", "group", "started", "summary"],
-            [
-                (
-                    r.run_id,
-                    styled_status(r.status.value),
-                    r.plan_version_id or "(legacy)",
-                    r.scenario_id,
-                    r.group,
-                    when(r.started_at),
-                    short_json(r.summary, 40),
-                )
-                for r in page.items
-            ],
-        )
-    )
+    shown = kpi_columns(settings, page.items, split_columns(columns), query.order_by)
+    out.print(runs_table(settings, page.items, shown, names))
     next_page_hint(out, page.next_cursor, "runyard run list")
 
 

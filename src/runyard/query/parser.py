@@ -230,14 +230,12 @@ def resolve_field(token: Token) -> Field:
 def _unknown(token: Token, name: str) -> Field:
     known = [*ATTRIBUTES, *ATTRIBUTE_ALIASES, "kpi.", "param.", "tag.", "config."]
     close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
-    hint = f"did you mean {close[0]!r}?" if close else None
     fields = ", ".join(ATTRIBUTES)
     raise _fail(
         token.column,
         f"unknown field {name!r}"
         + (f" (did you mean {close[0]!r}?)" if close else "")
         + f"; use kpi.NAME, param.NAME, tag.NAME, config.PATH or one of: {fields}",
-        hint=hint,
     )
 
 

@@ -57,7 +57,7 @@ from runyard.registry.common import (
 from runyard.registry.configs import get_config
 from runyard.registry.plans import get_plan
 from runyard.registry.run_query import check_names, query_page
-from runyard.registry.scenarios import ensure_unlocked, get_scenario
+from runyard.registry.scenarios import ensure_unlocked, get_scenario, scenario_names
 from runyard.registry.search_index import index_runs
 
 if TYPE_CHECKING:
@@ -558,3 +558,43 @@ def runs_of_plan(
         .limit(limit)
     ).all()
     return count, [_to_model(r, settings) for r in rows]
+
+
+@dataclass(frozen=True)
+class LineageNames:
+    """What people call the plans and scenarios of a page of runs."""
+
+    plan_labels: dict[str, str]
+    scenario_names: dict[str, str]
+
+    def plan(self, plan_version_id: str | None) -> str:
+        """The plan's label, else its id shortened (``pv-…x2k9``); "(legacy)" for none."""
+        if plan_version_id is None:
+            return "(legacy)"
+        return self.plan_labels.get(plan_version_id) or short_id(plan_version_id)
+
+    def scenario(self, scenario_id: str | None) -> str:
+        if scenario_id is None:
+            return "-"
+        return self.scenario_names.get(scenario_id) or scenario_id
+
+
+def short_id(value: str, keep: int = 6) -> str:
+    """An id shortened for a table cell: its prefix and its last characters."""
+    head, _, tail = value.rpartition("-")
+    if not head or len(tail) <= keep + 1:
+        return value if len(value) <= keep + 4 else "…" + value[-keep:]
+    return f"{head}-…{tail[-keep:]}"
+
+
+def lineage_names(conn: Connection, page: Sequence[Run]) -> LineageNames:
+    """The plan labels and scenario names of a page of runs, in two queries."""
+    plan_ids = sorted({r.plan_version_id for r in page if r.plan_version_id})
+    labels: dict[str, str] = {}
+    if plan_ids:
+        query = select(plan_versions.c.plan_version_id, plan_versions.c.label).where(
+            plan_versions.c.plan_version_id.in_(plan_ids)
+        )
+        labels = {row.plan_version_id: row.label for row in conn.execute(query) if row.label}
+    names = scenario_names(conn, [r.scenario_id for r in page if r.scenario_id])
+    return LineageNames(labels, names)
