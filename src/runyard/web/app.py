@@ -18,7 +18,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DataError
@@ -74,6 +79,8 @@ def create_app(
         description="Runs with plan lineage, their jobs and their lifecycle.",
         lifespan=lifespan,
         default_response_class=SafeJSONResponse,
+        docs_url=None,  # FastAPI's own pages load their assets from a CDN: ours, below
+        redoc_url=None,
     )
     app.state.settings = settings
     hosts = list(allowed_hosts or LOOPBACK_HOSTS)
@@ -128,12 +135,54 @@ def create_app(
         message = "runyard hit an unexpected error; the server log has the details"
         return answer(request, 500, "error", message)
 
+    add_docs_pages(app)
     app.include_router(router)
     app.include_router(api_actions.router)
     app.include_router(api_overview.router)
     app.include_router(ui.router)
     app.mount("/static", StaticFiles(packages=[("runyard.web", "static")]), name="static")
     return app
+
+
+SWAGGER_OAUTH2_REDIRECT = "/docs/oauth2-redirect"
+
+
+def add_docs_pages(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` (Redoc) as FastAPI makes them, but with
+    every asset (scripts, style sheet, favicon) served from ``/static``, where
+    ``scripts/vendor_web_assets.py`` put them: the pages load nothing from another
+    host, so they work with no internet. Like every read, they need no token."""
+
+    def root(request: Request) -> str:  # the prefix a proxy serves the app under
+        return str(request.scope.get("root_path", "")).rstrip("/")
+
+    def static(request: Request, name: str) -> str:
+        return f"{root(request)}/static/{name}"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=root(request) + str(app.openapi_url),
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=static(request, "swagger-ui-bundle.js"),
+            swagger_css_url=static(request, "swagger-ui.css"),
+            swagger_favicon_url=static(request, "swagger-ui-favicon-32x32.png"),
+            oauth2_redirect_url=root(request) + SWAGGER_OAUTH2_REDIRECT,
+        )
+
+    @app.get(SWAGGER_OAUTH2_REDIRECT, include_in_schema=False)
+    def swagger_ui_oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=root(request) + str(app.openapi_url),
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=static(request, "redoc.standalone.js"),
+            redoc_favicon_url=static(request, "swagger-ui-favicon-32x32.png"),
+            with_google_fonts=False,
+        )
 
 
 def app_from_environment() -> FastAPI:
