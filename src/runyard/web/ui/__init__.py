@@ -1,6 +1,7 @@
 """The web UI (``/ui``): server-rendered pages on the same core functions as the CLI
 and the API. Each area has its own module and templates; this module puts them
-together with the pages every area shares (the front door, login and logout)."""
+together with the pages every area shares (the front door, login and logout). The
+front door, ``/ui``, is the overview (``ui/overview.py``)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 
 from runyard.web.auth import SESSION_COOKIE, guard_of, require_ui_write
-from runyard.web.ui import archives, configs, jobs, plans, run_list, runs, scenarios
+from runyard.web.ui import archives, configs, jobs, overview, plans, run_list, runs, scenarios
 from runyard.web.ui.render import redirect, render, set_session_cookie
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -24,10 +25,10 @@ def _safe_next(url: str | None) -> str:
     return "/ui/runs"
 
 
-@router.get("", response_class=RedirectResponse)
-@router.get("/", response_class=RedirectResponse)
-def front_door() -> RedirectResponse:
-    return RedirectResponse("/ui/runs", status_code=307)
+@router.get("", response_class=HTMLResponse)
+def front_door(request: Request) -> Response:
+    """``/ui`` is the overview, as ``/ui/`` is (an included router cannot own "")."""
+    return overview.overview_page(request)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -67,5 +68,5 @@ def logout(request: Request) -> Response:
     return response
 
 
-for area in (scenarios, configs, plans, run_list, runs, jobs, archives):
+for area in (overview, scenarios, configs, plans, run_list, runs, jobs, archives):
     router.include_router(area.router)
