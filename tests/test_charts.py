@@ -15,6 +15,7 @@ from runyard.web.charts import (
     full,
     line_chart,
     nice_ticks,
+    normalised_bar_chart,
 )
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -154,3 +155,39 @@ def test_nice_ticks_and_number_formats():
         "0.125",
     ]
     assert full(1234.0) == "1,234" and full(0.12345678) == "0.1235"
+
+
+def test_hover_gives_legend_items_and_lines_a_longer_tooltip():
+    root = _parse(line_chart("H", ["p"], [("short", [1.0])], hover=["the-full-run-id"]))
+    (item,) = [g for g in _all(root, "g") if g.get("class") == "legend-item"]
+    assert item.findtext(f"{NS}title") == "the-full-run-id"
+    (line,) = _all(root, "polyline", "series")
+    assert line.findtext(f"{NS}title") == "the-full-run-id"
+    plain = _parse(bar_chart("B", ["c"], [("name", [1.0])]))
+    (item,) = [g for g in _all(plain, "g") if g.get("class") == "legend-item"]
+    assert item.findtext(f"{NS}title") == "name"  # without hover: the name
+
+
+def test_normalised_bars_scale_each_category_to_its_largest_magnitude():
+    root = _parse(
+        normalised_bar_chart(
+            "N",
+            ["cost", "rate"],
+            [("a", [200_000.0, 0.5]), ("b", [100_000.0, 1.0])],
+            marks={(1, 0): "best", (0, 0): "worst"},
+            units=["EUR", None],
+        )
+    )
+    bars = {(b.get("data-series"), b.get("data-category")): b for b in _all(root, "rect", "bar")}
+
+    def height(key: tuple[str, str]) -> float:
+        return float(bars[key].get("height") or 0)
+
+    assert height(("a", "cost")) == pytest.approx(height(("b", "rate")))
+    assert height(("b", "cost")) == pytest.approx(height(("a", "rate")))
+    assert height(("b", "cost")) == pytest.approx(height(("a", "cost")) / 2, rel=0.02)
+    assert bars[("b", "cost")].get("data-mark") == "best"
+    assert [t.text for t in _all(root, "text", "mark")] == ["✕", "★"]
+    tip = bars[("a", "cost")].findtext(f"{NS}title")
+    assert tip == "a · cost: 200,000 EUR (100% of the largest), worst"
+    assert "100%" in _texts(root) and "0%" in _texts(root)

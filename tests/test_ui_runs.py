@@ -617,7 +617,10 @@ def test_compare_two_runs_with_psi_charts(yard_path, two):
         assert inventory.count("<polyline") == 2
         backlog = next(f for f in figures if "Backlog per period" in f)
         assert backlog.count("<polyline") == 2
-        assert f'data-series="{a}"' in inventory and f'data-series="{b}"' in inventory
+        # runs are named by their plan (here its scenario: no label) and a short id
+        assert f'data-series="base · {a[-6:]}"' in inventory
+        assert f'data-series="base · {b[-6:]}"' in inventory
+        assert f"<title>{a}</title>" in inventory  # the full id on hover
         bars = [f for f in figures if 'class="bar"' in f]
         assert bars
         twin = json_twin(text)
@@ -640,7 +643,7 @@ def test_compare_only_differences(yard_path, two):
         assert "Show all rows" in only.text
 
 
-def test_compare_kpis_of_different_scales_get_their_own_charts(yard_path, cli, lineage):
+def test_compare_kpis_of_different_scales_share_one_normalised_chart(yard_path, cli, lineage):
     ids = []
     for kpis in ({"cost": 120000, "fill_rate": 0.9}, {"cost": 98000, "fill_rate": 0.95}):
         run = cli.ok("run", "start", "--plan", lineage["plan_version_id"])
@@ -652,8 +655,8 @@ def test_compare_kpis_of_different_scales_get_their_own_charts(yard_path, cli, l
         page = client.get("/ui/runs/compare", params={"ids": ids})
     assert page.status_code == 200
     figures = re.findall(r'<figure class="chart">(.*?)</figure>', page.text, re.S)
-    assert len(figures) == 2  # no PSI: one bar chart per KPI
-    assert "each has its own chart" in page.text and "No PSI series" in page.text
+    assert len(figures) == 1  # no PSI: one bar chart of every KPI, each scaled to its largest
+    assert figures[0].count('class="bar"') == 4 and "No PSI series" in page.text
 
 
 COMPARE_REFUSALS = [

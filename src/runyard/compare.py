@@ -1,8 +1,12 @@
-"""Runs side by side: what differed in their inputs (params, config) and outcomes (KPIs).
+"""Runs side by side: what differed in their inputs (lineage, params, config) and outcomes
+(KPIs).
 
 Nested objects are flattened to dotted keys so that one row holds one leaf across all
-runs, and ``differs`` marks the rows worth looking at. The PSI series are read from each
-run's ``psi.csv`` through ``resolve_artifact``, so a link out of a run is never read.
+runs, and ``differs`` marks the rows worth looking at. Each run gets a name people can
+tell apart (its plan's label and a short run id); each numeric KPI row says which runs
+are best and worst by ``[kpis.NAME] better`` (``runyard.kpis``), and which are highest and
+lowest whatever is configured. The PSI series are read from each run's ``psi.csv``
+through ``resolve_artifact``, so a link out of a run is never read.
 """
 
 from __future__ import annotations
@@ -10,19 +14,22 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from runyard import kpis as kpi_rules
 from runyard.artifacts import resolve_artifact
+from runyard.config import Settings
 from runyard.errors import Invalid, RunyardError
 from runyard.ids import validate_run_id
-from runyard.models import FrozenModel, Run
+from runyard.models import FrozenModel, PlanVersion, Run
 from runyard.registry.configs import get_config
 from runyard.registry.plans import get_plan
 from runyard.registry.runs import get_run
+from runyard.registry.scenarios import scenario_names
 
 if TYPE_CHECKING:
     from runyard.yard import Yard
@@ -31,6 +38,8 @@ MIN_RUNS = 2
 MAX_RUNS = 12
 MAX_PERIODS = 1000
 PSI_FILE = "psi.csv"
+SHORT_ID = 6  # characters of a run id in its name: the random end of a generated id
+NAME_SEPARATOR = " · "
 
 
 class CompareRow(FrozenModel):
@@ -42,6 +51,39 @@ class CompareRow(FrozenModel):
     )
 
 
+class KpiRow(CompareRow):
+    """A summary value across the runs; for numeric rows, which runs stand out."""
+
+    label: str = Field(description="`[kpis.NAME] label`, else the key")
+    unit: str | None = Field(default=None, description="`[kpis.NAME] unit`")
+    better: Literal["higher", "lower"] | None = Field(
+        default=None, description="`[kpis.NAME] better`; None when not configured"
+    )
+    best: list[int] = Field(
+        default_factory=list,
+        description="positions (in `runs`) of the best value: empty unless `better` is set "
+        "and at least two values differ",
+    )
+    worst: list[int] = Field(default_factory=list, description="positions of the worst value")
+    highest: list[int] = Field(
+        default_factory=list, description="positions of the highest value, whatever is better"
+    )
+    lowest: list[int] = Field(default_factory=list, description="positions of the lowest value")
+    scale: float | None = Field(
+        default=None,
+        description="the largest magnitude of the row: the chart draws each value as a share of it",
+    )
+
+
+class RunName(FrozenModel):
+    run_id: str
+    name: str = Field(
+        description="what the pages call the run: its plan's label (else its scenario's "
+        "name, else its plan id) and the end of its run id, unique among the runs compared"
+    )
+    plan_label: str | None
+
+
 class RunSeries(FrozenModel):
     run_id: str
     periods: list[str]
@@ -51,9 +93,13 @@ class RunSeries(FrozenModel):
 
 class RunComparison(FrozenModel):
     runs: list[Run]
+    names: list[RunName] = Field(description="one per run, in the runs' order")
+    lineage: list[CompareRow] = Field(
+        description="plan_version_id, plan_label, scenario_id, config_version_id"
+    )
     params: list[CompareRow]
     config: list[CompareRow]
-    kpis: list[CompareRow]
+    kpis: list[KpiRow]
     series: list[RunSeries] = Field(description="only runs with a readable psi.csv")
 
 
@@ -80,23 +126,95 @@ def _identity(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str) + type(value).__name__
 
 
+def _row(key: str, values: list[Any]) -> CompareRow:
+    present = [v for v in values if v is not None]
+    return CompareRow(
+        key=key,
+        values=values,
+        differs=len({_identity(v) for v in values}) > 1,
+        numeric=bool(present) and all(_is_number(v) for v in present),
+    )
+
+
 def rows(per_run: Sequence[Mapping[str, Any] | None]) -> list[CompareRow]:
     """One row per dotted key found in any run, sorted by key."""
     flat = [flatten(d) if d is not None else {} for d in per_run]
     keys = sorted({k for f in flat for k in f})
+    return [_row(key, [f.get(key) for f in flat]) for key in keys]
+
+
+def kpi_rows(settings: Settings, summaries: Sequence[Mapping[str, Any]]) -> list[KpiRow]:
+    """The summaries' rows, each with its ``[kpis]`` label, unit and direction, and for
+    numeric rows the positions of the best, worst, highest and lowest values."""
     out = []
-    for key in keys:
-        values = [f.get(key) for f in flat]
-        present = [v for v in values if v is not None]
-        out.append(
-            CompareRow(
-                key=key,
-                values=values,
-                differs=len({_identity(v) for v in values}) > 1,
-                numeric=bool(present) and all(_is_number(v) for v in present),
-            )
-        )
+    for row in rows(summaries):
+        spec = kpi_rules.kpi(settings, row.key)
+        extra: dict[str, Any] = {"label": spec.label, "unit": spec.unit, "better": spec.better}
+        if row.numeric:
+            numbers = [float(v) if v is not None else None for v in row.values]
+            best, worst = kpi_rules.best_and_worst(numbers, spec.better)
+            highest, lowest = kpi_rules.best_and_worst(numbers, "higher")
+            extra |= {
+                "best": sorted(best),
+                "worst": sorted(worst),
+                "highest": sorted(highest),
+                "lowest": sorted(lowest),
+                "scale": max((abs(v) for v in numbers if v is not None), default=None),
+            }
+        out.append(KpiRow(**row.model_dump(), **extra))
     return out
+
+
+def _short(run_id: str, length: int) -> str:
+    """The end of a run id: ``20261121T185601.123456Z-3f9a1c`` gives ``3f9a1c``."""
+    return run_id[-length:]
+
+
+def run_names(
+    runs: Sequence[Run], plans: Mapping[str, PlanVersion], scenarios: Mapping[str, str]
+) -> list[RunName]:
+    """A name per run, unique among ``runs``: ``small-base · 4f2a1c``. The short id grows
+    until no two runs share a name (at worst it is the whole id)."""
+
+    def what(run: Run) -> tuple[str, str | None]:
+        plan = plans.get(run.plan_version_id or "")
+        if plan is not None and plan.label:
+            return plan.label, plan.label
+        if run.scenario_id and run.scenario_id in scenarios:
+            return scenarios[run.scenario_id], None
+        return run.plan_version_id or "legacy", None
+
+    heads = [what(r) for r in runs]
+
+    def named(short: Callable[[str], str]) -> list[str]:
+        return [
+            f"{h}{NAME_SEPARATOR}{short(r.run_id)}" for (h, _), r in zip(heads, runs, strict=True)
+        ]
+
+    longest = max(len(r.run_id) for r in runs)
+    for length in range(SHORT_ID, longest + 2, 2):
+        names = named(lambda run_id: _short(run_id, length))  # noqa: B023 (called at once)
+        if len(set(names)) == len(names):
+            break
+    else:  # a label ending in " · x" beside a plan named "…": the whole ids tell them apart
+        names = named(str)
+    return [
+        RunName(run_id=r.run_id, name=name, plan_label=label)
+        for r, name, (_, label) in zip(runs, names, heads, strict=True)
+    ]
+
+
+def _lineage(runs: Sequence[Run], plans: Mapping[str, PlanVersion]) -> list[CompareRow]:
+    def label(run: Run) -> str | None:
+        plan = plans.get(run.plan_version_id or "")
+        return plan.label if plan else None
+
+    return [
+        _row("plan_version_id", [r.plan_version_id for r in runs]),
+        _row("plan_label", [label(r) for r in runs]),
+        _row("scenario_id", [r.scenario_id for r in runs]),
+        _row("config_version_id", [r.config_version_id for r in runs]),
+    ]
 
 
 def _unique_ids(run_ids: Sequence[str]) -> list[str]:
@@ -114,7 +232,8 @@ def _unique_ids(run_ids: Sequence[str]) -> list[str]:
 
 
 def compare_runs(yard: Yard, run_ids: Sequence[str]) -> RunComparison:
-    """Compare 2 to 12 runs: their plan params, config, KPIs and PSI series.
+    """Compare 2 to 12 runs: their names, lineage, plan params, config, KPIs (read with
+    the yard's ``[kpis]``) and PSI series.
 
     Repeated ids are compared once. Invalid for a bad list or id, NotFound for an
     unknown run.
@@ -127,15 +246,18 @@ def compare_runs(yard: Yard, run_ids: Sequence[str]) -> RunComparison:
         plans = {pid: get_plan(conn, pid) for pid in plan_ids}
         config_ids = {r.config_version_id for r in runs if r.config_version_id}
         contents = {cid: get_config(conn, cid).content for cid in config_ids}
+        scenarios = scenario_names(conn, [r.scenario_id for r in runs if r.scenario_id])
     for run in runs:
         params.append(plans[run.plan_version_id].params if run.plan_version_id else None)
         configs.append(contents[run.config_version_id] if run.config_version_id else None)
     series = [s for s in (read_series(r) for r in runs) if s is not None]
     return RunComparison(
         runs=runs,
+        names=run_names(runs, plans, scenarios),
+        lineage=_lineage(runs, plans),
         params=rows(params),
         config=rows(configs),
-        kpis=rows([r.summary for r in runs]),
+        kpis=kpi_rows(yard.settings, [r.summary for r in runs]),
         series=series,
     )
 

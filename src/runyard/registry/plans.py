@@ -2,21 +2,27 @@
 
 A plan version is the only way a new run is made. There is deliberately no
 update function here: a changed plan is a new plan version.
+
+A page of plans can carry, for each plan, its run count and the mean of chosen KPIs
+over its runs (``list_plans_with_stats``): two grouped queries for the whole page, never
+one per plan, reading the ``run_kpis`` index rather than the runs' summaries.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select
+from pydantic import Field
+from sqlalchemy import Connection, func, select
 
 from runyard import canonical
-from runyard.db.tables import plan_versions
+from runyard.db.tables import plan_versions, run_kpis, runs
 from runyard.errors import Invalid, NotFound
 from runyard.ids import new_id, validate_label
-from runyard.models import Page, PlanVersion
+from runyard.models import FrozenModel, Page, PlanVersion
 from runyard.registry.common import as_aware, newest_first_page, utcnow
 from runyard.registry.configs import get_config
 from runyard.registry.scenarios import ensure_unlocked, get_scenario
@@ -28,6 +34,25 @@ if TYPE_CHECKING:
 PLAN_ID_PREFIX = "pv"
 DEFAULT_RUNNER = "default"
 _RUNNER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+
+
+RUN_COUNT = "runs of the plan version, any status or location"
+KPI_MEANS = (
+    "the mean of each configured KPI ([kpis.NAME]) over the plan's runs that recorded it; "
+    "null when none did"
+)
+
+
+class PlanStats(FrozenModel):
+    run_count: int = Field(description=RUN_COUNT)
+    kpi_means: dict[str, float | None] = Field(default_factory=dict, description=KPI_MEANS)
+
+
+class PlanListItem(PlanVersion):
+    """A plan version as the plans list shows it: with its run count and KPI means."""
+
+    run_count: int = Field(description=RUN_COUNT)
+    kpi_means: dict[str, float | None] = Field(default_factory=dict, description=KPI_MEANS)
 
 
 def _to_model(row: Any) -> PlanVersion:
@@ -115,6 +140,58 @@ def list_plans(
         )
     rows, cursor = newest_first_page(conn, query, t.c.created_at, t.c.plan_version_id, limit, after)
     return Page[PlanVersion](items=[_to_model(r) for r in rows], next_cursor=cursor)
+
+
+def plan_stats(
+    conn: Connection, plan_ids: Sequence[str], kpi_names: Sequence[str] = ()
+) -> dict[str, PlanStats]:
+    """Run counts and KPI means of these plans: one grouped query for the counts and one
+    for the means (none when no KPI is named), whatever the number of plans.
+
+    Args:
+        kpi_names: KPI names (dotted paths of run summaries) whose means are wanted.
+    """
+    wanted = sorted(set(plan_ids))
+    if not wanted:
+        return {}
+    counted = conn.execute(
+        select(runs.c.plan_version_id, func.count())
+        .where(runs.c.plan_version_id.in_(wanted))
+        .group_by(runs.c.plan_version_id)
+    )
+    counts: dict[str, int] = {pid: int(n) for pid, n in counted}
+    names = list(dict.fromkeys(kpi_names))
+    means: dict[str, dict[str, float | None]] = {pid: dict.fromkeys(names) for pid in wanted}
+    if names:
+        query = (
+            select(runs.c.plan_version_id, run_kpis.c.name, func.avg(run_kpis.c.value))
+            .select_from(run_kpis.join(runs, runs.c.run_id == run_kpis.c.run_id))
+            .where(runs.c.plan_version_id.in_(wanted), run_kpis.c.name.in_(names))
+            .group_by(runs.c.plan_version_id, run_kpis.c.name)
+        )
+        for plan_id, name, mean in conn.execute(query):
+            means[plan_id][name] = float(mean) if mean is not None else None
+    return {pid: PlanStats(run_count=counts.get(pid, 0), kpi_means=means[pid]) for pid in wanted}
+
+
+def list_plans_with_stats(
+    conn: Connection,
+    kpi_names: Sequence[str] = (),
+    limit: int = 100,
+    after: str | None = None,
+    scenario: str | None = None,
+    config_version_id: str | None = None,
+) -> Page[PlanListItem]:
+    """``list_plans``, each plan with its run count and the means of ``kpi_names``."""
+    page = list_plans(conn, limit, after, scenario, config_version_id)
+    stats = plan_stats(conn, [p.plan_version_id for p in page.items], kpi_names)
+    return Page[PlanListItem](
+        items=[
+            PlanListItem(**p.model_dump(), **stats[p.plan_version_id].model_dump())
+            for p in page.items
+        ],
+        next_cursor=page.next_cursor,
+    )
 
 
 def create_plan_in_yard(

@@ -30,7 +30,6 @@ from runyard.models import (
     Job,
     Page,
     PlanDetail,
-    PlanVersion,
     Run,
     RunLocation,
     RunStatus,
@@ -129,7 +128,7 @@ def config_diff(yard: YardDep, config_version_id: str, other: str) -> Any:
         return configs.diff_configs(conn, config_version_id, other)
 
 
-@router.get("/plans", response_model=Page[PlanVersion], tags=["plans"])
+@router.get("/plans", response_model=Page[plans.PlanListItem], tags=["plans"])
 def plan_list(
     yard: YardDep,
     limit: Limit = 100,
@@ -137,8 +136,13 @@ def plan_list(
     scenario: Annotated[str | None, Query(description="scenario id or name")] = None,
     config_version_id: str | None = None,
 ) -> Any:
+    """Plan versions, newest first, each with its run count and the mean of each
+    configured KPI (``[kpis.NAME]``) over its runs."""
+    kpi_names = list(yard.settings.kpis)
     with yard.read() as conn:
-        return plans.list_plans(conn, limit, after, scenario, config_version_id)
+        return plans.list_plans_with_stats(
+            conn, kpi_names, limit, after, scenario, config_version_id
+        )
 
 
 @router.get("/plans/{plan_version_id}", response_model=PlanDetail, tags=["plans"])

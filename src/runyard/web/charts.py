@@ -5,12 +5,17 @@ text that came from a run (a series name, a period, a category) is escaped here.
 y axis always includes zero: a run's small change is not drawn as a cliff. Values that
 are not finite numbers are left out. The colours are the Okabe-Ito palette, told apart
 by people with colour-blindness too.
+
+A series has a short name (the legend's text) and may have a longer ``hover`` text (a
+run's full id) shown as the legend item's and the line's tooltip. ``normalised_bar_chart``
+draws quantities of different scales in one chart: each category's bars are shares of
+that category's largest magnitude, and every bar's tooltip gives its raw value.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from markupsafe import Markup, escape
 
@@ -28,6 +33,8 @@ MAX_X_LABELS = 8
 MAX_CATEGORY_LABELS = 12
 LABEL_CHARS = 14
 LEGEND_CHARS = 40
+# Drawn beyond a bar's end by ``normalised_bar_chart``'s marks.
+MARK_GLYPHS = {"best": "★", "worst": "✕", "highest": "▲", "lowest": "▼"}
 FONT = 'font-family="system-ui, sans-serif" font-size="11"'
 _LEFT, _RIGHT, _TOP, _BOTTOM = 56, 16, 30, 26  # margins of the plot area
 _LEGEND_ROW = 16
@@ -96,11 +103,18 @@ def _f(x: float) -> str:
 class _Frame:
     """The plot area and the y scale shared by both kinds of chart."""
 
-    def __init__(self, width: int, height: int, values: Sequence[float]) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        values: Sequence[float],
+        tick_format: Callable[[float], str] = compact,
+    ) -> None:
         self.left, self.right = _LEFT, width - _RIGHT
         self.top, self.bottom = _TOP, height - _BOTTOM
         self.ticks = nice_ticks(min(0.0, *values), max(0.0, *values))
         self.lo, self.hi = self.ticks[0], self.ticks[-1]
+        self.tick_format = tick_format
 
     def y(self, value: float) -> float:
         share = (value - self.lo) / (self.hi - self.lo)
@@ -117,7 +131,7 @@ class _Frame:
             )
             out.append(
                 f'<text x="{self.left - 6}" y="{y}" text-anchor="end" '
-                f'dominant-baseline="middle" {FONT} fill="#333333">{compact(tick)}</text>'
+                f'dominant-baseline="middle" {FONT} fill="#333333">{self.tick_format(tick)}</text>'
             )
         return out
 
@@ -139,17 +153,25 @@ def _no_data(title: str, width: int) -> Markup:
     return Markup("".join([*_open(title, width, 60), *body, "</svg>"]))
 
 
-def _legend(names: Sequence[str], width: int, top: int) -> tuple[list[str], int]:
+def _hover_of(names: Sequence[str], hover: Sequence[str] | None) -> list[str]:
+    """Each series' tooltip: its ``hover`` text when given, else its name."""
+    given = list(hover or ())
+    return [given[i] if i < len(given) and given[i] else name for i, name in enumerate(names)]
+
+
+def _legend(
+    names: Sequence[str], width: int, top: int, hover: Sequence[str] | None = None
+) -> tuple[list[str], int]:
     """Legend items in rows that wrap at the chart's width; returns them and their height."""
     out: list[str] = []
     x, y = _LEFT, top
-    for i, name in enumerate(names):
+    for i, (name, tip) in enumerate(zip(names, _hover_of(names, hover), strict=True)):
         label = _clip(name, LEGEND_CHARS)
         item_width = 18 + 7 * len(label) + 14
         if x + item_width > width and x > _LEFT:
             x, y = _LEFT, y + _LEGEND_ROW
         out.append(
-            f'<g class="legend-item" data-series="{escape(name)}">'
+            f'<g class="legend-item" data-series="{escape(name)}"><title>{escape(tip)}</title>'
             f'<rect x="{x}" y="{y - 9}" width="12" height="10" fill="{colour(i)}"/>'
             f'<text x="{x + 16}" y="{y}" {FONT} fill="#333333">{escape(label)}</text></g>'
         )
@@ -157,8 +179,15 @@ def _legend(names: Sequence[str], width: int, top: int) -> tuple[list[str], int]
     return out, (y - top + _LEGEND_ROW if names else 0)
 
 
-def _finish(title: str, body: list[str], names: Sequence[str], width: int, height: int) -> Markup:
-    legend, legend_height = _legend(names, width, height + 4)
+def _finish(
+    title: str,
+    body: list[str],
+    names: Sequence[str],
+    width: int,
+    height: int,
+    hover: Sequence[str] | None = None,
+) -> Markup:
+    legend, legend_height = _legend(names, width, height + 4, hover)
     total = height + legend_height + 4 if legend else height
     return Markup("".join([*_open(title, width, total), *body, *legend, "</svg>"]))
 
@@ -169,10 +198,12 @@ def line_chart(
     series: Sequence[tuple[str, Sequence[float | None]]],
     width: int = 640,
     height: int = 260,
+    hover: Sequence[str] | None = None,
 ) -> Markup:
     """One line per named series over the x labels (``height`` excludes the legend).
 
     A None (or non-finite) value is a missing point: the line joins its neighbours.
+    ``hover`` gives each series a longer tooltip than its name (a run's full id).
     """
     width, height = max(width, MIN_WIDTH), max(height, MIN_HEIGHT)
     finite = [v for _, values in series for v in values if v is not None and math.isfinite(v)]
@@ -193,6 +224,7 @@ def line_chart(
             f'<text x="{_f(x(i))}" y="{frame.bottom + 16}" text-anchor="middle" {FONT} '
             f'fill="#333333" class="x-label">{escape(_clip(x_labels[i], LABEL_CHARS))}</text>'
         )
+    tips = _hover_of([name for name, _ in series], hover)
     for index, (name, values) in enumerate(series):
         points = " ".join(
             f"{_f(x(i))},{_f(frame.y(v))}"
@@ -203,32 +235,23 @@ def line_chart(
             f'<polyline class="series" data-series="{escape(name)}" points="{points}" '
             f'fill="none" stroke="{colour(index)}" stroke-width="2" '
             'stroke-linejoin="round" stroke-linecap="round">'
-            f"<title>{escape(name)}</title></polyline>"
+            f"<title>{escape(tips[index])}</title></polyline>"
         )
         if points and " " not in points:  # a lone point draws no line: mark it
             cx, cy = points.split(",")
             parts.append(f'<circle cx="{cx}" cy="{cy}" r="3" fill="{colour(index)}"/>')
-    return _finish(title, parts, [name for name, _ in series], width, height)
+    return _finish(title, parts, [name for name, _ in series], width, height, hover)
 
 
-def bar_chart(
-    title: str,
+def _bars(
+    frame: _Frame,
     categories: Sequence[str],
     series: Sequence[tuple[str, Sequence[float | None]]],
-    width: int = 640,
-    height: int = 260,
-) -> Markup:
-    """Grouped bars, one group per category and one bar per series; None draws no bar."""
-    width, height = max(width, MIN_WIDTH), max(height, MIN_HEIGHT)
-    finite = [
-        v
-        for _, values in series
-        for v in values[: len(categories)]
-        if v is not None and math.isfinite(v)
-    ]
-    if not finite:
-        return _no_data(title, width)
-    frame = _Frame(width, height, finite)
+    tip: Callable[[int, int, float], str],
+    marks: Mapping[tuple[int, int], str] | None = None,
+) -> list[str]:
+    """Grouped bars: one group per category, one bar per series, each with a tooltip
+    (``tip(series, category, value)``) and an optional mark drawn beyond its end."""
     group = (frame.right - frame.left) / len(categories)
     bar = group * 0.8 / max(len(series), 1)
     zero = frame.y(0.0)
@@ -246,12 +269,114 @@ def bar_chart(
             if value is None or not math.isfinite(value):
                 continue
             top = frame.y(value)
+            x = frame.left + c * group + group * 0.1 + s * bar
+            mark = (marks or {}).get((s, c))
             parts.append(
                 f'<rect class="bar" data-series="{escape(name)}" '
-                f'data-category="{escape(category)}" '
-                f'x="{_f(frame.left + c * group + group * 0.1 + s * bar)}" '
+                f'data-category="{escape(category)}"'
+                + (f' data-mark="{escape(mark)}"' if mark else "")
+                + f' x="{_f(x)}" '
                 f'y="{_f(min(top, zero))}" width="{_f(max(bar - 1, 1))}" '
                 f'height="{_f(max(abs(top - zero), 1))}" fill="{colour(s)}">'
-                f"<title>{escape(name)} · {escape(category)}: {full(value)}</title></rect>"
+                f"<title>{escape(tip(s, c, value))}</title></rect>"
             )
-    return _finish(title, parts, [name for name, _ in series], width, height)
+            if mark in MARK_GLYPHS:
+                y = top - 3 if value >= 0 else top + 10
+                parts.append(
+                    f'<text class="mark" data-mark="{mark}" x="{_f(x + max(bar - 1, 1) / 2)}" '
+                    f'y="{_f(y)}" text-anchor="middle" font-family="system-ui, sans-serif" '
+                    f'font-size="9" fill="#111111">{MARK_GLYPHS[mark]}</text>'
+                )
+    return parts
+
+
+def bar_chart(
+    title: str,
+    categories: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    width: int = 640,
+    height: int = 260,
+    hover: Sequence[str] | None = None,
+) -> Markup:
+    """Grouped bars, one group per category and one bar per series; None draws no bar."""
+    width, height = max(width, MIN_WIDTH), max(height, MIN_HEIGHT)
+    finite = [
+        v
+        for _, values in series
+        for v in values[: len(categories)]
+        if v is not None and math.isfinite(v)
+    ]
+    if not finite:
+        return _no_data(title, width)
+    frame = _Frame(width, height, finite)
+    names = [name for name, _ in series]
+
+    def tip(s: int, c: int, value: float) -> str:
+        return f"{names[s]} · {categories[c]}: {full(value)}"
+
+    parts = _bars(frame, categories, series, tip)
+    return _finish(title, parts, names, width, height, hover)
+
+
+def _finite_or_none(values: Sequence[float | None], index: int) -> float | None:
+    value = values[index] if index < len(values) else None
+    return value if value is not None and math.isfinite(value) else None
+
+
+def percent(share: float) -> str:
+    """A share of the largest magnitude as an axis label: 1.0 is 100%."""
+    return f"{share * 100:.0f}%" if math.isfinite(share) else "–"
+
+
+def normalised_bar_chart(
+    title: str,
+    categories: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float | None]]],
+    width: int = 640,
+    height: int = 260,
+    hover: Sequence[str] | None = None,
+    marks: Mapping[tuple[int, int], str] | None = None,
+    units: Sequence[str | None] | None = None,
+) -> Markup:
+    """Grouped bars of quantities with different scales, in one chart.
+
+    Each category's bars are divided by that category's largest magnitude, so the
+    tallest bar of every category reaches 100% (or -100%) and a fill rate of 0.9 is not
+    a flat line beside a cost of 12,000. The y axis is in percent of that magnitude;
+    each bar's tooltip gives its raw value (with ``units[c]``) and its share. ``marks``
+    maps (series, category) to ``best``, ``worst``, ``highest`` or ``lowest``: a glyph
+    drawn beyond the bar's end and a word in its tooltip. A category whose values are
+    all zero draws bars of height zero.
+    """
+    width, height = max(width, MIN_WIDTH), max(height, MIN_HEIGHT)
+    count = len(categories)
+    raw = [[_finite_or_none(values, c) for c in range(count)] for _, values in series]
+    scales = [
+        max((abs(x) for r in raw if (x := r[c]) is not None), default=0.0) for c in range(count)
+    ]
+
+    def share(value: float | None, c: int) -> float | None:
+        if value is None:
+            return None
+        return value / scales[c] if scales[c] else 0.0
+
+    shares = [
+        (name, [share(v, c) for c, v in enumerate(r)])
+        for (name, _), r in zip(series, raw, strict=True)
+    ]
+    finite = [v for _, values in shares for v in values if v is not None]
+    if not finite:
+        return _no_data(title, width)
+    frame = _Frame(width, height, [*finite, 1.0], tick_format=percent)
+    names = [name for name, _ in series]
+    unit_of = list(units or [])
+
+    def tip(s: int, c: int, share: float) -> str:
+        unit = unit_of[c] if c < len(unit_of) and unit_of[c] else ""
+        mark = (marks or {}).get((s, c))
+        text = f"{names[s]} · {categories[c]}: {full(raw[s][c] or 0.0)}{' ' + unit if unit else ''}"
+        text += f" ({percent(share)} of the largest)"
+        return text + (f", {mark}" if mark else "")
+
+    parts = _bars(frame, categories, shares, tip, marks)
+    return _finish(title, parts, names, width, height, hover)

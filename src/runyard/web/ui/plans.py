@@ -2,6 +2,11 @@
 creates one from a base scenario and a config version (and may run it at once), and a
 plan's page with its lineage, runs, jobs and aggregates, "run again" and "aggregate".
 
+The list shows each plan's run count and the mean of each configured KPI (``[kpis]``),
+from two grouped queries for the page (``registry.plans.list_plans_with_stats``); a
+plan's runs table has the KPI columns (``runyard.kpis.columns``) with the best and worst
+value marked where ``better`` is configured.
+
 Creating goes through ``registry.plans.create_plan_in_yard`` and running through
 ``jobs.service.enqueue_planning``/``enqueue_aggregate``: the same calls as ``runyard plan
 create``/``plan run``/``job aggregate``. A refused form (bad JSON, unknown or locked
@@ -19,6 +24,8 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from runyard import canonical
+from runyard import kpis as kpi_rules
+from runyard.config import Settings
 from runyard.errors import Invalid, Locked, NotFound, RunyardError
 from runyard.jobs import service as job_service
 from runyard.jobs.aggregate import CSV_NAME, JSON_NAME
@@ -26,6 +33,7 @@ from runyard.models import Run, RunStatus
 from runyard.registry import configs, plans, scenarios
 from runyard.registry.lineage import plan_detail
 from runyard.registry.plans import DEFAULT_RUNNER, create_plan_in_yard
+from runyard.registry.search_index import kpi_values
 from runyard.web.auth import require_ui_write
 from runyard.web.ui.render import redirect, render
 from runyard.web.ui.scenarios import checked_id, yard_of
@@ -35,7 +43,7 @@ router = APIRouter()
 PAGE_SIZE = 50
 CHOICES = 500  # scenarios and config versions offered in a select
 RUNS_SHOWN = 10
-KPIS_SHOWN = 3
+KPIS_SHOWN = 8  # KPI columns of a plan's runs table, at most
 COMPARE_MAX = 4
 JSON_KINDS = {"list": "an array", "str": "a string", "bool": "true or false", "NoneType": "null"}
 
@@ -66,10 +74,13 @@ def plan_list(
         checked_id(scenario, "scenario id or name")
     if config_version_id:
         checked_id(config_version_id, "config version id")
+    settings = request.app.state.settings
+    kpi_columns = kpi_rules.configured(settings)
     with yard_of(request).read() as conn:
         chosen = scenarios.get_scenario(conn, scenario) if scenario else None
-        page = plans.list_plans(
+        page = plans.list_plans_with_stats(
             conn,
+            [k.name for k in kpi_columns],
             limit=PAGE_SIZE,
             after=_blank(after),
             scenario=chosen.scenario_id if chosen else None,
@@ -89,6 +100,7 @@ def plan_list(
         section="plans",
         json_href="/api/v1/plans" + (f"?{urlencode(kept)}" if kept else ""),
         page=page,
+        kpi_columns=kpi_columns,
         scenario_names=names,
         chosen_scenario=chosen.scenario_id if chosen else "",
         chosen_config=config_version_id or "",
@@ -210,21 +222,28 @@ def plan_create(
 # --- one plan -----------------------------------------------------------------------------
 
 
-def _kpi_keys(runs: list[Run]) -> list[str]:
-    """A few numeric summary keys the shown runs have, most common first."""
-    seen: dict[str, int] = {}
-    for run in runs:
-        for key, value in run.summary.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                seen[key] = seen.get(key, 0) + 1
-    ranked = sorted(seen, key=lambda k: (-seen[k], k))
-    return ranked[:KPIS_SHOWN]
+def _kpi_table(
+    settings: Settings, runs: list[Run]
+) -> tuple[list[kpi_rules.Kpi], list[list[tuple[float | None, str]]]]:
+    """The runs table's KPI columns (the configured KPIs, else the most common ones), and
+    per run each column's value with its mark (``best``, ``worst`` or "")."""
+    columns = kpi_rules.columns(settings, [r.summary for r in runs])[:KPIS_SHOWN]
+    values = [kpi_values(r.summary) for r in runs]
+    cells: list[list[tuple[float | None, str]]] = [[] for _ in runs]
+    for column in columns:
+        found = [v.get(column.name) for v in values]
+        best, worst = kpi_rules.best_and_worst(found, column.better)
+        for i, value in enumerate(found):
+            mark = "best" if i in best else "worst" if i in worst else ""
+            cells[i].append((value, mark))
+    return columns, cells
 
 
 @router.get("/plans/{plan_version_id}", response_class=HTMLResponse)
 def plan_show(request: Request, plan_version_id: str) -> Response:
     checked_id(plan_version_id, "plan version id")
     detail = plan_detail(yard_of(request), plan_version_id, run_limit=RUNS_SHOWN)
+    kpi_columns, kpi_cells = _kpi_table(request.app.state.settings, detail.runs)
     succeeded = [r.run_id for r in detail.runs if r.status == RunStatus.succeeded]
     compare_ids = succeeded[:COMPARE_MAX]
     compare_href = (
@@ -239,7 +258,8 @@ def plan_show(request: Request, plan_version_id: str) -> Response:
         section="plans",
         json_href=f"/api/v1/plans/{detail.plan_version_id}",
         plan=detail,
-        kpi_keys=_kpi_keys(detail.runs),
+        kpi_columns=kpi_columns,
+        kpi_cells=kpi_cells,
         compare_href=compare_href,
         runs_href="/ui/runs?" + urlencode({"plan_version_id": detail.plan_version_id}),
         jobs_href="/ui/jobs?" + urlencode({"plan_version_id": detail.plan_version_id}),

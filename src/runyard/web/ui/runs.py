@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 
 from runyard.artifacts import media_type
-from runyard.compare import CompareRow, RunComparison, compare_runs, flatten
+from runyard.compare import CompareRow, KpiRow, RunComparison, compare_runs, flatten
 from runyard.errors import Invalid, NotFound, Refused, RunyardError
 from runyard.fsutil import read_regular_file
 from runyard.ids import validate_run_id, validate_text
@@ -35,6 +35,7 @@ from runyard.registry.runs import get_run, set_pinned
 from runyard.registry.scenarios import scenario_names
 from runyard.web import charts
 from runyard.web.auth import require_ui_write
+from runyard.web.csv_preview import MAX_PREVIEWS, is_csv, preview_csv
 from runyard.web.files import artifact_entries, artifact_href, resolve_requested
 from runyard.web.ui.render import redirect, render
 from runyard.yard import Yard
@@ -46,10 +47,12 @@ PAGE_LIMIT = 50
 ARTIFACT_LIMIT = 1000
 MANIFEST_MAX_BYTES = 1024 * 1024
 REASON_MAX = 500
-# KPIs whose largest magnitudes differ more than this share one bar chart badly: the
-# small ones vanish next to the large, so each gets its own small chart instead.
-SHARED_SCALE_RATIO = 10.0
-MAX_KPI_CHARTS = 24
+MAX_KPI_BARS = 24  # KPIs in the comparison's chart; the table has them all
+LINEAGE_TITLES = {
+    "plan_version_id": "plan version",
+    "scenario_id": "scenario",
+    "config_version_id": "config version",
+}
 # Served as themselves when viewed; every other type is either text (shown as plain
 # text, so an HTML or SVG artifact never runs in our origin) or binary.
 TEXT_LIKE_APPLICATION = frozenset(
@@ -95,28 +98,61 @@ def _cell(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
 
 
-def _display_rows(rows: Iterable[CompareRow], numbers: bool = False) -> list[dict[str, Any]]:
-    """Rows as the table shows them; numeric KPI rows mark their highest and lowest."""
-    out = []
-    for row in rows:
-        marks = ["" for _ in row.values]
-        present = [v for v in row.values if v is not None]
-        if numbers and row.numeric and row.differs and len(present) > 1:
-            high, low = max(present), min(present)
-            marks = [
-                "" if v is None else "high" if v == high else "low" if v == low else ""
-                for v in row.values
-            ]
-        out.append(
-            {
-                "key": row.key,
-                "cells": row.values if numbers and row.numeric else [_cell(v) for v in row.values],
-                "marks": marks,
-                "differs": row.differs,
-                "numeric": row.numeric and numbers,
-            }
-        )
-    return out
+def _display_rows(rows: Iterable[CompareRow]) -> list[dict[str, Any]]:
+    """Params and config rows as the table shows them: each value as compact JSON."""
+    return [
+        {
+            "key": row.key,
+            "heading": row.key,
+            "unit": None,
+            "better": None,
+            "cells": [_cell(v) for v in row.values],
+            "marks": ["" for _ in row.values],
+            "differs": row.differs,
+            "numeric": False,
+        }
+        for row in rows
+    ]
+
+
+def _marks(row: KpiRow) -> list[str]:
+    """Each cell's mark: best and worst by ``[kpis] better``, else highest and lowest."""
+    marks = ["" for _ in row.values]
+    if row.better is not None:
+        pairs = (("best", row.best), ("worst", row.worst))
+    else:
+        pairs = (("highest", row.highest), ("lowest", row.lowest))
+    for mark, positions in pairs:
+        for i in positions:
+            marks[i] = mark
+    return marks
+
+
+def _kpi_display_rows(rows: Iterable[KpiRow]) -> list[dict[str, Any]]:
+    """KPI rows: numbers formatted by the template, with their marks; others as JSON."""
+    return [
+        {
+            "key": row.key,
+            "heading": row.label,
+            "unit": row.unit,
+            "better": row.better,
+            "cells": row.values if row.numeric else [_cell(v) for v in row.values],
+            "marks": _marks(row) if row.numeric else ["" for _ in row.values],
+            "differs": row.differs,
+            "numeric": row.numeric,
+        }
+        for row in rows
+    ]
+
+
+LINEAGE_ROWS = ("plan_version_id", "scenario_id", "config_version_id")
+
+
+def _lineage_rows(comparison: RunComparison, only_diff: bool) -> tuple[list[str], list[str]]:
+    """The lineage rows of the runs table to show, and those hidden as equal."""
+    differs = {r.key: r.differs for r in comparison.lineage}
+    shown = [k for k in LINEAGE_ROWS if differs.get(k, True) or not only_diff]
+    return shown, [k for k in LINEAGE_ROWS if k not in shown]
 
 
 def _aligned(periods: list[str], own: Sequence[str], values: Sequence[float]) -> list[float]:
@@ -129,6 +165,7 @@ def _psi_charts(comparison: RunComparison) -> list[dict[str, Any]]:
     """Inventory and backlog over time, one line per run with a PSI table."""
     if not comparison.series:
         return []
+    names = {n.run_id: n.name for n in comparison.names}
     periods: list[str] = []
     seen: set[str] = set()
     for s in comparison.series:
@@ -136,59 +173,57 @@ def _psi_charts(comparison: RunComparison) -> list[dict[str, Any]]:
             if p not in seen:
                 seen.add(p)
                 periods.append(p)
+    hover = [s.run_id for s in comparison.series]
     out = []
     for key, label in (("inventory", "Inventory"), ("backlog", "Backlog")):
         lines = [
-            (s.run_id, _aligned(periods, s.periods, getattr(s, key))) for s in comparison.series
+            (names.get(s.run_id, s.run_id), _aligned(periods, s.periods, getattr(s, key)))
+            for s in comparison.series
         ]
         title = f"{label} per period (summed over SKUs)"
         out.append(
             {
-                "svg": charts.line_chart(title, periods, lines),
+                "svg": charts.line_chart(title, periods, lines, hover=hover),
                 "caption": f"{label} over time, one line per run (from each run's psi.csv).",
             }
         )
     return out
 
 
-def _kpi_charts(comparison: RunComparison) -> tuple[list[dict[str, Any]], bool, bool]:
-    """Bar charts of the numeric KPIs, one bar per run.
+def _kpi_chart(comparison: RunComparison) -> tuple[dict[str, Any] | None, bool, bool]:
+    """One grouped bar chart of the numeric KPIs, normalised per KPI.
 
     Only the KPIs that differ are drawn (all of them when none differs): equal bars say
-    nothing. They share one grouped chart when their scales are alike, else each gets a
-    small chart of its own, so a fill rate of 0.9 is not a flat line beside a cost of
-    12,000. Returns the charts, whether they were split, and whether only differing
-    KPIs are drawn.
+    nothing. Each KPI's bars are shares of its largest magnitude, so KPIs of any scales
+    share the chart; the raw values are in the table and in each bar's tooltip. Returns
+    the chart, whether only differing KPIs are drawn, and whether some were left out.
     """
     numeric = [r for r in comparison.kpis if r.numeric]
     differing = [r for r in numeric if r.differs]
-    rows = (differing or numeric)[:MAX_KPI_CHARTS]
+    chosen = differing or numeric
+    rows = chosen[:MAX_KPI_BARS]
     if not rows:
-        return [], False, False
-    run_ids = [r.run_id for r in comparison.runs]
-
-    def values(row: CompareRow) -> list[float | None]:
-        return [float(v) if v is not None else None for v in row.values]
-
-    scales = [max(abs(v) for v in values(r) if v is not None) for r in rows]
-    nonzero = [s for s in scales if s > 0]
-    shared = not nonzero or max(nonzero) / min(nonzero) <= SHARED_SCALE_RATIO
+        return None, False, False
+    marks = {(i, c): m for c, row in enumerate(rows) for i, m in enumerate(_marks(row)) if m}
+    series = [
+        (name.name, [float(v) if v is not None else None for v in (r.values[i] for r in rows)])
+        for i, name in enumerate(comparison.names)
+    ]
+    svg = charts.normalised_bar_chart(
+        "KPIs, each as a share of its largest value",
+        [r.label for r in rows],
+        series,
+        hover=[n.run_id for n in comparison.names],
+        marks=marks,
+        units=[r.unit for r in rows],
+    )
+    caption = (
+        "Each KPI's bars are scaled to that KPI's largest magnitude (100%), so KPIs of "
+        "different scales share one chart; hover a bar for its value. A missing value "
+        "draws no bar."
+    )
     only_differing = bool(differing) and len(differing) < len(numeric)
-    if shared:
-        series = [(run_id, [values(r)[i] for r in rows]) for i, run_id in enumerate(run_ids)]
-        svg = charts.bar_chart("Summary KPIs", [r.key for r in rows], series)
-        caption = "Numeric summary KPIs, one bar per run (a missing value draws no bar)."
-        return [{"svg": svg, "caption": caption}], False, only_differing
-    out = []
-    for row in rows:
-        series = [(run_id, [values(row)[i]]) for i, run_id in enumerate(run_ids)]
-        out.append(
-            {
-                "svg": charts.bar_chart(row.key, [row.key], series, height=200),
-                "caption": f"{row.key}, one bar per run.",
-            }
-        )
-    return out, True, only_differing
+    return {"svg": svg, "caption": caption}, only_differing, len(chosen) > len(rows)
 
 
 @router.get("/runs/compare", response_class=HTMLResponse)
@@ -206,7 +241,8 @@ def run_compare(
     params = [r for r in comparison.params if r.differs or not only_diff]
     kpis = [r for r in comparison.kpis if r.differs or not only_diff]
     config_diff = [r for r in comparison.config if r.differs]
-    kpi_charts, split, only_differing = _kpi_charts(comparison)
+    lineage_shown, lineage_hidden = _lineage_rows(comparison, only_diff)
+    kpi_chart, only_differing, capped = _kpi_chart(comparison)
     return render(
         request,
         "runs/compare.html",
@@ -214,20 +250,27 @@ def run_compare(
         section="runs",
         json_href="/api/v1/runs/compare?" + urlencode(ids_query),
         comparison=comparison,
+        run_names=[n.name for n in comparison.names],
         names=names,
         only_diff=only_diff,
         toggle_href="/ui/runs/compare?"
         + urlencode(ids_query + ([] if only_diff else [("only_diff", "1")])),
+        lineage={r.key: r for r in comparison.lineage},
+        lineage_shown=lineage_shown,
+        lineage_hidden=[LINEAGE_TITLES[k] for k in lineage_hidden],
         params=_display_rows(params),
         params_total=len(comparison.params),
         config_diff=_display_rows(config_diff),
         config_total=len(comparison.config),
-        kpis=_display_rows(kpis, numbers=True),
+        kpis=_kpi_display_rows(kpis),
         kpis_total=len(comparison.kpis),
+        kpis_directed=any(r.better for r in comparison.kpis if r.numeric),
         psi_charts=_psi_charts(comparison),
-        kpi_charts=kpi_charts,
-        kpi_charts_split=split,
-        kpi_charts_differing=only_differing,
+        kpi_chart=kpi_chart,
+        kpi_chart_differing=only_differing,
+        kpi_chart_capped=capped,
+        max_kpi_bars=MAX_KPI_BARS,
+        mark_glyphs=charts.MARK_GLYPHS,
         series_runs=[s.run_id for s in comparison.series],
     )
 
@@ -296,6 +339,11 @@ def run_detail(request: Request, run_id: str) -> Response:
         }
         for e in entries
     ]
+    csv_entries = [e for e in entries if is_csv(e)]
+    csv_previews = [
+        {"preview": preview_csv(Path(run.path), e), "href": artifact_href(prefix, e)}
+        for e in csv_entries[:MAX_PREVIEWS]
+    ]
     manifest, manifest_problem = _manifest(run)
     numbers, others = _kpis(run.summary)
     return render(
@@ -313,6 +361,8 @@ def run_detail(request: Request, run_id: str) -> Response:
         artifacts_truncated=truncated,
         artifacts_problem=artifacts_problem,
         artifact_limit=ARTIFACT_LIMIT,
+        csv_previews=csv_previews,
+        csv_unpreviewed=len(csv_entries) - len(csv_previews),
         manifest=manifest,
         manifest_problem=manifest_problem,
         history=run_history(yard.settings, run.run_id),
