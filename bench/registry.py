@@ -39,7 +39,7 @@ import runyard
 from runyard.db.tables import runs
 from runyard.models import RunStatus
 from runyard.registry import configs, plans, scenarios
-from runyard.registry.common import encode_cursor
+from runyard.registry.run_query import encode_cursor
 from runyard.registry.runs import RunFilter, list_runs
 
 REGISTRATION_TARGET = 2_000  # runs/s, through the Python API, manifests included
@@ -298,7 +298,7 @@ def cursor_before_page(yard: runyard.Yard, where: Any, page: int) -> str | None:
         if where is not None:
             query = query.where(where)
         row = conn.execute(query).one()
-    return encode_cursor(row.started_at, row.run_id)
+    return encode_cursor((), "all", [row.started_at, row.run_id])
 
 
 def time_page(

@@ -196,8 +196,9 @@ aggregates = Table(
 # keys: the rows are rebuilt from their owners, never the other way round.
 
 # One row per numeric value of a run's summary (nested keys dotted): "KPIs indexed as
-# numbers". started_at is copied in so that ordering by a KPI, then newest first, is one
-# index scan.
+# numbers". started_at and the plan are copied in so that "by a KPI, then newest first",
+# over all runs or over one plan's, is one index scan. Keyed by (run_id, name) without a
+# rowid on SQLite, so checking one run's KPI is one b-tree seek.
 run_kpis = Table(
     "run_kpis",
     metadata,
@@ -205,7 +206,10 @@ run_kpis = Table(
     Column("name", String(200), primary_key=True),
     Column("value", Float, nullable=False),
     Column("started_at", DateTime, nullable=False),
+    Column("plan_version_id", ID, nullable=True),
     Index("ix_run_kpis_value", "name", "value", "started_at", "run_id"),
+    Index("ix_run_kpis_plan", "name", "plan_version_id", "value", "started_at", "run_id"),
+    sqlite_with_rowid=False,
 )
 
 # One row per tag. value_key is the value's first 200 characters: what the index holds
@@ -219,6 +223,7 @@ run_tags = Table(
     Column("value_key", String(200), nullable=False),
     Column("started_at", DateTime, nullable=False),
     Index("ix_run_tags_value", "key", "value_key", "started_at", "run_id"),
+    sqlite_with_rowid=False,
 )
 
 # The scalar leaves of a plan version's params and of a config version's content, by

@@ -29,9 +29,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Connection,
-    Boolean,
     Float,
     and_,
     cast,
@@ -59,7 +59,6 @@ from runyard.errors import Invalid
 from runyard.query.ast import And, Compare, Condition, Field, Not, Or, OrderKey, Query
 from runyard.query.evaluate import SCENARIO_ID_PREFIX
 from runyard.query.parser import QueryError
-from runyard.registry.search_index import TAG_VALUE_KEY
 
 _CMP = {
     "=": lambda a, b: a == b,
@@ -147,28 +146,24 @@ class _Compiler:
     def _indexed_runs(
         self, c: Compare, table: Any, name_col: Any, value_col: Any, is_text: bool
     ) -> ColumnElement[bool]:
-        """A KPI or tag condition: the runs whose index rows match."""
+        """A KPI or tag condition: does the run have a matching index row? One seek of the
+        (run_id, name) key per run, so a page costs what its runs cost to find."""
         name = c.field.name
-        present = runs.c.run_id.in_(select(table.c.run_id).where(name_col == name))
+
+        def has(*where: Any) -> ColumnElement[bool]:
+            return exists().where(table.c.run_id == runs.c.run_id, name_col == name, *where)
+
         if c.op == "is null":
-            return not_(present)
+            return not_(has())
         if c.op == "is not null":
-            return present
+            return has()
         if c.op in ("in", "not in"):
             values = list(c.values)
-            if is_text:
-                keys = sorted({str(v)[:TAG_VALUE_KEY] for v in values})
-                inner = and_(table.c.value_key.in_(keys), value_col.in_(values))
-            else:
-                inner = value_col.in_(values)
-            hit = runs.c.run_id.in_(select(table.c.run_id).where(name_col == name, inner))
-            return hit if c.op == "in" else and_(present, not_(hit))
+            if c.op == "in":
+                return has(value_col.in_(values))
+            return has(not_(value_col.in_(values)))
         value = c.values[0]
-        if is_text and c.op == "=":
-            inner = and_(table.c.value_key == str(value)[:TAG_VALUE_KEY], value_col == value)
-        else:
-            inner = self._apply(value_col, c.op, value, is_text)
-        return runs.c.run_id.in_(select(table.c.run_id).where(name_col == name, inner))
+        return has(self._apply(value_col, c.op, value, is_text))
 
     def _leaves(
         self, c: Compare, table: Any, owner: Any, run_col: Any, name_col: Any
@@ -437,9 +432,11 @@ def query_page(
     extra: Sequence[ColumnElement[bool]],
     limit: int,
     after: str | None,
+    plan_version_id: str | None = None,
 ) -> tuple[list[Any], str | None]:
     """One page of runs matching ``query`` and the ``extra`` conditions, in the query's
-    order: the rows (``runs`` columns) and the cursor of the next page (None at the end)."""
+    order: the rows (``runs`` columns) and the cursor of the next page (None at the end).
+    ``plan_version_id`` is a plan ``extra`` already requires, for the index to know it."""
     compiler = _Compiler(conn)
     conditions = list(extra)
     if query.where is not None:
@@ -454,7 +451,8 @@ def query_page(
     first = keys[0]
     rest = [c for k in keys[1:] for c in compiler.sort_columns(k)]
     if first.field.kind == "kpi":
-        return _kpi_first(conn, compiler, conditions, keys, rest, tie, limit, after)
+        plans = _plans_required(query.where, plan_version_id)
+        return _kpi_first(conn, conditions, keys, rest, tie, limit, after, plans)
     columns = [*compiler.sort_columns(first), *rest, *tie]
     values = None
     if after:
@@ -516,18 +514,32 @@ def _newest_first(
     return _finish(rows, keys, "all", 2, limit)
 
 
+def _plans_required(where: Condition | None, plan_version_id: str | None) -> list[str] | None:
+    """The plans a run must belong to for ``where`` to hold (a top-level ``plan = X`` or
+    ``plan in (…)``), or None when any plan may do."""
+    if plan_version_id is not None:
+        return [plan_version_id]
+    items = where.items if isinstance(where, And) else (where,) if where is not None else ()
+    for item in items:
+        if isinstance(item, Compare) and item.field == Field("attr", "plan"):
+            if item.op in ("=", "in"):
+                return [str(v) for v in item.values]
+    return None
+
+
 def _kpi_first(
     conn: Connection,
-    compiler: _Compiler,
     conditions: Sequence[ColumnElement[bool]],
     keys: Sequence[OrderKey],
     rest: Sequence[_SortColumn],
     tie: Sequence[_SortColumn],
     limit: int,
     after: str | None,
+    plans: list[str] | None,
 ) -> tuple[list[Any], str | None]:
     """Ordered by a KPI: first the runs that have it, straight off the (name, value)
-    index, then the runs without it."""
+    index (or the (name, plan, value) one when the runs of given plans are asked for),
+    then the runs without it."""
     first = keys[0]
     kpi = run_kpis.alias("order_kpi")
     has_columns = [
@@ -546,9 +558,10 @@ def _kpi_first(
         seek = None
         if values is not None:
             seek = kpi.c.value <= values[0] if first.descending else kpi.c.value >= values[0]
+        in_plans = [] if plans is None else [kpi.c.plan_version_id.in_(plans)]
         rows = _read(
             conn,
-            [kpi.c.name == first.field.name, *conditions],
+            [kpi.c.name == first.field.name, *in_plans, *conditions],
             has_columns,
             values,
             limit + 1,

@@ -24,6 +24,9 @@ from sqlalchemy import Connection, delete, select
 from runyard.config import KPI_NAME_MAX
 from runyard.db.tables import config_values, plan_params, run_kpis, run_tags, runs
 
+RunItem = tuple[str, datetime, str | None, Mapping[str, Any], Mapping[str, str]]
+"""What a run's index rows are made from: run_id, started_at, plan, summary, tags."""
+
 TAG_VALUE_KEY = 200  # run_tags.value_key: the indexed prefix of a tag's value
 PATH_MAX = 500  # a longer dotted path of params or config is not queryable
 _CHUNK = 500
@@ -96,19 +99,25 @@ def _insert(conn: Connection, table: Any, rows: Sequence[Mapping[str, Any]]) -> 
 
 def index_runs(
     conn: Connection,
-    items: Iterable[tuple[str, datetime, Mapping[str, Any], Mapping[str, str]]],
+    items: Iterable[RunItem],
     replace: bool = False,
 ) -> None:
-    """Index runs given as (run_id, started_at, summary, tags); ``replace`` drops what was
-    indexed for them before (a finish, a rebuild)."""
+    """Index runs given as (run_id, started_at, plan_version_id, summary, tags);
+    ``replace`` drops what was indexed for them before (a finish, a rebuild)."""
     kpi_rows: list[dict[str, Any]] = []
     tag_rows: list[dict[str, Any]] = []
     run_ids: list[str] = []
-    for run_id, started_at, summary, tags in items:
+    for run_id, started_at, plan_version_id, summary, tags in items:
         run_ids.append(run_id)
         for name, value in kpi_values(summary).items():
             kpi_rows.append(
-                {"run_id": run_id, "name": name, "value": value, "started_at": started_at}
+                {
+                    "run_id": run_id,
+                    "name": name,
+                    "value": value,
+                    "started_at": started_at,
+                    "plan_version_id": plan_version_id,
+                }
             )
         for key, text in tags.items():
             tag_rows.append(
@@ -154,10 +163,11 @@ def _object(text: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _run_items(
-    rows: Iterable[Any],
-) -> Iterable[tuple[str, datetime, Mapping[str, Any], Mapping[str, str]]]:
-    return ((r.run_id, r.started_at, _object(r.summary), _object(r.tags)) for r in rows)
+def _run_items(rows: Iterable[Any]) -> Iterable[RunItem]:
+    return (
+        (r.run_id, r.started_at, r.plan_version_id, _object(r.summary), _object(r.tags))
+        for r in rows
+    )
 
 
 def reindex_runs(conn: Connection, run_ids: Sequence[str]) -> None:
@@ -165,9 +175,13 @@ def reindex_runs(conn: Connection, run_ids: Sequence[str]) -> None:
     for start in range(0, len(run_ids), _CHUNK):
         chunk = list(run_ids[start : start + _CHUNK])
         rows = conn.execute(
-            select(runs.c.run_id, runs.c.started_at, runs.c.summary, runs.c.tags).where(
-                runs.c.run_id.in_(chunk)
-            )
+            select(
+                runs.c.run_id,
+                runs.c.started_at,
+                runs.c.plan_version_id,
+                runs.c.summary,
+                runs.c.tags,
+            ).where(runs.c.run_id.in_(chunk))
         ).all()
         index_runs(conn, _run_items(rows), replace=True)
 
@@ -190,15 +204,19 @@ def reindex_all(conn: Connection) -> int:
     count = 0
     last: str | None = None
     while True:
-        query = select(runs.c.run_id, runs.c.started_at, runs.c.summary, runs.c.tags)
+        query = select(
+            runs.c.run_id,
+            runs.c.started_at,
+            runs.c.plan_version_id,
+            runs.c.summary,
+            runs.c.tags,
+        )
         if last is not None:
             query = query.where(runs.c.run_id > last)
         rows = conn.execute(query.order_by(runs.c.run_id).limit(5000)).all()
         if not rows:
             return count
-        index_runs(
-            conn, ((r.run_id, r.started_at, _object(r.summary), _object(r.tags)) for r in rows)
-        )
+        index_runs(conn, _run_items(rows))
         count += len(rows)
         last = rows[-1].run_id
 
@@ -211,7 +229,13 @@ def index_inserted(conn: Connection, table: str, rows: Sequence[Mapping[str, Any
         index_runs(
             conn,
             (
-                (r["run_id"], r["started_at"], _object(r["summary"]), _object(r["tags"]))
+                (
+                    r["run_id"],
+                    r["started_at"],
+                    r["plan_version_id"],
+                    _object(r["summary"]),
+                    _object(r["tags"]),
+                )
                 for r in rows
             ),
             replace=True,

@@ -35,6 +35,7 @@ from runyard.models import (
     RunStatus,
     Scenario,
 )
+from runyard.query import parse_query
 from runyard.registry import configs, plans, scenarios
 from runyard.registry import jobs as job_registry
 from runyard.registry.lifecycle import Execution, list_executions
@@ -167,8 +168,22 @@ def run_list(
     legacy: bool | None = None,
     started_after: datetime | None = None,
     started_before: datetime | None = None,
+    where: Annotated[
+        str | None,
+        Query(
+            description="a query over KPIs, params, tags, config and attributes "
+            "(docs/query.md), e.g. kpi.fill_rate >= 0.95 and tag.owner = 'ann'",
+            max_length=10_000,
+        ),
+    ] = None,
+    order_by: Annotated[
+        list[str] | None,
+        Query(description="sort keys, e.g. kpi.total_cost asc (repeatable; ties newest first)"),
+    ] = None,
 ) -> Any:
-    """Runs newest first; every filter combines with the others."""
+    """Runs matching the filters and the query, newest first unless ``order_by`` says
+    otherwise; every filter combines with the others. A bad query is a 422 that says
+    where it went wrong."""
     filters = RunFilter(
         plan_version_id=plan_version_id,
         scenario=scenario,
@@ -180,7 +195,8 @@ def run_list(
         started_after=started_after,
         started_before=started_before,
     )
-    return list_runs(yard, filters, limit=limit, after=after)
+    query = parse_query(where, order_by)
+    return list_runs(yard, filters, limit=limit, after=after, query=query)
 
 
 @router.get("/runs/compare", response_model=RunComparison, tags=["runs"])

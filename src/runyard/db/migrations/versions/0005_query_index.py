@@ -29,7 +29,9 @@ def upgrade() -> None:
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("started_at", sa.DateTime(), nullable=False),
+        sa.Column("plan_version_id", sa.String(64), nullable=True),
         sa.PrimaryKeyConstraint("run_id", "name", name="pk_run_kpis"),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "run_tags",
@@ -39,6 +41,7 @@ def upgrade() -> None:
         sa.Column("value_key", sa.String(200), nullable=False),
         sa.Column("started_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("run_id", "key", name="pk_run_tags"),
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "plan_params",
@@ -72,6 +75,11 @@ def upgrade() -> None:
 
     reindex_all(op.get_bind())
     op.create_index("ix_run_kpis_value", "run_kpis", ["name", "value", "started_at", "run_id"])
+    op.create_index(
+        "ix_run_kpis_plan",
+        "run_kpis",
+        ["name", "plan_version_id", "value", "started_at", "run_id"],
+    )
     op.create_index("ix_run_tags_value", "run_tags", ["key", "value_key", "started_at", "run_id"])
     op.create_index("ix_plan_params_name", "plan_params", ["name", "num"])
     op.create_index("ix_config_values_path", "config_values", ["path", "num"])
