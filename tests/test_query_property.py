@@ -192,9 +192,7 @@ def comparisons(draw: st.DrawFn) -> str:
         if field == "status":
             op = draw(st.sampled_from(["=", "!=", "in", "not in"]))
         else:
-            op = draw(
-                st.sampled_from(["=", "!=", "<", ">=", "in", "not in", "like", "not like"])
-            )
+            op = draw(st.sampled_from(["=", "!=", "<", ">=", "in", "not in", "like", "not like"]))
         if op.endswith("in"):
             chosen = draw(st.lists(st.sampled_from(values), min_size=1, max_size=3))
             return f"{field} {op} ({', '.join(_text(v) for v in chosen)})"
@@ -217,7 +215,9 @@ def comparisons(draw: st.DrawFn) -> str:
 conditions = st.recursive(
     comparisons(),
     lambda inner: st.one_of(
-        st.tuples(inner, st.sampled_from(["and", "or"]), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        st.tuples(inner, st.sampled_from(["and", "or"]), inner).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
         inner.map(lambda c: f"not {c}"),
     ),
     max_leaves=4,

@@ -191,3 +191,14 @@ class ImportResult(FrozenModel):
     legacy: int
     already_registered: int
     errors: int
+
+
+class SavedView(FrozenModel):
+    """A saved view of the runs list: a query, an order and the KPI columns, by name."""
+
+    name: str
+    where: str = Field(description="the query (docs/query.md); empty for every run")
+    order_by: list[str] = Field(description="sort keys, e.g. 'kpi.total_cost asc'")
+    columns: list[str] = Field(description="KPI columns; empty for the yard's defaults")
+    created_at: datetime
+    updated_at: datetime

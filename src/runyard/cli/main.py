@@ -20,6 +20,7 @@ from runyard.cli import (
     run_cmd,
     scenario_cmd,
     serve_cmd,
+    view_cmd,
     yard_cmd,
 )
 
@@ -67,6 +68,7 @@ app.add_typer(scenario_cmd.app, name="scenario")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(plan_cmd.app, name="plan")
 app.add_typer(run_cmd.app, name="run")
+app.add_typer(view_cmd.app, name="view")
 lifecycle_cmd.register(app)
 jobs_cmd.register(app, plan_cmd.app)
 demo_cmd.register(app)

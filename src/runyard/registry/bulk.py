@@ -277,6 +277,7 @@ def _prepare(
     }
     manifest = manifest_bytes(run, settings.yard_id)
     row["size_bytes"] = len(manifest)  # the folder holds its run.json only
+    run = run.model_copy(update={"size_bytes": len(manifest)})
     return _Prepared(run=run, row=row, manifest=manifest)
 
 

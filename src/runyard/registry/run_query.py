@@ -375,21 +375,27 @@ def encode_cursor(keys: Sequence[OrderKey], phase: str, values: Sequence[Any]) -
 def decode_cursor(
     cursor: str, keys: Sequence[OrderKey], width: dict[str, int]
 ) -> tuple[str, list[Any]]:
+    def invalid() -> Invalid:
+        return Invalid(
+            f"invalid cursor {cursor[:80]!r}: pass the next_cursor value of a previous page"
+        )
+
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         fingerprint, phase, parts = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        if not isinstance(parts, list) or phase not in width or len(parts) != width[phase]:
-            raise ValueError("wrong shape")
-        values = [_decode(p) for p in parts]
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise Invalid(
-            f"invalid cursor {cursor[:80]!r}: pass the next_cursor value of a previous page"
-        ) from None
+        raise invalid() from None
     if fingerprint != _fingerprint(keys):
         raise Invalid(
             "this cursor belongs to a list in another order; start again without it",
             hint="a cursor only continues the order it came from",
         )
+    try:
+        if not isinstance(parts, list) or phase not in width or len(parts) != width[phase]:
+            raise ValueError("wrong shape")
+        values = [_decode(p) for p in parts]
+    except (ValueError, TypeError):
+        raise invalid() from None
     return phase, values
 
 
@@ -521,9 +527,9 @@ def _plans_required(where: Condition | None, plan_version_id: str | None) -> lis
         return [plan_version_id]
     items = where.items if isinstance(where, And) else (where,) if where is not None else ()
     for item in items:
-        if isinstance(item, Compare) and item.field == Field("attr", "plan"):
-            if item.op in ("=", "in"):
-                return [str(v) for v in item.values]
+        plan = isinstance(item, Compare) and item.field == Field("attr", "plan")
+        if plan and isinstance(item, Compare) and item.op in ("=", "in"):
+            return [str(v) for v in item.values]
     return None
 
 
@@ -587,7 +593,7 @@ def _kpi_first(
     return [*rows, *more[:take]], cursor
 
 
-def known_names(conn: Connection, kind: str) -> list[str]:
+def known_names(conn: Connection, kind: str, limit: int = 10_000) -> list[str]:
     """The distinct KPI names, tag keys, param names or config paths in the index: one
     index seek per name (a skip scan), so a million runs cost what ten do."""
     column = {
@@ -598,7 +604,7 @@ def known_names(conn: Connection, kind: str) -> list[str]:
     }[kind]
     names: list[str] = []
     last: str | None = None
-    while len(names) < 10_000:
+    while len(names) < limit:
         stmt = select(func.min(column))
         if last is not None:
             stmt = stmt.where(column > last)
