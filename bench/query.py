@@ -157,7 +157,8 @@ def seed(yard: runyard.Yard, total: int, rng: random.Random, chunk: int = 20_000
                     4096,
                 )
             )
-            kpi_rows += [(run_id, n, v, started, plan_id) for n, v in zip(kpi_names, values)]
+            pairs = zip(kpi_names, values, strict=True)
+            kpi_rows += [(run_id, n, v, started, plan_id) for n, v in pairs]
             tag_rows += [(run_id, a, b, b, started) for a, b in tags.items()]
         raw = yard.engine.raw_connection()
         try:

@@ -68,4 +68,9 @@ run runyard run import --all
 run runyard run list
 run runyard run list --plan "$plan" --status succeeded --limit 2
 run runyard plan show "$plan"
+say "which runs were best? (the demo yard's plans, fill rate at least 0.95, cheapest first)"
+cd "$demo_dir/demo-yard"
+run runyard run list --where "kpi.fill_rate >= 0.95" --order-by "kpi.total_cost asc" --limit 6
+run runyard view save on-target --where "kpi.fill_rate >= 0.95" --order-by "kpi.total_cost asc"
+echo "(open /ui/runs?view=on-target after \`runyard serve\` to see it at a glance)"
 printf '\nDemo yards: %s (runyard demo) and %s (by hand)\n' "$demo_dir/demo-yard" "$yard"

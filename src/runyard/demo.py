@@ -32,6 +32,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from runyard.config import CONFIG_FILENAME
 from runyard.errors import JobFailed, Refused
 from runyard.examples.psi import example_path
 from runyard.jobs import service
@@ -130,6 +131,33 @@ class DemoResult(BaseModel):
     seconds: dict[str, float] = Field(description="wall time of each step, and the total")
 
 
+DEMO_KPIS = """
+# The KPIs the PSI example writes: which way is better, a label and a unit. The runs
+# list shows them as columns and the comparison marks best and worst by them.
+[kpis.fill_rate]
+better = "higher"
+label = "Fill rate"
+
+[kpis.total_cost]
+better = "lower"
+label = "Total cost"
+
+[kpis.average_inventory]
+better = "lower"
+label = "Avg inventory"
+unit = "units"
+
+[kpis.stockout_periods]
+better = "lower"
+label = "Stockouts"
+unit = "periods"
+"""
+
+DEMO_QUERY = ("kpi.fill_rate >= 0.95", "kpi.total_cost asc")
+"""The question the demo ends with: which plans' runs met the fill-rate target, cheapest
+first (docs/query.md)."""
+
+
 def check_target(path: Path) -> None:
     """Refuse a ``path`` that exists and is not an empty folder (nothing is touched)."""
     if not path.exists() and not path.is_symlink():
@@ -187,6 +215,8 @@ def build_demo(
 
     say(f"Creating the yard at {target}…")
     init_yard(target, preset="planning", environ=env)
+    with (target / CONFIG_FILENAME).open("a", encoding="utf-8") as config_file:
+        config_file.write(DEMO_KPIS)
     with open_yard(target, environ=env) as yard:
         say("Adding 2 scenarios, 3 config versions and 4 plan versions…")
         scenarios, configs, plans = _add_lineage(yard)
@@ -416,6 +446,7 @@ def _browse(target: Path, plans: list[DemoPlan], configs: Mapping[str, str]) -> 
         "runyard plan list",
         f"runyard plan show {first.plan_version_id}",
         f"runyard run list --plan {first.plan_version_id}",
+        f'runyard run list --where "{DEMO_QUERY[0]}" --order-by "{DEMO_QUERY[1]}"',
         f"runyard config diff {configs['config-lean']} {configs['config-safe']}",
         "runyard job list",
         f"runyard job log {first.job_ids[0]}",

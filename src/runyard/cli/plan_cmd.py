@@ -9,8 +9,11 @@ import typer
 
 from runyard.cli.common import (
     AfterOption,
+    ColumnsOption,
     JsonOption,
     LimitOption,
+    OrderByOption,
+    WhereOption,
     check_range,
     parse_key_values,
     yard_from,
@@ -26,10 +29,14 @@ from runyard.cli.output import (
     table,
     when,
 )
+from runyard.cli.run_table import kpi_columns, runs_table, split_columns
 from runyard.models import PlanVersion
+from runyard.query import parse_query
 from runyard.registry import plans
+from runyard.registry import runs as run_registry
 from runyard.registry.common import MAX_PAGE_SIZE
 from runyard.registry.lineage import plan_detail
+from runyard.registry.runs import RunFilter
 
 app = typer.Typer(
     help="Plan versions: base scenario + config version + parameters, immutable.",
@@ -144,12 +151,25 @@ def show(
         int,
         typer.Option("--runs", help="How many of its newest runs to show (0-1000).", metavar="N"),
     ] = 20,
+    where: WhereOption = None,
+    order_by: OrderByOption = None,
+    columns: ColumnsOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Show a plan version with its scenario, config version and runs."""
+    """Show a plan version with its scenario, config version and runs (those a query
+    finds, in its order, with --where/--order-by)."""
     check_range(runs, "--runs", 0, MAX_PAGE_SIZE)
+    query = parse_query(where, order_by)
     with yard_from(ctx) as yard:
         detail = plan_detail(yard, plan_id, run_limit=runs)
+        if (query.where is not None or query.order_by) and runs > 0:
+            found = run_registry.list_runs(
+                yard, RunFilter(plan_version_id=plan_id), limit=runs, query=query
+            )
+            detail = detail.model_copy(update={"runs": found.items})
+        with yard.read() as conn:
+            names = run_registry.lineage_names(conn, detail.runs)
+        settings = yard.settings
     if json_output:
         print_json(detail)
         return
@@ -162,16 +182,9 @@ def show(
     )
     pairs[3] = ("config", f"{detail.config_version.name or ''} ({detail.config_version_id})")
     out.print(key_values("Plan version", pairs))
-    out.print(
-        table(
-            f"Runs ({detail.run_count})",
-            ["run_id", "status", "group", "started"],
-            [
-                (r.run_id, styled_status(r.status.value), r.group, when(r.started_at))
-                for r in detail.runs
-            ],
-        )
-    )
+    shown = kpi_columns(settings, detail.runs, split_columns(columns), query.order_by)
+    title = f"Runs ({detail.run_count})" + (f" where {where}" if where else "")
+    out.print(runs_table(settings, detail.runs, shown, names, title=title))
     if detail.jobs:
         out.print(
             table(
