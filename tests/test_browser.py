@@ -87,6 +87,13 @@ def planning_yard(yard_path: Path, cli: Cli) -> dict[str, str]:
     return {"scenario_id": scenario["scenario_id"], "config": config["config_version_id"]}
 
 
+def _column(page: Any, heading: str) -> list[str]:
+    """The cells of the runs table's column ``heading``, top to bottom."""
+    headings = [h.strip() for h in page.locator("table.runs thead th").all_inner_texts()]
+    index = next(i for i, h in enumerate(headings) if h.startswith(heading))
+    return page.locator(f"table.runs tbody tr td:nth-child({index + 1})").all_inner_texts()
+
+
 def _wait_for_job(page: Any, shots: Shots) -> str:
     """On a job page: htmx refreshes it until the job has finished; its final status."""
     page.wait_for_selector(
@@ -123,14 +130,40 @@ def test_operators_day_in_a_real_browser(page, yard_path, planning_yard):
         page.wait_for_url(re.compile(r"/ui/jobs/job-"))
         _wait_for_job(page, shots)
 
-        # 3. The run history, filtered by the plan.
+        # 3. The run history, queried by a KPI and the plan, then sorted by the KPI.
         page.goto(f"{base}/ui/runs")
-        page.get_by_label(re.compile("plan", re.I)).first.fill(plan_version_id)
-        page.get_by_role("button", name=re.compile("filter|apply|search", re.I)).first.click()
+        page.get_by_label("Query", exact=True).fill(
+            f"kpi.fill_rate >= 0 and plan = '{plan_version_id}'"
+        )
+        page.get_by_role("button", name="Search").click()
+        page.wait_for_url(re.compile(r"where=kpi"))
+        page.locator("table.runs caption", has_text="matching").wait_for()
         rows = page.locator("tbody tr", has=page.locator(f"a[href='/ui/plans/{plan_version_id}']"))
         rows.nth(1).wait_for()
         assert rows.count() == 2
-        shots("runs-by-plan")
+        header = page.locator("thead th", has_text="fill_rate")
+        assert header.count() == 1  # the KPI queried by is a column
+        shots("runs-by-query")
+        page.get_by_role("link", name="fill_rate").click()
+        page.wait_for_url(re.compile(r"order_by=kpi\.fill_rate"))
+        page.locator("thead th[aria-sort]", has_text="fill_rate").wait_for()
+        values = [float(v.replace(",", "")) for v in _column(page, "fill_rate")]
+        assert values == sorted(values, reverse=True)
+        shots("runs-sorted-by-kpi")
+        # Save the view, then open it again from the list of saved views.
+        page.get_by_text("Save this view").click()
+        page.get_by_label("Name").fill("plan fill rates")
+        page.get_by_role("button", name="Save", exact=True).click()
+        page.wait_for_url(re.compile(r"view=plan"))
+        page.goto(f"{base}/ui/runs")
+        page.get_by_role("navigation", name="Saved views").get_by_role(
+            "link", name="plan fill rates"
+        ).click()
+        page.wait_for_url(re.compile(r"view=plan"))
+        assert page.get_by_label("Query", exact=True).input_value().startswith("kpi.fill_rate >= 0")
+        assert rows.count() == 2
+        page.locator("thead th[aria-sort]", has_text="fill_rate").wait_for()
+        shots("saved-view")
 
         # 4. Compare the two runs: the chart is drawn.
         for i in range(2):

@@ -146,8 +146,8 @@ def test_rebuild_and_the_migration_backfill_fill_the_index(cli: Cli, yard, linea
     with yard.write() as conn:
         for table in ("run_kpis", "run_tags", "plan_params", "config_values"):
             conn.execute(text(f"DELETE FROM {table}"))
-    gone = cli(*query)  # the index is gone: no run has the tag now
-    assert gone.exit_code == 5 and "no run has the tag 'owner'" in gone.stderr
+    gone = cli(*query)  # the index is gone: no run has the KPI now
+    assert gone.exit_code == 5 and "no run has the KPI 'fill_rate'" in gone.stderr
     config = Config()
     config.set_main_option("script_location", str(schema.MIGRATIONS_DIR))
     with yard.engine.connect() as conn:  # …so take the registry back to 0004 and upgrade

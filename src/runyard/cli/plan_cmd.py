@@ -162,7 +162,7 @@ def show(
     query = parse_query(where, order_by)
     with yard_from(ctx) as yard:
         detail = plan_detail(yard, plan_id, run_limit=runs)
-        if (query.where is not None or query.order_by) and runs > 0:
+        if (query.where is not None or query) and runs > 0:
             found = run_registry.list_runs(
                 yard, RunFilter(plan_version_id=plan_id), limit=runs, query=query
             )
@@ -182,7 +182,7 @@ def show(
     )
     pairs[3] = ("config", f"{detail.config_version.name or ''} ({detail.config_version_id})")
     out.print(key_values("Plan version", pairs))
-    shown = kpi_columns(settings, detail.runs, split_columns(columns), query.order_by)
+    shown = kpi_columns(settings, detail.runs, split_columns(columns), query)
     title = f"Runs ({detail.run_count})" + (f" where {where}" if where else "")
     out.print(runs_table(settings, detail.runs, shown, names, title=title))
     if detail.jobs:

@@ -223,7 +223,7 @@ def list_(
         print_json(page)
         return
     out = console()
-    shown = kpi_columns(settings, page.items, split_columns(columns), query.order_by)
+    shown = kpi_columns(settings, page.items, split_columns(columns), query)
     out.print(runs_table(settings, page.items, shown, names))
     next_page_hint(out, page.next_cursor, "runyard run list")
 

@@ -11,7 +11,7 @@ from runyard import kpis
 from runyard.cli.output import short_json, styled_status, table, when
 from runyard.config import Settings
 from runyard.models import Run
-from runyard.query.ast import OrderKey
+from runyard.query.ast import Query, fields_of
 from runyard.registry.runs import LineageNames
 from runyard.registry.search_index import kpi_values
 
@@ -21,12 +21,13 @@ def split_columns(text: str | None) -> list[str]:
 
 
 def kpi_columns(
-    settings: Settings, runs: Sequence[Run], chosen: Sequence[str], order: Sequence[OrderKey] = ()
+    settings: Settings, runs: Sequence[Run], chosen: Sequence[str], query: Query | None = None
 ) -> list[kpis.Kpi]:
-    """``chosen``, else the KPIs the order sorts by followed by the default columns."""
+    """``chosen``, else the KPIs the query names (found or sorted by) followed by the
+    default columns."""
     if chosen:
         return kpis.columns(settings, [], chosen)
-    sorted_by = [k.field.name for k in order if k.field.kind == "kpi"]
+    sorted_by = [f.name for f in fields_of(query or Query()) if f.kind == "kpi"]
     default = [k.name for k in kpis.columns(settings, [r.summary for r in runs])]
     names = list(dict.fromkeys([*sorted_by, *default]))[: max(kpis.DEFAULT_COLUMNS, len(sorted_by))]
     return [kpis.kpi(settings, n) for n in names]

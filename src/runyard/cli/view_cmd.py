@@ -116,7 +116,7 @@ def show(
         print_json({"view": view.model_dump(mode="json"), "runs": page.model_dump(mode="json")})
         return
     _show(view, "View")
-    shown = kpi_columns(settings, page.items, view.columns, query.order_by)
+    shown = kpi_columns(settings, page.items, view.columns, query)
     out = console()
     out.print(runs_table(settings, page.items, shown, names))
     next_page_hint(out, page.next_cursor, f"runyard view show {name}")

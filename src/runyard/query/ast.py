@@ -74,3 +74,20 @@ class Query:
     where: Condition | None = None
     order_by: tuple[OrderKey, ...] = ()
     where_text: str = ""
+
+
+def fields_of(query: Query) -> list[Field]:
+    """Every field ``query`` names, in the order written: the condition's, then the
+    order's (each once)."""
+    found: list[Field] = []
+    stack: list[Condition] = [query.where] if query.where is not None else []
+    while stack:
+        cond = stack.pop()
+        if isinstance(cond, Compare):
+            found.append(cond.field)
+        elif isinstance(cond, And | Or):
+            stack.extend(reversed(cond.items))
+        elif isinstance(cond, Not):
+            stack.append(cond.item)
+    found += [k.field for k in query.order_by]
+    return list(dict.fromkeys(found))

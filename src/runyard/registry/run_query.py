@@ -56,7 +56,17 @@ from runyard.db.tables import (
     scenarios,
 )
 from runyard.errors import Invalid
-from runyard.query.ast import And, Compare, Condition, Field, Not, Or, OrderKey, Query
+from runyard.query.ast import (
+    And,
+    Compare,
+    Condition,
+    Field,
+    Not,
+    Or,
+    OrderKey,
+    Query,
+    fields_of,
+)
 from runyard.query.evaluate import SCENARIO_ID_PREFIX
 from runyard.query.parser import QueryError
 
@@ -621,16 +631,7 @@ def check_names(conn: Connection, query: Query, also_known: Sequence[str] = ()) 
     one it has (a typo would otherwise quietly match nothing)."""
     import difflib
 
-    fields: list[Field] = [k.field for k in query.order_by]
-    stack: list[Condition] = [query.where] if query.where is not None else []
-    while stack:
-        cond = stack.pop()
-        if isinstance(cond, Compare):
-            fields.append(cond.field)
-        elif isinstance(cond, And | Or):
-            stack.extend(cond.items)
-        elif isinstance(cond, Not):
-            stack.append(cond.item)
+    fields = fields_of(query)
     cache: dict[str, set[str]] = {}
     for f in fields:
         if f.kind == "attr":
