@@ -124,6 +124,8 @@ runs = Table(
     Index("ix_runs_location", "location", "started_at", "run_id"),
     Index("ix_runs_legacy", "legacy", "started_at", "run_id"),
     Index("ix_runs_archive_batch", "archive_batch_id"),
+    # The overview adds up recorded sizes by location from this index alone.
+    Index("ix_runs_location_size", "location", "size_bytes"),
 )
 
 # The execution log: one row per executed archive, restore, recover, retention or purge.

@@ -82,11 +82,13 @@ def upgrade() -> None:
     )
     op.create_index("ix_run_tags_value", "run_tags", ["key", "value_key", "started_at", "run_id"])
     op.create_index("ix_plan_params_name", "plan_params", ["name", "num"])
+    op.create_index("ix_runs_location_size", "runs", ["location", "size_bytes"])
     op.create_index("ix_config_values_path", "config_values", ["path", "num"])
 
 
 def downgrade() -> None:
     for table in ("saved_views", "config_values", "plan_params", "run_tags", "run_kpis"):
         op.drop_table(table)
+    op.drop_index("ix_runs_location_size", "runs")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("size_bytes")
