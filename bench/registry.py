@@ -251,7 +251,11 @@ def seed(
                     "created_at": started,
                     "started_at": started,
                     "finished_at": None if status == "running" else started + timedelta(minutes=3),
-                    "summary": f'{{"fill_rate": {0.8 + (k % 200) / 1000:.3f}}}',
+                    "summary": (
+                        f'{{"average_inventory": {50 + k % 97}, '
+                        f'"fill_rate": {0.8 + (k % 200) / 1000:.3f}, '
+                        f'"stockout_periods": {k % 5}, "total_cost": {1000 + k % 1013}.5}}'
+                    ),
                     "tags": "{}",
                     "error": "RuntimeError: solver did not converge"
                     if status == "failed"

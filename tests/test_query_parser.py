@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runyard.query import QueryError, parse_order_by, parse_where
 from runyard.query.ast import And, Compare, Field, Not, Or, OrderKey
@@ -192,3 +195,23 @@ def test_bad_orders_are_refused(items, message):
 )
 def test_like_is_sql_like_with_a_backslash_escape(pattern, text, matches):
     assert (like_regex(pattern).fullmatch(text) is not None) is matches
+
+
+QUERY_ALPHABET = st.sampled_from(
+    [
+        *"abkpitgscofn._`'\"()=!<>,%- 0123456789eE\\\x00é\ud800",
+        *["kpi.", "tag.", "param.", "config.", " and ", " or ", " not ", " in ", " like "],
+        *[" is ", " null", "status", "started_at", "2026-12-01", "'x'", "1e400", "true"],
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(QUERY_ALPHABET, max_size=30).map("".join))
+def test_any_text_parses_or_is_a_query_error(text):
+    try:
+        parse_where(text)
+    except QueryError as exc:
+        assert exc.message.startswith(("at column", "the query")) or "NUL" in exc.message
+    with contextlib.suppress(QueryError):
+        parse_order_by([text])

@@ -25,7 +25,7 @@ from tests.helpers.ui import csrf_token, json_twin, post_form, ui_client
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"])
 
 
-RUN_LINK = re.compile(r'<a class="id" href="/ui/runs/([^"/]+)">')
+RUN_LINK = re.compile(r'<a class="id" href="/ui/runs/([^"/]+)"[ >]')
 
 
 def _listed(page: str) -> list[str]:
@@ -109,7 +109,7 @@ def test_history_names_a_page_of_scenarios_in_one_query(yard_path, made, monkeyp
         calls.append(sorted(set(ids)))
         return real(conn, ids)
 
-    monkeypatch.setattr("runyard.web.ui.runs.scenario_names", counting)
+    monkeypatch.setattr("runyard.registry.runs.scenario_names", counting)
     with ui_client(yard_path) as client:
         assert client.get("/ui/runs").status_code == 200
     assert calls == [[made["scenario_id"]]]

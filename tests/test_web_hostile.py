@@ -368,7 +368,14 @@ def test_group_and_error_with_lone_surrogates_never_500(client, made, monkeypatc
         run = to_model(row, settings)
         return run.model_copy(update={"group": "CH\udcff/001", "error": "died: \udcfe"})
 
+    to_models = runs_registry._to_models
+
+    def odd_texts(rows: Any, settings: Any) -> Any:
+        odd = {"group": "CH\udcff/001", "error": "died: \udcfe"}
+        return [run.model_copy(update=odd) for run in to_models(rows, settings)]
+
     monkeypatch.setattr(runs_registry, "_to_model", odd_text)
+    monkeypatch.setattr(runs_registry, "_to_models", odd_texts)
     for url in (
         f"/api/v1/runs/{made['run_id']}",
         "/api/v1/runs",

@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from runyard.db.tables import plan_versions, runs, scenarios
+from runyard.db.tables import config_versions, plan_versions, runs, scenarios
 from runyard.errors import (
     Conflict,
     Invalid,
@@ -500,7 +500,7 @@ def list_runs(
     return Page[Run](items=_to_models(rows, yard.settings), next_cursor=cursor)
 
 
-_RUN_FIELDS = frozenset(Run.model_fields)
+_RUN_FIELDS = set(Run.model_fields)
 _DECODER = json.JSONDecoder()  # the registry writes these columns: no whitespace around
 _new_run = Run.__new__
 _set = object.__setattr__
@@ -512,7 +512,7 @@ def _constructed(values: dict[str, Any]) -> Run:
     at a third of its cost (a test holds it equal to the validated model)."""
     run = _new_run(Run)
     _set(run, "__dict__", values)
-    _set(run, "__pydantic_fields_set__", _RUN_FIELDS)
+    _set(run, "__pydantic_fields_set__", _RUN_FIELDS.copy())  # model_copy adds to it
     _set(run, "__pydantic_extra__", None)
     _set(run, "__pydantic_private__", None)
     return run
@@ -594,6 +594,7 @@ class LineageNames:
 
     plan_labels: dict[str, str]
     scenario_names: dict[str, str]
+    config_names: dict[str, str]
 
     def plan(self, plan_version_id: str | None) -> str:
         """The plan's label, else its id shortened (``pv-…x2k9``); "(legacy)" for none."""
@@ -606,6 +607,12 @@ class LineageNames:
             return "-"
         return self.scenario_names.get(scenario_id) or scenario_id
 
+    def config(self, config_version_id: str | None) -> str:
+        """The config version's name, else its id shortened."""
+        if config_version_id is None:
+            return "-"
+        return self.config_names.get(config_version_id) or short_id(config_version_id)
+
 
 def short_id(value: str, keep: int = 6) -> str:
     """An id shortened for a table cell: its prefix and its last characters."""
@@ -616,7 +623,8 @@ def short_id(value: str, keep: int = 6) -> str:
 
 
 def lineage_names(conn: Connection, page: Sequence[Run]) -> LineageNames:
-    """The plan labels and scenario names of a page of runs, in two queries."""
+    """The plan labels, scenario names and config names of a page of runs, in three
+    queries."""
     plan_ids = sorted({r.plan_version_id for r in page if r.plan_version_id})
     labels: dict[str, str] = {}
     if plan_ids:
@@ -625,4 +633,11 @@ def lineage_names(conn: Connection, page: Sequence[Run]) -> LineageNames:
         )
         labels = {row.plan_version_id: row.label for row in conn.execute(query) if row.label}
     names = scenario_names(conn, [r.scenario_id for r in page if r.scenario_id])
-    return LineageNames(labels, names)
+    config_ids = sorted({r.config_version_id for r in page if r.config_version_id})
+    configs: dict[str, str] = {}
+    if config_ids:
+        query = select(config_versions.c.config_version_id, config_versions.c.name).where(
+            config_versions.c.config_version_id.in_(config_ids)
+        )
+        configs = {row.config_version_id: row.name for row in conn.execute(query) if row.name}
+    return LineageNames(labels, names, configs)

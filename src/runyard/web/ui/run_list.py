@@ -242,6 +242,7 @@ SORTABLE = (
     ("status", "Status"),
     ("plan_label", "Plan"),
     ("scenario", "Scenario"),
+    ("config", "Config"),
     ("group", "Group"),
     ("location", "Location"),
     ("started_at", "Started (UTC)"),
@@ -273,7 +274,7 @@ def _sort_links(request: Request, shown: Sequence[kpis.Kpi]) -> dict[str, dict[s
         # KPIs sort best first when the yard says which way is better, else high first.
         spec = next((k for k in shown if f"kpi.{k.name}" == field), None)
         natural = "asc" if spec is not None and spec.better == "lower" else "desc"
-        if field in ("run_id", "status", "plan_label", "scenario", "group", "location"):
+        if field in ("run_id", "status", "plan_label", "scenario", "config", "group", "location"):
             natural = "asc"
         if first in (f"{name} asc".lower(), f"{name}".lower()):
             direction = "desc"
@@ -302,6 +303,7 @@ def _row(run: Run, shown: Sequence[kpis.Kpi], names: LineageNames) -> dict[str, 
         "short_id": short_run_id(run.run_id),
         "plan": names.plan(run.plan_version_id),
         "scenario": names.scenario(run.scenario_id),
+        "config": names.config(run.config_version_id),
         "kpis": [values.get(k.name) for k in shown],
         "duration": (run.finished_at - run.started_at).total_seconds() if run.finished_at else None,
     }
