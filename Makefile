@@ -50,7 +50,7 @@ fmt: $(VENV)/.installed-test
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
-## bench: the registry, lifecycle, jobs, durability and web benchmarks (see bench/README.md);
+## bench: the registry, lifecycle, jobs, durability, web and query benchmarks (bench/README.md);
 ## as root the lifecycle one also archives onto a loop-mounted ext4 (a disk, not only tmpfs)
 bench: $(VENV)/.installed-run
 	$(BIN)/python bench/registry.py
@@ -58,6 +58,7 @@ bench: $(VENV)/.installed-run
 	$(BIN)/python bench/jobs.py
 	$(BIN)/python bench/durability.py
 	$(BIN)/python bench/web.py
+	$(BIN)/python bench/query.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

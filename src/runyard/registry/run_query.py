@@ -247,7 +247,6 @@ class _Compiler:
 
     def _through(self, c: Compare, key: Any, value: Any, run_col: Any) -> ColumnElement[bool]:
         """A condition on a value of the run's plan or scenario (its label, its name)."""
-        table = key.table
         if c.op in ("is null", "is not null"):
             has = and_(run_col.is_not(None), run_col.in_(select(key).where(value.is_not(None))))
             return has if c.op == "is not null" else not_(has)
@@ -258,7 +257,6 @@ class _Compiler:
                 return and_(run_col.is_not(None), hit)
             return and_(run_col.is_not(None), has, not_(hit))
         inner = self._apply(value, c.op, c.values[0], True)
-        del table
         return and_(
             run_col.is_not(None),
             run_col.in_(select(key).where(value.is_not(None), inner)),
@@ -603,15 +601,18 @@ def _kpi_first(
     return [*rows, *more[:take]], cursor
 
 
+_NAME_COLUMNS: dict[str, Any] = {
+    "kpi": run_kpis.c.name,
+    "tag": run_tags.c.key,
+    "param": plan_params.c.name,
+    "config": config_values.c.path,
+}
+
+
 def known_names(conn: Connection, kind: str, limit: int = 10_000) -> list[str]:
     """The distinct KPI names, tag keys, param names or config paths in the index: one
     index seek per name (a skip scan), so a million runs cost what ten do."""
-    column = {
-        "kpi": run_kpis.c.name,
-        "tag": run_tags.c.key,
-        "param": plan_params.c.name,
-        "config": config_values.c.path,
-    }[kind]
+    column = _NAME_COLUMNS[kind]
     names: list[str] = []
     last: str | None = None
     while len(names) < limit:
@@ -628,26 +629,23 @@ def known_names(conn: Connection, kind: str, limit: int = 10_000) -> list[str]:
 
 def check_names(conn: Connection, query: Query, also_known: Sequence[str] = ()) -> None:
     """Refuse a KPI, tag, param or config name the yard has never seen, naming the closest
-    one it has (a typo would otherwise quietly match nothing)."""
+    one it has (a typo would otherwise quietly match nothing). One index seek per name the
+    query uses; the known names are listed only to explain a refusal."""
     import difflib
 
-    fields = fields_of(query)
-    cache: dict[str, set[str]] = {}
-    for f in fields:
-        if f.kind == "attr":
+    for f in fields_of(query):
+        if f.kind == "attr" or (f.kind == "kpi" and f.name in also_known):
             continue
-        if f.kind not in cache:
-            found = set(known_names(conn, f.kind))
-            if f.kind == "kpi":
-                found |= set(also_known)
-            cache[f.kind] = found
-        known = cache[f.kind]
-        if f.name in known:
+        column = _NAME_COLUMNS[f.kind]
+        if conn.execute(select(column).where(column == f.name).limit(1)).first() is not None:
             continue
+        known = sorted(
+            set(known_names(conn, f.kind, 1000)) | (set(also_known) if f.kind == "kpi" else set())
+        )
         what = {"kpi": "KPI", "tag": "tag", "param": "param", "config": "config path"}[f.kind]
-        close = difflib.get_close_matches(f.name, sorted(known), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(f.name, known, n=1, cutoff=0.6)
         guess = f"; did you mean {f.kind}.{close[0]}?" if close else ""
         raise QueryError(
             f"no run has the {what} {f.name!r}{guess}",
-            hint=f"the known ones: {', '.join(sorted(known)[:20]) or 'none yet'}",
+            hint=f"the known ones: {', '.join(known[:20]) or 'none yet'}",
         )
