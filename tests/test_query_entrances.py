@@ -344,3 +344,27 @@ def test_a_page_of_runs_equals_the_validated_runs(yard: runyard.Yard, lineage):
         assert run == get_run(yard, run.run_id)
         assert run.model_dump() == get_run(yard, run.run_id).model_dump()
         assert run.model_copy(update={"group": "x"}).group == "x"
+
+
+def test_names_and_texts_no_index_can_hold_are_left_out_not_refused(
+    cli: Cli, yard: runyard.Yard, lineage, tmp_path
+):
+    """PostgreSQL refuses NUL in text: a config, params or a summary holding one is still
+    stored whole (as JSON), only that value stays out of the query index."""
+    config_file = tmp_path / "nul.json"
+    config_file.write_text(json.dumps({"note": "a\u0000b", "lot": 3, "k\u0000": 1}))
+    config = cli.ok("config", "add", str(config_file))
+    assert config["content"]["note"] == "a\u0000b"
+    plan = cli.ok("plan", "create", "--scenario", "base", "--config", config["config_version_id"])
+    yard.record_runs(
+        [
+            {
+                "plan_version_id": plan["plan_version_id"],
+                "run_id": "nul-run",
+                "summary": {"fill_rate": 0.5, "odd\u0000name": 2},
+            }
+        ]
+    )
+    found = cli.ok("run", "list", "--where", "config.lot = 3 and kpi.fill_rate = 0.5")
+    assert _ids(found) == ["nul-run"]
+    assert cli.ok("run", "show", "nul-run")["summary"]["odd\u0000name"] == 2

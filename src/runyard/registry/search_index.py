@@ -32,6 +32,19 @@ PATH_MAX = 500  # a longer dotted path of params or config is not queryable
 _CHUNK = 500
 
 
+def storable(text: str) -> bool:
+    """Whether a name or text can be an index row on both engines: PostgreSQL refuses a
+    NUL character and text that is not UTF-8 (a lone surrogate). Such a name or value is
+    left out of the index; the query language cannot name it either (it refuses NUL)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _finite(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
@@ -55,7 +68,7 @@ def kpi_values(summary: Mapping[str, Any]) -> dict[str, float]:
                 walk(value, f"{name}.")
                 continue
             number = _finite(value)
-            if number is not None and len(name) <= KPI_NAME_MAX:
+            if number is not None and len(name) <= KPI_NAME_MAX and storable(name):
                 found.setdefault(name, number)
 
     walk(summary, "")
@@ -74,7 +87,7 @@ def leaf_values(content: Mapping[str, Any]) -> dict[str, tuple[float | None, str
             if isinstance(value, Mapping):
                 walk(value, f"{path}.")
                 continue
-            if len(path) > PATH_MAX or path in found:
+            if len(path) > PATH_MAX or path in found or not storable(path):
                 continue
             if isinstance(value, bool):
                 found[path] = (1.0 if value else 0.0, None)
@@ -83,10 +96,12 @@ def leaf_values(content: Mapping[str, Any]) -> dict[str, tuple[float | None, str
                 if number is not None:
                     found[path] = (number, None)
             elif isinstance(value, str):
-                found[path] = (None, value)
+                if storable(value):
+                    found[path] = (None, value)
             elif isinstance(value, list):
                 text = json.dumps(value, ensure_ascii=False, sort_keys=True, allow_nan=False)
-                found[path] = (None, text)
+                if storable(text):
+                    found[path] = (None, text)
 
     walk(content, "")
     return found
@@ -120,6 +135,8 @@ def index_runs(
                 }
             )
         for key, text in tags.items():
+            if not (storable(key) and storable(text)):
+                continue
             tag_rows.append(
                 {
                     "run_id": run_id,

@@ -10,10 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from runyard.models import SavedView
 from runyard.registry import views
-from runyard.web.api import WRITE_ERRORS, YardDep
+from runyard.web.api import READ_ERRORS, WRITE_ERRORS, YardDep
 from runyard.web.auth import require_api_write
 
-router = APIRouter(prefix="/api/v1", tags=["views"])
+router = APIRouter(prefix="/api/v1", tags=["views"], responses=READ_ERRORS)
 
 
 class ViewRequest(BaseModel):
