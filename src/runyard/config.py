@@ -22,16 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from runyard.canonical import MAX_JSON_BYTES
 from runyard.errors import ConfigFileError, Invalid, YardNotFound
 from runyard.fsutil import read_regular_file
+from runyard.limits import MAX_COUNT, MAX_KEEP_LAST_RUNS, MAX_KEEP_RECENT_MINUTES, MAX_SECONDS
+
+__all__ = ["MAX_COUNT", "MAX_KEEP_LAST_RUNS", "MAX_KEEP_RECENT_MINUTES", "MAX_SECONDS"]
 
 CONFIG_FILENAME = "runyard.toml"
 DEFAULT_SQLITE_FILENAME = "registry.db"
-
-# Upper bounds keep every number inside what timers, dates and BIGINT columns can hold
-# (time.sleep(1e20) and timedelta(minutes=10**15) overflow); docs/configuration.md.
-MAX_COUNT = 10**9
-MAX_KEEP_RECENT_MINUTES = 52_560_000  # 100 years
-MAX_KEEP_LAST_RUNS = 1_000_000
-MAX_SECONDS = 10_000_000  # about 115 days
 
 PositiveInt = Annotated[int, Field(gt=0, le=MAX_COUNT)]
 Seconds = Annotated[int, Field(gt=0, le=MAX_SECONDS)]

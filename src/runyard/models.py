@@ -7,50 +7,27 @@ later, what the HTTP API answers; every object carries its id key at the top.
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class RunStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-    skipped = "skipped"  # a planning job with RUNYARD_SKIP_SIMULATION=1: no runner ran
-    unknown = "unknown"  # legacy runs imported without a manifest
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATUSES
-
-
-TERMINAL_STATUSES = frozenset(
-    {RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.skipped}
+from runyard.statuses import (
+    FINISH_STATUSES,
+    TERMINAL_STATUSES,
+    JobStatus,
+    JobType,
+    RunLocation,
+    RunStatus,
 )
-FINISH_STATUSES = (RunStatus.succeeded, RunStatus.failed, RunStatus.cancelled, RunStatus.skipped)
 
-
-class JobType(StrEnum):
-    planning = "planning"
-    aggregate = "aggregate"
-
-
-class JobStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-
-class RunLocation(StrEnum):
-    active = "active"
-    archived = "archived"
-    missing = "missing"
-    purged = "purged"
+__all__ = [
+    "FINISH_STATUSES",
+    "TERMINAL_STATUSES",
+    "JobStatus",
+    "JobType",
+    "RunLocation",
+    "RunStatus",
+]
 
 
 class FrozenModel(BaseModel):

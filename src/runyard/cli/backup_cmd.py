@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
 from runyard.cli.common import JsonOption, check_range, yard_from
+from runyard.cli.lazy import lazy
 from runyard.cli.output import (
     console,
     err_console,
@@ -21,15 +22,15 @@ from runyard.cli.output import (
     table,
     when,
 )
-from runyard.config import MAX_COUNT
-from runyard.durability.backup import BackupReport, Check, list_backups, run_backup
-from runyard.durability.restore_db import (
-    RestorePlan,
-    RestoreReport,
-    apply_restore,
-    plan_restore,
-)
 from runyard.errors import Invalid, Refused, RegistryStateError
+from runyard.limits import MAX_COUNT
+
+if TYPE_CHECKING:
+    from runyard.durability import backup as _backup_durability
+    from runyard.durability import restore_db as _restore_db_durability
+else:
+    _backup_durability = lazy("runyard.durability.backup")
+    _restore_db_durability = lazy("runyard.durability.restore_db")
 
 
 def register(app: typer.Typer) -> None:
@@ -62,7 +63,7 @@ def backup(
         if keep is not None or sql:
             raise Invalid("--list only lists the backups: it takes no --keep or --sql")
         with yard_from(ctx, check_schema=False) as yard:
-            entries = list_backups(yard.settings)
+            entries = _backup_durability.list_backups(yard.settings)
         if json_output:
             print_json(entries)
             return
@@ -79,7 +80,7 @@ def backup(
         console().print(table("Backups", ["time", "size", "verified", "path", "problem"], rows))
         return
     with yard_from(ctx, check_schema=False) as yard:
-        report = run_backup(yard, sql=sql, keep=keep)
+        report = _backup_durability.run_backup(yard, sql=sql, keep=keep)
     error = None
     if not report.backup.verified:
         error = RegistryStateError(
@@ -100,7 +101,7 @@ def backup(
         raise typer.Exit(error.exit_code)
 
 
-def _print_backup(report: BackupReport) -> None:
+def _print_backup(report: _backup_durability.BackupReport) -> None:
     out = console()
     record = report.backup
     pairs: list[tuple[str, Any]] = [
@@ -122,7 +123,7 @@ def _print_backup(report: BackupReport) -> None:
             out.print(Text(f"failed verification, kept: {path}", style="yellow"))
 
 
-def _checks_table(checks: list[Check]) -> Any:
+def _checks_table(checks: list[_backup_durability.Check]) -> Any:
     return table(
         "Checks",
         ["check", "ok", "detail"],
@@ -149,7 +150,7 @@ def restore_db(
     """Replace the SQLite registry with a verified backup; the current one is kept beside it."""
     with yard_from(ctx, check_schema=False) as yard:
         settings = yard.settings
-    plan = plan_restore(settings, file)
+    plan = _restore_db_durability.plan_restore(settings, file)
     if not yes:
         if not sys.stdin.isatty():
             raise Refused(
@@ -162,14 +163,14 @@ def restore_db(
             f"Replace the registry {plan.registry} with this backup?", err=json_output
         ):
             raise typer.Exit(1)
-    report = apply_restore(settings, plan)
+    report = _restore_db_durability.apply_restore(settings, plan)
     if json_output:
         print_json(report)
         return
     _print_restore(report)
 
 
-def _print_plan(plan: RestorePlan, out: Console) -> None:
+def _print_plan(plan: _restore_db_durability.RestorePlan, out: Console) -> None:
     out.print(
         key_values(
             "Restore",
@@ -184,7 +185,7 @@ def _print_plan(plan: RestorePlan, out: Console) -> None:
     out.print(_checks_table(plan.checks))
 
 
-def _print_restore(report: RestoreReport) -> None:
+def _print_restore(report: _restore_db_durability.RestoreReport) -> None:
     out = console()
     out.print(
         key_values(

@@ -7,13 +7,20 @@ stderr, so a script gets both.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.text import Text
 
 from runyard.cli.common import JsonOption, yard_from
+from runyard.cli.lazy import lazy
 from runyard.cli.output import console, handles_errors, print_json, report_error, table
-from runyard.durability.check import CheckReport, check_yard
 from runyard.errors import CheckFailed
+
+if TYPE_CHECKING:
+    from runyard.durability import check as _check_durability
+else:
+    _check_durability = lazy("runyard.durability.check")
 
 
 def register(app: typer.Typer) -> None:
@@ -24,7 +31,7 @@ def register(app: typer.Typer) -> None:
 def check(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Compare the registry with the runs and archive folders; exit 6 on any mismatch."""
     with yard_from(ctx) as yard:
-        report = check_yard(yard)
+        report = _check_durability.check_yard(yard)
     if json_output:
         print_json(report.to_dict())
     else:
@@ -35,11 +42,11 @@ def check(ctx: typer.Context, json_output: JsonOption = False) -> None:
         raise typer.Exit(CheckFailed.exit_code)
 
 
-def _summary(report: CheckReport) -> str:
+def _summary(report: _check_durability.CheckReport) -> str:
     return ", ".join(f"{kind} {n}" for kind, n in report.counts.items() if n)
 
 
-def _print(report: CheckReport) -> None:
+def _print(report: _check_durability.CheckReport) -> None:
     out = console()
     if report.ok:
         out.print(
@@ -59,7 +66,7 @@ def _print(report: CheckReport) -> None:
     )
 
 
-def _failure(report: CheckReport) -> CheckFailed:
+def _failure(report: _check_durability.CheckReport) -> CheckFailed:
     hint = "each row says what disagrees; docs/cli.md (runyard check) says what to do"
     if report.counts["leftover"] or report.counts["incomplete_report"]:
         hint = "run `runyard recover` first, then check again; " + hint

@@ -6,9 +6,12 @@ import json
 import math
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from runyard.yard import Yard
 
 from runyard import fsnames
 from runyard.canonical import (
@@ -20,7 +23,6 @@ from runyard.canonical import (
 )
 from runyard.errors import Invalid
 from runyard.timeutil import days_before, shown_number
-from runyard.yard import Yard, open_yard
 
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")
@@ -40,6 +42,8 @@ def yard_from(ctx: typer.Context, check_schema: bool = True) -> Yard:
     """
     check_text_params(ctx)
     explicit: str | None = (ctx.find_root().obj or {}).get("yard")
+    from runyard.yard import open_yard
+
     return open_yard(explicit, check_schema=check_schema)
 
 

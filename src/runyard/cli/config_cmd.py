@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.syntax import Syntax
 from rich.text import Text
 
 from runyard.cli.common import AfterOption, JsonOption, LimitOption, read_text_file, yard_from
+from runyard.cli.lazy import lazy
 from runyard.cli.output import (
     console,
     handles_errors,
@@ -19,8 +20,15 @@ from runyard.cli.output import (
     table,
     when,
 )
-from runyard.models import ConfigVersion
-from runyard.registry import configs, lineage_files
+
+if TYPE_CHECKING:
+    from runyard import models as _models
+    from runyard.registry import configs, lineage_files
+else:
+    _models = lazy("runyard.models")
+    configs = lazy("runyard.registry.configs")
+    lineage_files = lazy("runyard.registry.lineage_files")
+
 
 app = typer.Typer(
     help="Config versions: immutable canonical JSON snapshots; the id is the content.",
@@ -30,7 +38,7 @@ app = typer.Typer(
 IdArg = Annotated[str, typer.Argument(help="Config version id (cfg-…).", metavar="ID")]
 
 
-def _show(config: ConfigVersion, title: str) -> None:
+def _show(config: _models.ConfigVersion, title: str) -> None:
     out = console()
     out.print(
         key_values(

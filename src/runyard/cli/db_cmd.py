@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from runyard.cli.common import JsonOption, yard_from
+from runyard.cli.lazy import lazy
 from runyard.cli.output import console, handles_errors, key_values, print_json, report_error
-from runyard.db.engine import redact
-from runyard.db.schema import HEAD_REVISION, inspect_registry, upgrade_registry, verify_registry
 from runyard.errors import RegistryStateError
+
+if TYPE_CHECKING:
+    from runyard.db import engine as _engine_db
+    from runyard.db import schema as _schema_db
+else:
+    _engine_db = lazy("runyard.db.engine")
+    _schema_db = lazy("runyard.db.schema")
+
 
 app = typer.Typer(help="The registry database: schema status and migrations.", no_args_is_help=True)
 
@@ -18,9 +27,9 @@ app = typer.Typer(help="The registry database: schema status and migrations.", n
 def upgrade(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Create the registry or migrate it to the current schema (safe to repeat)."""
     with yard_from(ctx, check_schema=False) as yard:
-        before, after = upgrade_registry(yard.engine, yard.settings.yard_id)
+        before, after = _schema_db.upgrade_registry(yard.engine, yard.settings.yard_id)
         doc = {
-            "db_url": redact(yard.settings.db_url),
+            "db_url": _engine_db.redact(yard.settings.db_url),
             "from_revision": before,
             "to_revision": after,
             "changed": before != after,
@@ -42,17 +51,17 @@ def status(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """
     problem: RegistryStateError | None = None
     with yard_from(ctx, check_schema=False) as yard:
-        state = inspect_registry(yard.engine)
+        state = _schema_db.inspect_registry(yard.engine)
         try:
-            verify_registry(yard.engine, yard.settings.yard_id)
+            _schema_db.verify_registry(yard.engine, yard.settings.yard_id)
         except RegistryStateError as exc:
             problem = exc
         doc = {
-            "db_url": redact(yard.settings.db_url),
+            "db_url": _engine_db.redact(yard.settings.db_url),
             "db_url_source": yard.settings.db_url_source,
             "exists": state.exists,
             "revision": state.revision,
-            "head_revision": HEAD_REVISION,
+            "head_revision": _schema_db.HEAD_REVISION,
             "current": state.is_current,
             "yard_id": state.yard_id,
             "ok": problem is None,

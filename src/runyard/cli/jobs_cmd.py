@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import sys
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
@@ -18,6 +18,7 @@ from runyard.cli.common import (
     check_seconds,
     yard_from,
 )
+from runyard.cli.lazy import lazy
 from runyard.cli.output import (
     console,
     err_console,
@@ -30,13 +31,23 @@ from runyard.cli.output import (
     table,
     when,
 )
-from runyard.config import MAX_SECONDS
 from runyard.errors import JobFailed
-from runyard.jobs import service
-from runyard.jobs.worker import MAX_CONCURRENCY, Worker
-from runyard.models import Job, JobStatus
-from runyard.registry import jobs as job_registry
-from runyard.yard import Yard
+from runyard.limits import MAX_SECONDS
+from runyard.statuses import JobStatus
+
+if TYPE_CHECKING:
+    from runyard import models as _models
+    from runyard import yard as _yard
+    from runyard.jobs import service
+    from runyard.jobs import worker as _worker_jobs
+    from runyard.registry import jobs as job_registry
+else:
+    _worker_jobs = lazy("runyard.jobs.worker")
+    _models = lazy("runyard.models")
+    _yard = lazy("runyard.yard")
+    job_registry = lazy("runyard.registry.jobs")
+    service = lazy("runyard.jobs.service")
+
 
 app = typer.Typer(help="Jobs: planning and aggregate work, run by workers.", no_args_is_help=True)
 
@@ -54,11 +65,11 @@ JOB_COLUMNS = ["job_id", "type", "status", "plan_version_id", "run_id", "created
 JOB_COLUMNS += ["error"]
 
 
-def _duration(job: Job) -> str:
+def _duration(job: _models.Job) -> str:
     return "-" if job.duration_seconds is None else f"{job.duration_seconds:.2f} s"
 
 
-def _job_pairs(job: Job) -> list[tuple[str, object]]:
+def _job_pairs(job: _models.Job) -> list[tuple[str, object]]:
     return [
         ("job_id", job.job_id),
         ("type", job.type.value),
@@ -77,14 +88,14 @@ def _job_pairs(job: Job) -> list[tuple[str, object]]:
     ]
 
 
-def show_job(job: Job, title: str, json_output: bool) -> None:
+def show_job(job: _models.Job, title: str, json_output: bool) -> None:
     if json_output:
         print_json(job)
     else:
         console().print(key_values(title, _job_pairs(job)))
 
 
-def finish_waiting(job: Job, json_output: bool) -> None:
+def finish_waiting(job: _models.Job, json_output: bool) -> None:
     """Print the job that was waited for; exit 7 unless it succeeded."""
     show_job(job, "Job", json_output)
     if job.status != JobStatus.succeeded:
@@ -219,7 +230,7 @@ def plan_run(
         _queue(yard, service.enqueue_planning(yard, plan_version_id), "planning", wait, json_output)
 
 
-def _queue(yard: Yard, job: Job, kind: str, wait: bool, json_output: bool) -> None:
+def _queue(yard: _yard.Yard, job: _models.Job, kind: str, wait: bool, json_output: bool) -> None:
     """After enqueueing: run or wait for it with --wait, else show it queued."""
     if wait:
         finish_waiting(service.run_or_wait(yard, job.job_id), json_output)
@@ -252,10 +263,10 @@ def worker(
 ) -> None:
     """Run jobs until stopped. SIGTERM or Ctrl-C: claim no more, let running jobs finish
     (up to --grace seconds), then cancel the rest; a second signal cancels at once."""
-    check_range(concurrency, "--concurrency", 1, MAX_CONCURRENCY)
+    check_range(concurrency, "--concurrency", 1, _worker_jobs.MAX_CONCURRENCY)
     check_seconds(grace, "--grace", MAX_SECONDS)
     with yard_from(ctx) as yard:
-        runner = Worker(yard, concurrency, exit_when_idle=exit_when_idle)
+        runner = _worker_jobs.Worker(yard, concurrency, exit_when_idle=exit_when_idle)
         signals = {"count": 0}
 
         def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
@@ -22,18 +22,31 @@ from runyard.cli.common import (
     check_range,
     yard_from,
 )
+from runyard.cli.lazy import lazy
 from runyard.cli.output import console, err_console, handles_errors, print_json, table, when
-from runyard.config import MAX_KEEP_LAST_RUNS, MAX_KEEP_RECENT_MINUTES
 from runyard.errors import Invalid, Refused
-from runyard.lifecycle import actions as lifecycle_actions
-from runyard.lifecycle import archive as archive_core
-from runyard.lifecycle import purge as purge_core
-from runyard.lifecycle import recover as recover_core
-from runyard.lifecycle import restore as restore_core
-from runyard.lifecycle import retention as retention_core
-from runyard.lifecycle.guards import Scope
-from runyard.lifecycle.report import ArchiveReport, RestoreReport
-from runyard.registry import lifecycle as lifecycle_registry
+from runyard.limits import MAX_KEEP_LAST_RUNS, MAX_KEEP_RECENT_MINUTES
+
+if TYPE_CHECKING:
+    from runyard.lifecycle import actions as lifecycle_actions
+    from runyard.lifecycle import archive as archive_core
+    from runyard.lifecycle import guards as _guards_lifecycle
+    from runyard.lifecycle import purge as purge_core
+    from runyard.lifecycle import recover as recover_core
+    from runyard.lifecycle import report as _report_lifecycle
+    from runyard.lifecycle import restore as restore_core
+    from runyard.lifecycle import retention as retention_core
+    from runyard.registry import lifecycle as lifecycle_registry
+else:
+    _guards_lifecycle = lazy("runyard.lifecycle.guards")
+    _report_lifecycle = lazy("runyard.lifecycle.report")
+    archive_core = lazy("runyard.lifecycle.archive")
+    lifecycle_actions = lazy("runyard.lifecycle.actions")
+    lifecycle_registry = lazy("runyard.registry.lifecycle")
+    purge_core = lazy("runyard.lifecycle.purge")
+    recover_core = lazy("runyard.lifecycle.recover")
+    restore_core = lazy("runyard.lifecycle.restore")
+    retention_core = lazy("runyard.lifecycle.retention")
 
 
 def register(app: typer.Typer) -> None:
@@ -54,7 +67,7 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _exit_for_unhandled_runs(report: ArchiveReport, json_output: bool) -> None:
+def _exit_for_unhandled_runs(report: _report_lifecycle.ArchiveReport, json_output: bool) -> None:
     """Exit 4 when a run failed to move or was skipped for a problem (not for a guard):
     the others were archived, and a script or cron job learns that one needs a person."""
     s = report.summary
@@ -71,7 +84,7 @@ def _exit_for_unhandled_runs(report: ArchiveReport, json_output: bool) -> None:
     raise typer.Exit(Refused.exit_code)
 
 
-def _print_archive(report: ArchiveReport, dry_run: bool) -> None:
+def _print_archive(report: _report_lifecycle.ArchiveReport, dry_run: bool) -> None:
     out = console()
     rows: list[tuple[object, ...]] = []
     for e in report.entries:
@@ -153,7 +166,7 @@ def archive(
     check_days(older_than, "--older-than")
     check_range(keep_recent_minutes, "--keep-recent-minutes", 0, MAX_KEEP_RECENT_MINUTES)
     check_range(keep_last_runs, "--keep-last-runs", 0, MAX_KEEP_LAST_RUNS)
-    scope = Scope(
+    scope = _guards_lifecycle.Scope(
         groups=group or (),
         run_ids=run_id or (),
         all=all_,
@@ -205,7 +218,7 @@ def archive(
     _exit_for_unhandled_runs(result.report, json_output)
 
 
-def _print_restore(report: RestoreReport, dry_run: bool) -> None:
+def _print_restore(report: _report_lifecycle.RestoreReport, dry_run: bool) -> None:
     out = console()
     out.print(
         table(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,7 @@ from runyard.cli.common import (
     parse_key_values,
     yard_from,
 )
+from runyard.cli.lazy import lazy
 from runyard.cli.output import (
     console,
     handles_errors,
@@ -30,13 +31,23 @@ from runyard.cli.output import (
     when,
 )
 from runyard.cli.run_table import kpi_columns, runs_table, split_columns
-from runyard.models import PlanVersion
-from runyard.query import parse_query
-from runyard.registry import plans
-from runyard.registry import runs as run_registry
-from runyard.registry.common import MAX_PAGE_SIZE
-from runyard.registry.lineage import plan_detail
-from runyard.registry.runs import RunFilter
+from runyard.limits import MAX_PAGE_SIZE
+
+if TYPE_CHECKING:
+    from runyard import models as _models
+    from runyard import query as _query
+    from runyard.registry import lineage as _lineage_registry
+    from runyard.registry import plans
+    from runyard.registry import runs as _runs_registry
+    from runyard.registry import runs as run_registry
+else:
+    _models = lazy("runyard.models")
+    _query = lazy("runyard.query")
+    _lineage_registry = lazy("runyard.registry.lineage")
+    _runs_registry = lazy("runyard.registry.runs")
+    plans = lazy("runyard.registry.plans")
+    run_registry = lazy("runyard.registry.runs")
+
 
 app = typer.Typer(
     help="Plan versions: base scenario + config version + parameters, immutable.",
@@ -44,7 +55,7 @@ app = typer.Typer(
 )
 
 
-def _summary_pairs(plan: PlanVersion) -> list[tuple[str, object]]:
+def _summary_pairs(plan: _models.PlanVersion) -> list[tuple[str, object]]:
     return [
         ("plan_version_id", plan.plan_version_id),
         ("label", plan.label),
@@ -159,12 +170,12 @@ def show(
     """Show a plan version with its scenario, config version and runs (those a query
     finds, in its order, with --where/--order-by)."""
     check_range(runs, "--runs", 0, MAX_PAGE_SIZE)
-    query = parse_query(where, order_by)
+    query = _query.parse_query(where, order_by)
     with yard_from(ctx) as yard:
-        detail = plan_detail(yard, plan_id, run_limit=runs)
+        detail = _lineage_registry.plan_detail(yard, plan_id, run_limit=runs)
         if (query.where is not None or query) and runs > 0:
             found = run_registry.list_runs(
-                yard, RunFilter(plan_version_id=plan_id), limit=runs, query=query
+                yard, _runs_registry.RunFilter(plan_version_id=plan_id), limit=runs, query=query
             )
             detail = detail.model_copy(update={"runs": found.items})
         with yard.read() as conn:

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
 from runyard.cli.common import JsonOption, yard_from
+from runyard.cli.lazy import lazy
 from runyard.cli.output import console, handles_errors, print_json, table
-from runyard.db.schema import inspect_registry, upgrade_registry, verify_registry
-from runyard.durability.rebuild import RebuildReport, rebuild
+
+if TYPE_CHECKING:
+    from runyard.db import schema as _schema_db
+    from runyard.durability import rebuild as _rebuild_durability
+else:
+    _schema_db = lazy("runyard.db.schema")
+    _rebuild_durability = lazy("runyard.durability.rebuild")
 
 
 @handles_errors
@@ -25,22 +31,24 @@ def rebuild_command(
     archive batch) and aggregates. Only what is missing is added, and runs found elsewhere
     than the registry says are relocated; running it twice changes nothing."""
     with yard_from(ctx, check_schema=False) as yard:
-        state = inspect_registry(yard.engine)
+        state = _schema_db.inspect_registry(yard.engine)
         empty = False
         if dry_run:
             empty = state.revision is None  # nothing to read yet: all of it would be new
             if not empty:
-                verify_registry(yard.engine, yard.settings.yard_id)
+                _schema_db.verify_registry(yard.engine, yard.settings.yard_id)
         else:
-            upgrade_registry(yard.engine, yard.settings.yard_id)  # creates a lost registry
-        report = rebuild(yard, dry_run=dry_run, registry_empty=empty)
+            _schema_db.upgrade_registry(
+                yard.engine, yard.settings.yard_id
+            )  # creates a lost registry
+        report = _rebuild_durability.rebuild(yard, dry_run=dry_run, registry_empty=empty)
     if json_output:
         print_json(report.to_dict())
         return
     _print(report)
 
 
-def _print(report: RebuildReport) -> None:
+def _print(report: _rebuild_durability.RebuildReport) -> None:
     out = console()
     verb = "would add" if report.dry_run else "added"
     out.print(

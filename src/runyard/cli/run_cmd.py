@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +21,7 @@ from runyard.cli.common import (
     read_json_object,
     yard_from,
 )
+from runyard.cli.lazy import lazy
 from runyard.cli.output import (
     console,
     handles_errors,
@@ -34,9 +35,18 @@ from runyard.cli.output import (
 )
 from runyard.cli.run_table import kpi_columns, runs_table, split_columns
 from runyard.errors import Invalid
-from runyard.models import Run, RunLocation, RunStatus
-from runyard.query import parse_query
-from runyard.registry import run_import, runs
+from runyard.statuses import RunLocation, RunStatus
+
+if TYPE_CHECKING:
+    from runyard import models as _models
+    from runyard import query as _query
+    from runyard.registry import run_import, runs
+else:
+    _models = lazy("runyard.models")
+    _query = lazy("runyard.query")
+    run_import = lazy("runyard.registry.run_import")
+    runs = lazy("runyard.registry.runs")
+
 
 app = typer.Typer(
     help="Runs: one execution of a plan version, and its folder.", no_args_is_help=True
@@ -51,7 +61,7 @@ class FinishStatus(StrEnum):
     cancelled = "cancelled"
 
 
-def _show(run: Run, title: str) -> None:
+def _show(run: _models.Run, title: str) -> None:
     out = console()
     out.print(
         key_values(
@@ -88,7 +98,7 @@ def _show(run: Run, title: str) -> None:
         )
 
 
-def _emit(run: Run, title: str, json_output: bool) -> None:
+def _emit(run: _models.Run, title: str, json_output: bool) -> None:
     if json_output:
         print_json(run)
     else:
@@ -202,7 +212,7 @@ def list_(
     json_output: JsonOption = False,
 ) -> None:
     """List runs with filters or a query (--where), in any order, a keyset page at a time."""
-    query = parse_query(where, order_by)
+    query = _query.parse_query(where, order_by)
     filters = runs.RunFilter(
         plan_version_id=plan,
         scenario=scenario,

@@ -4,16 +4,27 @@ instead of a raw summary, chosen as the web UI chooses them (``runyard.kpis``)."
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from runyard import kpis
+from runyard.cli.lazy import lazy
 from runyard.cli.output import short_json, styled_status, table, when
-from runyard.config import Settings
-from runyard.models import Run
-from runyard.query.ast import Query, fields_of
-from runyard.registry.runs import LineageNames
-from runyard.registry.search_index import kpi_values
+
+if TYPE_CHECKING:
+    from runyard import config as _config
+    from runyard import kpis
+    from runyard import models as _models
+    from runyard.query import ast as _ast_query
+    from runyard.registry import runs as _runs_registry
+    from runyard.registry import search_index as _search_index_registry
+else:
+    kpis = lazy("runyard.kpis")
+    _config = lazy("runyard.config")
+    _models = lazy("runyard.models")
+    _ast_query = lazy("runyard.query.ast")
+    _runs_registry = lazy("runyard.registry.runs")
+    _search_index_registry = lazy("runyard.registry.search_index")
 
 
 def split_columns(text: str | None) -> list[str]:
@@ -21,15 +32,21 @@ def split_columns(text: str | None) -> list[str]:
 
 
 def kpi_columns(
-    settings: Settings, runs: Sequence[Run], chosen: Sequence[str], query: Query | None = None
+    settings: _config.Settings,
+    runs: Sequence[_models.Run],
+    chosen: Sequence[str],
+    query: _ast_query.Query | None = None,
 ) -> list[kpis.Kpi]:
     """``chosen``, else the KPIs the query names (found or sorted by) followed by the
     default columns."""
     if chosen:
         return kpis.columns(settings, [], chosen)
-    sorted_by = [f.name for f in fields_of(query or Query()) if f.kind == "kpi"]
+    sorted_by = [
+        f.name for f in _ast_query.fields_of(query or _ast_query.Query()) if f.kind == "kpi"
+    ]
     default = [k.name for k in kpis.columns(settings, [r.summary for r in runs])]
-    names = list(dict.fromkeys([*sorted_by, *default]))[: max(kpis.DEFAULT_COLUMNS, len(sorted_by))]
+    wanted = max(kpis.DEFAULT_COLUMNS, len(sorted_by))
+    names = list(dict.fromkeys([*sorted_by, *default]))[:wanted]
     return [kpis.kpi(settings, n) for n in names]
 
 
@@ -40,10 +57,10 @@ def number(value: float | None) -> str:
 
 
 def runs_table(
-    settings: Settings,
-    runs: Sequence[Run],
+    settings: _config.Settings,
+    runs: Sequence[_models.Run],
     columns: Sequence[kpis.Kpi],
-    names: LineageNames,
+    names: _runs_registry.LineageNames,
     title: str | None = None,
 ) -> Table:
     headings = ["run_id", "status", "plan", "group", "started", *(c.heading for c in columns)]
@@ -51,7 +68,7 @@ def runs_table(
         headings.append("summary")
     rows = []
     for r in runs:
-        values = kpi_values(r.summary)
+        values = _search_index_registry.kpi_values(r.summary)
         row = [
             r.run_id,
             styled_status(r.status.value),

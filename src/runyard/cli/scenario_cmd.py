@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from runyard.cli.common import AfterOption, JsonOption, LimitOption, read_text_file, yard_from
+from runyard.cli.lazy import lazy
 from runyard.cli.output import (
     console,
     handles_errors,
@@ -16,8 +17,15 @@ from runyard.cli.output import (
     table,
     when,
 )
-from runyard.models import Scenario
-from runyard.registry import lineage_files, scenarios
+
+if TYPE_CHECKING:
+    from runyard import models as _models
+    from runyard.registry import lineage_files, scenarios
+else:
+    _models = lazy("runyard.models")
+    lineage_files = lazy("runyard.registry.lineage_files")
+    scenarios = lazy("runyard.registry.scenarios")
+
 
 app = typer.Typer(
     help="Scenarios: named base inputs; a locked one takes no new plans or runs.",
@@ -27,7 +35,7 @@ app = typer.Typer(
 IdArg = Annotated[str, typer.Argument(help="Scenario id or name.", metavar="ID")]
 
 
-def _show(scenario: Scenario, title: str) -> None:
+def _show(scenario: _models.Scenario, title: str) -> None:
     console().print(
         key_values(
             title,

@@ -5,14 +5,20 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from runyard.cli.common import yard_from
+from runyard.cli.lazy import lazy
 from runyard.cli.output import err_console, handles_errors
 from runyard.errors import Invalid, Refused, RunyardError
-from runyard.web import LOOPBACK_HOSTS
+
+if TYPE_CHECKING:
+    from runyard import web as _web
+else:
+    _web = lazy("runyard.web")
+
 
 # The web stack itself (FastAPI, Jinja2, every route) is imported when `serve` runs, so
 # that other commands do not pay for it.
@@ -77,7 +83,7 @@ def serve(
             f"refusing to listen on {host}, which is not a loopback address, without a token",
             hint="set RUNYARD_TOKEN (every write will need it), or listen on 127.0.0.1",
         )
-    hosts = [*LOOPBACK_HOSTS] + ([] if _is_loopback(host) else [host])
+    hosts = [*_web.LOOPBACK_HOSTS] + ([] if _is_loopback(host) else [host])
     sock = _listen(host, port)
     err_console().print(
         f"runyard serving {settings.yard_path} on http://{host}:{port} "

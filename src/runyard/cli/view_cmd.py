@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,6 +15,7 @@ from runyard.cli.common import (
     WhereOption,
     yard_from,
 )
+from runyard.cli.lazy import lazy
 from runyard.cli.output import (
     console,
     handles_errors,
@@ -25,9 +26,17 @@ from runyard.cli.output import (
     when,
 )
 from runyard.cli.run_table import kpi_columns, runs_table
-from runyard.models import SavedView
-from runyard.query import parse_query
-from runyard.registry import runs, views
+
+if TYPE_CHECKING:
+    from runyard import models as _models
+    from runyard import query as _query
+    from runyard.registry import runs, views
+else:
+    _models = lazy("runyard.models")
+    _query = lazy("runyard.query")
+    runs = lazy("runyard.registry.runs")
+    views = lazy("runyard.registry.views")
+
 
 app = typer.Typer(
     help="Saved views of the runs list: a query, an order and KPI columns, by name.",
@@ -37,7 +46,7 @@ app = typer.Typer(
 NameArg = Annotated[str, typer.Argument(help="The view's name.", metavar="NAME")]
 
 
-def _show(view: SavedView, title: str) -> None:
+def _show(view: _models.SavedView, title: str) -> None:
     console().print(
         key_values(
             title,
@@ -107,7 +116,7 @@ def show(
     with yard_from(ctx) as yard:
         with yard.read() as conn:
             view = views.get_view(conn, name)
-        query = parse_query(view.where, view.order_by)
+        query = _query.parse_query(view.where, view.order_by)
         page = runs.list_runs(yard, limit=limit, after=after, query=query)
         with yard.read() as conn:
             names = runs.lineage_names(conn, page.items)

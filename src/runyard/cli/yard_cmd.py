@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
 
 from runyard.cli.common import JsonOption, check_text_params
+from runyard.cli.lazy import lazy
 from runyard.cli.output import console, handles_errors, key_values, print_json
 from runyard.presets import PRESETS
-from runyard.yard import init_yard
+
+if TYPE_CHECKING:
+    from runyard import yard as _yard
+else:
+    _yard = lazy("runyard.yard")
 
 
 def register(app: typer.Typer) -> None:
@@ -42,7 +47,7 @@ def init(
 ) -> None:
     """Create a yard: runyard.toml, the runs, archive and logs folders, and the registry."""
     check_text_params(ctx)  # --db and --preset must be UTF-8 (PATH is checked by init_yard)
-    result = init_yard(path, preset=preset, db_url=db)
+    result = _yard.init_yard(path, preset=preset, db_url=db)
     if json_output:
         print_json(result.to_dict())
         return

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, Connection, Row, Select, tuple_
 
 from runyard.canonical import check_json_limits, check_text_size
 from runyard.errors import Invalid
+from runyard.limits import MAX_PAGE_SIZE
 
 
 def utcnow() -> datetime:
@@ -106,9 +107,6 @@ def newest_first_page(
         last = rows[limit - 1]._mapping
         cursor = encode_cursor(last[time_column], last[id_column])
     return rows[:limit], cursor
-
-
-MAX_PAGE_SIZE = 1000
 
 
 def check_limit(limit: int) -> int:

@@ -1,0 +1,64 @@
+"""The CLI starts in a blink: ``import runyard`` and ``runyard --help`` load none of the
+heavy libraries (SQLAlchemy, FastAPI, NumPy, pydantic), and a command's own help loads
+no database or web library (pydantic comes with Typer's parameter parsing there).
+Checked in fresh interpreters, so nothing another test imported can hide a regression."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("sqlalchemy", "fastapi", "numpy", "pydantic", "starlette", "jinja2", "alembic")
+
+PROBE = """
+import json, sys
+{body}
+print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})), file=sys.stderr)
+"""
+
+
+def _loaded(body: str) -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(body=body)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    last = done.stderr.strip().splitlines()[-1]
+    return set(json.loads(last))
+
+
+def test_import_runyard_loads_nothing_heavy():
+    assert _loaded("import runyard") & set(HEAVY) == set()
+
+
+def test_the_public_names_still_load_on_first_use():
+    loaded = _loaded("import runyard\nrunyard.open_yard\nrunyard.RunStatus")
+    assert "sqlalchemy" in loaded  # the yard needs its database layer once it is used
+
+
+def test_runyard_help_loads_nothing_heavy():
+    body = (
+        "from runyard.cli.main import app\ntry:\n    app(['--help'])\nexcept SystemExit:\n    pass"
+    )
+    assert _loaded(body) & set(HEAVY) == set()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["run", "list"], ["run", "start"], ["archive"], ["plan", "show"], ["serve"], ["backup"]],
+)
+def test_a_commands_help_loads_no_database_nor_web_library(command):
+    body = (
+        "from runyard.cli.main import app\n"
+        "try:\n"
+        f"    app({[*command, '--help']!r})\n"
+        "except SystemExit:\n"
+        "    pass"
+    )
+    loaded = _loaded(body)
+    assert loaded & {"sqlalchemy", "fastapi", "numpy", "starlette", "jinja2", "alembic"} == set()
