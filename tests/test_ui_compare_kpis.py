@@ -212,3 +212,14 @@ def test_names_stay_unique_and_fall_back_to_the_scenario(yard_path, cli, lineage
         answer = client.get("/api/v1/runs/compare", params={"ids": ids})
         names = [n["name"] for n in answer.json()["names"]]
     assert names == ["base · aa111111", "base · bb111111"]
+
+
+def test_config_versions_are_named_by_their_names(yard_path: Path, runs, lineage):
+    query = "&".join(f"ids={i}" for i in runs["ids"])
+    with ui_client(yard_path) as client:
+        page = client.get(f"/ui/runs/compare?{query}")
+        assert page.status_code == 200
+        config = lineage["config_version_id"]
+        assert f'<a href="/ui/configs/{config}" title="{config}">policy-v1</a>' in page.text
+        twin = client.get(f"/api/v1/runs/compare?{query}").json()
+        assert twin["config_names"] == {config: "policy-v1"}

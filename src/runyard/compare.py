@@ -101,6 +101,9 @@ class RunComparison(FrozenModel):
     config: list[CompareRow]
     kpis: list[KpiRow]
     series: list[RunSeries] = Field(description="only runs with a readable psi.csv")
+    config_names: dict[str, str] = Field(
+        default_factory=dict, description="the compared config versions' names, where named"
+    )
 
 
 def flatten(value: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -245,7 +248,9 @@ def compare_runs(yard: Yard, run_ids: Sequence[str]) -> RunComparison:
         plan_ids = {r.plan_version_id for r in runs if r.plan_version_id}
         plans = {pid: get_plan(conn, pid) for pid in plan_ids}
         config_ids = {r.config_version_id for r in runs if r.config_version_id}
-        contents = {cid: get_config(conn, cid).content for cid in config_ids}
+        found = {cid: get_config(conn, cid) for cid in config_ids}
+        contents = {cid: config.content for cid, config in found.items()}
+        config_names = {cid: c.name for cid, c in found.items() if c.name}
         scenarios = scenario_names(conn, [r.scenario_id for r in runs if r.scenario_id])
     for run in runs:
         params.append(plans[run.plan_version_id].params if run.plan_version_id else None)
@@ -259,6 +264,7 @@ def compare_runs(yard: Yard, run_ids: Sequence[str]) -> RunComparison:
         config=rows(configs),
         kpis=kpi_rows(yard.settings, [r.summary for r in runs]),
         series=series,
+        config_names=config_names,
     )
 
 
