@@ -49,6 +49,14 @@ class RunHandle:
         dump_json_object(merged, "tags")  # the JSON limits, at once (as log_summary)
         self._tags = merged
 
+    def upload(self, path: str | Path, dest: str | None = None, replace: bool = False) -> Path:
+        """Copy a file or a whole folder into the run's folder (at ``dest``, a relative
+        path, default the source's name); symlinks are copied as links, never followed.
+        Conflict when ``dest`` exists unless ``replace``; see ``runyard.uploads``."""
+        from runyard.uploads import upload
+
+        return upload(self.path, path, dest, replace)
+
     def __repr__(self) -> str:
         return f"RunHandle({self.run_id!r})"
 
