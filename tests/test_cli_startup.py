@@ -62,3 +62,29 @@ def test_a_commands_help_loads_no_database_nor_web_library(command):
     )
     loaded = _loaded(body)
     assert loaded & {"sqlalchemy", "fastapi", "numpy", "starlette", "jinja2", "alembic"} == set()
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["run", "list"], "run"),
+        (["--yard", "/y", "run", "list"], "run"),
+        (["--yard=/y", "archive", "--all"], "archive"),
+        (["--help"], None),
+        (["--version"], None),
+        ([], None),
+        (["nope"], "nope"),
+    ],
+)
+def test_the_command_a_line_runs_is_found_past_the_global_options(argv, name):
+    from runyard.cli.main import _command_name, app, app_for
+
+    assert _command_name(argv) == name
+    built = app_for(argv)
+    if name in (None, "nope"):
+        assert built is app  # the whole app answers: help, version, unknown command
+    else:
+        assert built is not app
+        assert [c.name for c in built.registered_commands] + [
+            g.name for g in built.registered_groups
+        ] == [name]
