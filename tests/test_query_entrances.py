@@ -368,3 +368,15 @@ def test_names_and_texts_no_index_can_hold_are_left_out_not_refused(
     found = cli.ok("run", "list", "--where", "config.lot = 3 and kpi.fill_rate = 0.5")
     assert _ids(found) == ["nul-run"]
     assert cli.ok("run", "show", "nul-run")["summary"]["odd\u0000name"] == 2
+
+
+def test_known_names_are_every_distinct_name_in_order(yard: runyard.Yard, lineage):
+    from runyard.registry.run_query import known_names
+
+    _seed(yard, lineage["plan_version_id"])
+    with yard.read() as conn:
+        assert known_names(conn, "kpi") == ["cost.total", "fill_rate"]
+        assert known_names(conn, "kpi", 1) == ["cost.total"]
+        assert known_names(conn, "tag") == ["owner"]
+        assert known_names(conn, "param") == ["horizon"]
+        assert known_names(conn, "config") == ["lot_size", "safety_stock_periods"]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from runyard.config import Settings
+from runyard.query.ast import Query, fields_of
 from runyard.registry.search_index import kpi_values
 
 DEFAULT_COLUMNS = 4  # KPI columns shown when the yard configures none
@@ -82,3 +83,20 @@ def best_and_worst(
         {i for i, v in enumerate(values) if v == best},
         {i for i, v in enumerate(values) if v == worst},
     )
+
+
+def table_columns(
+    settings: Settings,
+    summaries: Sequence[Mapping[str, Any]],
+    chosen: Sequence[str],
+    query: Query | None = None,
+) -> list[Kpi]:
+    """The KPI columns of a runs table (the CLI's and the UI's): ``chosen``, else the
+    KPIs the query names (what the runs were found or sorted by) followed by the default
+    columns, at least ``DEFAULT_COLUMNS`` of them."""
+    if chosen:
+        return columns(settings, [], chosen)
+    queried = [f.name for f in fields_of(query or Query()) if f.kind == "kpi"]
+    default = [k.name for k in columns(settings, summaries)]
+    names = list(dict.fromkeys([*queried, *default]))
+    return [kpi(settings, n) for n in names[: max(DEFAULT_COLUMNS, len(queried))]]

@@ -37,17 +37,8 @@ def kpi_columns(
     chosen: Sequence[str],
     query: _ast_query.Query | None = None,
 ) -> list[kpis.Kpi]:
-    """``chosen``, else the KPIs the query names (found or sorted by) followed by the
-    default columns."""
-    if chosen:
-        return kpis.columns(settings, [], chosen)
-    sorted_by = [
-        f.name for f in _ast_query.fields_of(query or _ast_query.Query()) if f.kind == "kpi"
-    ]
-    default = [k.name for k in kpis.columns(settings, [r.summary for r in runs])]
-    wanted = max(kpis.DEFAULT_COLUMNS, len(sorted_by))
-    names = list(dict.fromkeys([*sorted_by, *default]))[:wanted]
-    return [kpis.kpi(settings, n) for n in names]
+    """The table's KPI columns, chosen as the web UI chooses them."""
+    return kpis.table_columns(settings, [r.summary for r in runs], chosen, query)
 
 
 def number(value: float | None) -> str:

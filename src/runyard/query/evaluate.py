@@ -13,9 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from runyard.query.ast import And, Compare, Condition, Field, Not, Or, OrderKey
+from runyard.registry import scenarios
 from runyard.registry.search_index import kpi_values, leaf_values
 
-SCENARIO_ID_PREFIX = "sc-"
+SCENARIO_ID_PREFIX = f"{scenarios.SCENARIO_ID_PREFIX}-"  # a value naming a scenario by id
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Float,
+    Text,
     and_,
     cast,
     exists,
@@ -610,21 +611,17 @@ _NAME_COLUMNS: dict[str, Any] = {
 
 
 def known_names(conn: Connection, kind: str, limit: int = 10_000) -> list[str]:
-    """The distinct KPI names, tag keys, param names or config paths in the index: one
-    index seek per name (a skip scan), so a million runs cost what ten do."""
+    """The distinct KPI names, tag keys, param names or config paths in the index, in one
+    statement: a recursive skip scan (one index seek per name), so a million runs cost
+    what ten do."""
     column = _NAME_COLUMNS[kind]
-    names: list[str] = []
-    last: str | None = None
-    while len(names) < limit:
-        stmt = select(func.min(column))
-        if last is not None:
-            stmt = stmt.where(column > last)
-        found = conn.execute(stmt).scalar()
-        if found is None:
-            break
-        names.append(found)
-        last = found
-    return names
+    # Text throughout: PostgreSQL wants both terms of the recursion of one type.
+    first = select(cast(func.min(column), Text).label("name"))
+    names = first.cte("known_names", recursive=True)
+    following = select(cast(func.min(column), Text)).where(column > names.c.name).scalar_subquery()
+    names = names.union_all(select(following).where(names.c.name.is_not(None)))
+    stmt = select(names.c.name).where(names.c.name.is_not(None)).limit(limit)
+    return [row[0] for row in conn.execute(stmt)]
 
 
 def check_names(conn: Connection, query: Query, also_known: Sequence[str] = ()) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from sqlalchemy import Connection, delete, select
 
 from runyard.config import KPI_NAME_MAX
 from runyard.db.tables import config_values, plan_params, run_kpis, run_tags, runs
+from runyard.registry.common import load_json_object
 
 RunItem = tuple[str, datetime, str | None, Mapping[str, Any], Mapping[str, str]]
 """What a run's index rows are made from: run_id, started_at, plan, summary, tags."""
@@ -175,32 +176,17 @@ def index_config(conn: Connection, config_version_id: str, content: Mapping[str,
     _insert(conn, config_values, rows)
 
 
-def _object(text: str) -> dict[str, Any]:
-    value = json.loads(text)
-    return value if isinstance(value, dict) else {}
-
-
-def _run_items(rows: Iterable[Any]) -> Iterable[RunItem]:
+def _run_items(rows: Iterable[Any]) -> Iterator[RunItem]:
     return (
-        (r.run_id, r.started_at, r.plan_version_id, _object(r.summary), _object(r.tags))
+        (
+            r.run_id,
+            r.started_at,
+            r.plan_version_id,
+            load_json_object(r.summary),
+            load_json_object(r.tags),
+        )
         for r in rows
     )
-
-
-def reindex_runs(conn: Connection, run_ids: Sequence[str]) -> None:
-    """Index these runs again from their rows (after a rebuild or an import)."""
-    for start in range(0, len(run_ids), _CHUNK):
-        chunk = list(run_ids[start : start + _CHUNK])
-        rows = conn.execute(
-            select(
-                runs.c.run_id,
-                runs.c.started_at,
-                runs.c.plan_version_id,
-                runs.c.summary,
-                runs.c.tags,
-            ).where(runs.c.run_id.in_(chunk))
-        ).all()
-        index_runs(conn, _run_items(rows), replace=True)
 
 
 def reindex_all(conn: Connection) -> int:
@@ -213,11 +199,11 @@ def reindex_all(conn: Connection) -> int:
     conn.execute(delete(plan_params))
     conn.execute(delete(config_values))
     for plan in conn.execute(select(plan_versions.c.plan_version_id, plan_versions.c.params)):
-        index_plan(conn, plan.plan_version_id, _object(plan.params))
+        index_plan(conn, plan.plan_version_id, load_json_object(plan.params))
     for config in conn.execute(
         select(config_versions.c.config_version_id, config_versions.c.content)
     ):
-        index_config(conn, config.config_version_id, _object(config.content))
+        index_config(conn, config.config_version_id, load_json_object(config.content))
     count = 0
     last: str | None = None
     while True:
@@ -250,8 +236,8 @@ def index_inserted(conn: Connection, table: str, rows: Sequence[Mapping[str, Any
                     r["run_id"],
                     r["started_at"],
                     r["plan_version_id"],
-                    _object(r["summary"]),
-                    _object(r["tags"]),
+                    load_json_object(r["summary"]),
+                    load_json_object(r["tags"]),
                 )
                 for r in rows
             ),
@@ -259,7 +245,7 @@ def index_inserted(conn: Connection, table: str, rows: Sequence[Mapping[str, Any
         )
     elif table == "plan_versions":
         for r in rows:
-            index_plan(conn, r["plan_version_id"], _object(r["params"]))
+            index_plan(conn, r["plan_version_id"], load_json_object(r["params"]))
     elif table == "config_versions":
         for r in rows:
-            index_config(conn, r["config_version_id"], _object(r["content"]))
+            index_config(conn, r["config_version_id"], load_json_object(r["content"]))

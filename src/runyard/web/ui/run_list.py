@@ -18,12 +18,10 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from runyard import kpis
-from runyard.config import Settings
 from runyard.errors import Invalid, NotFound
 from runyard.models import Run, RunLocation, RunStatus
 from runyard.query import Query as Query_
 from runyard.query import QueryError, parse_query
-from runyard.query.ast import fields_of
 from runyard.registry import views
 from runyard.registry.run_query import known_names
 from runyard.registry.runs import LineageNames, RunFilter, lineage_names, list_runs
@@ -184,7 +182,7 @@ def run_list(
     with yard.read() as conn:
         names = lineage_names(conn, runs)
         known_kpis = known_names(conn, "kpi", MAX_CHOOSER)
-    shown = table_columns(settings, runs, column_names, query)
+    shown = kpis.table_columns(settings, [r.summary for r in runs], column_names, query)
     active = {k: v for k, v in raw.items() if v is not None}
     api_query: list[tuple[str, str]] = list(active.items())
     if where_text:
@@ -248,19 +246,6 @@ SORTABLE = (
     ("started_at", "Started (UTC)"),
     ("duration", "Duration"),
 )
-
-
-def table_columns(
-    settings: Settings, runs: Sequence[Run], chosen: Sequence[str], query: Query_
-) -> list[kpis.Kpi]:
-    """The KPI columns: ``chosen``, else the KPIs the query names (what the runs were
-    found or sorted by) and the yard's defaults."""
-    if chosen:
-        return kpis.columns(settings, [], chosen)
-    sorted_by = [f.name for f in fields_of(query) if f.kind == "kpi"]
-    default = [k.name for k in kpis.columns(settings, [r.summary for r in runs])]
-    names = list(dict.fromkeys([*sorted_by, *default]))
-    return [kpis.kpi(settings, n) for n in names[: max(kpis.DEFAULT_COLUMNS, len(sorted_by))]]
 
 
 def _sort_links(request: Request, shown: Sequence[kpis.Kpi]) -> dict[str, dict[str, str]]:
