@@ -123,6 +123,17 @@ class JobsSection(_Strict):
 
 
 KPI_NAME_MAX = 200
+DEFAULT_MAX_UPLOAD_BYTES = 5 * 1024**3
+
+
+class WebSection(_Strict):
+    """``[web]``: the server's access and upload rules (docs/remote.md)."""
+
+    # With any token configured, reads need one too unless this is true.
+    public_read: bool = False
+    # The largest file one ``PUT /runs/{id}/files/...`` may write (413 above it).
+    max_upload_bytes: Annotated[int, Field(gt=0, le=2**50)] = DEFAULT_MAX_UPLOAD_BYTES
+
 
 
 class KpiSection(_Strict):
@@ -153,6 +164,7 @@ class YardFile(_Strict):
     runners: dict[str, RunnerSection] = Field(default_factory=dict)
     jobs: JobsSection = Field(default_factory=JobsSection)
     kpis: dict[str, KpiSection] = Field(default_factory=dict)
+    web: WebSection = Field(default_factory=WebSection)
 
     @field_validator("kpis")
     @classmethod

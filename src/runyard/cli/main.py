@@ -59,6 +59,16 @@ def root(
             metavar="PATH",
         ),
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="RUNYARD_SERVER",
+            help="Work through a runyard server's API (http://HOST:PORT) instead of a local "
+            "yard; the token comes from RUNYARD_TOKEN (docs/remote.md).",
+            metavar="URL",
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -66,7 +76,7 @@ def root(
         ),
     ] = False,
 ) -> None:
-    ctx.obj = {"yard": yard}
+    ctx.obj = {"yard": yard, "server": server or None}
 
 
 yard_cmd.register(app)
@@ -90,9 +100,9 @@ def _command_name(argv: Sequence[str]) -> str | None:
     None when it asks for the root (``--help``, ``--version``, nothing)."""
     args = iter(argv)
     for arg in args:
-        if arg == "--yard":
+        if arg in ("--yard", "--server"):
             next(args, None)
-        elif arg.startswith("--yard="):
+        elif arg.startswith(("--yard=", "--server=")):
             continue
         elif arg.startswith("-"):
             return None

@@ -27,6 +27,7 @@ REVISIONS = (
     "0003_jobs",
     "0004_skip_reasons",
     "0005_query_index",
+    "0006_remote",
 )
 HEAD_REVISION = REVISIONS[-1]
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"

@@ -115,6 +115,8 @@ runs = Table(
     # The bytes of the run's folder, as last measured (finish, import, archive, restore):
     # the overview adds these up instead of walking the disk per page view.
     Column("size_bytes", BigInteger, nullable=True),
+    # The token name that recorded the run over the API (None: recorded on the yard's host).
+    Column("created_by", String(200), nullable=True),
     Index("ix_runs_started", "started_at", "run_id"),
     Index("ix_runs_plan", "plan_version_id", "started_at", "run_id"),
     Index("ix_runs_scenario", "scenario_id", "started_at", "run_id"),
@@ -173,6 +175,7 @@ jobs = Table(
     Column("heartbeat_at", DateTime, nullable=True),
     Column("cancel_requested", Boolean, nullable=False),
     Column("result", Text, nullable=True),
+    Column("created_by", String(200), nullable=True),  # the token name that queued it
     Index("ix_jobs_queue", "status", "created_at", "job_id"),
     Index("ix_jobs_created", "created_at", "job_id"),
     Index("ix_jobs_plan", "plan_version_id", "created_at", "job_id"),
@@ -261,6 +264,35 @@ saved_views = Table(
     Column("updated_at", DateTime, nullable=False),
 )
 
+# Named API tokens: only a slow hash of each secret is kept (``runyard.registry.tokens``).
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("secret_hash", String(300), nullable=False),  # scrypt: "scrypt$n$r$p$salt$hash"
+    Column("created_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=True),
+    Column("revoked_at", DateTime, nullable=True),
+    Column("created_by", String(200), nullable=True),
+    Column("last_used_at", DateTime, nullable=True),
+)
+
+# Idempotency keys of API creates: the first answer, replayed for a retried request
+# (``runyard.registry.idempotency``). Stored in the create's own transaction.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("principal", String(200), primary_key=True),  # token name ("" without tokens)
+    Column("key", String(200), primary_key=True),
+    Column("route", String(200), nullable=False),  # "POST /api/v1/runs"
+    Column("request_digest", String(64), nullable=False),  # sha256 of the body
+    Column("status_code", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_idempotency_created", "created_at"),
+)
+
 REGISTRY_TABLES = (
     "runyard_meta",
     "scenarios",
@@ -276,4 +308,6 @@ REGISTRY_TABLES = (
     "plan_params",
     "config_values",
     "saved_views",
+    "api_tokens",
+    "idempotency_keys",
 )

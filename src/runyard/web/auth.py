@@ -23,6 +23,7 @@ import hmac
 import os
 import secrets
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -187,9 +188,43 @@ def guard_of(request: Request) -> Guard:
     return guard
 
 
+class Role(IntEnum):
+    """What a token may do; each role may do everything the ones below it may."""
+
+    reader = 1  # every GET
+    recorder = 2  # + record runs, upload files, create scenarios, configs and plans, run plans
+    operator = 3  # + pin, lock, cancel, archive, restore, retention
+    admin = 4  # + tokens and purge
+
+
+BOOTSTRAP_NAME = "RUNYARD_TOKEN"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as: a token's name and role. ``name`` is None when the server
+    has no tokens at all (everyone may do everything, as before tokens existed)."""
+
+    name: str | None
+    role: Role
+
+
+ANONYMOUS = Principal(name=None, role=Role.admin)
+
+
+def principal_of(request: Request) -> Principal:
+    """The principal the auth dependency found for this request (set on request.state)."""
+    found = getattr(request.state, "principal", None)
+    return found if isinstance(found, Principal) else ANONYMOUS
+
+
 def require_api_write(request: Request) -> None:
     """FastAPI dependency of every ``/api/v1`` write (the app has checked ``Origin``)."""
-    guard_of(request).check_bearer(request)
+    guard = guard_of(request)
+    guard.check_bearer(request)
+    request.state.principal = (
+        Principal(name=BOOTSTRAP_NAME, role=Role.admin) if guard.token else ANONYMOUS
+    )
 
 
 async def require_ui_write(request: Request) -> None:
