@@ -107,6 +107,9 @@ class Run(FrozenModel):
     size_bytes: int | None = Field(
         default=None, description="its folder's bytes when last measured (finish, import, move)"
     )
+    created_by: str | None = Field(
+        default=None, description="the token name that recorded it through the web API"
+    )
 
 
 class Job(FrozenModel):

@@ -9,9 +9,11 @@ leaves neither changed.
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,12 +34,13 @@ from runyard.errors import (
     Conflict,
     Invalid,
     LegacyPathClosed,
+    ManifestError,
     NotFound,
     Refused,
 )
 from runyard.fsutil import tree_bytes, write_atomic
 from runyard.ids import new_run_id, validate_label, validate_run_id, validate_text
-from runyard.manifest import MANIFEST_NAME, write_manifest
+from runyard.manifest import MANIFEST_NAME, read_manifest, write_manifest
 from runyard.models import (
     FINISH_STATUSES,
     Page,
@@ -92,6 +95,7 @@ def _to_model(row: Any, settings: Settings) -> Run:
             )
         ),
         size_bytes=row.size_bytes,
+        created_by=row.created_by,
     )
 
 
@@ -163,6 +167,7 @@ _INSERT_IF_UNLOCKED = (
             "started_at",
             "summary",
             "tags",
+            "created_by",
         ],
         select(
             bindparam("n_run_id", type_=runs.c.run_id.type),
@@ -178,6 +183,7 @@ _INSERT_IF_UNLOCKED = (
             bindparam("n_now", type_=runs.c.started_at.type),
             literal("{}"),
             bindparam("n_tags", type_=runs.c.tags.type),
+            bindparam("n_created_by", type_=runs.c.created_by.type),
         )
         .select_from(
             plan_versions.join(scenarios, scenarios.c.scenario_id == plan_versions.c.scenario_id)
@@ -225,18 +231,34 @@ def _plan_for_run(
     return plan
 
 
+OnCommit = Callable[[Connection, Run], None]
+"""Called inside a write's transaction with what it wrote (the web API stores the
+request's idempotency key there): raising rolls the whole write back."""
+
+
 def start_run(
     yard: Yard,
     plan_version_id: str | None,
     group: str | None = None,
     run_id: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    *,
+    created_by: str | None = None,
+    on_commit: OnCommit | None = None,
+    take_over: bool = False,
 ) -> Run:
     """Register a new run of a plan version as running, and create its folder and manifest.
 
     The folder and manifest are made first (``mkdir`` is what makes a run id exclusive on
     disk), then the row; if the row cannot be written the folder is removed again. A crash
     in between leaves a folder with a manifest, which ``run import`` registers as recorded.
+
+    Args:
+        created_by: who asked (the web API's token name), stored on the row.
+        on_commit: run inside the row's transaction (see ``OnCommit``).
+        take_over: a folder left by a start that died before its row was written (it holds
+            only a ``run.json`` naming this run id, and no start holds it) is taken over
+            instead of refused: how the web API makes a retried start safe.
     """
     if not plan_version_id:
         raise LegacyPathClosed(
@@ -249,6 +271,8 @@ def start_run(
     group = derive_group(settings, run_id, group)
     clean_tags = validate_tags(tags)
     tags_text = dump_json_object(clean_tags, "tags")
+    if created_by is not None:
+        validate_text(created_by, "created_by", 200)
     run_dir = require_runs_root(settings) / run_id
     plan = _plan_for_run(yard, plan_version_id)
     now = utcnow()
@@ -269,21 +293,9 @@ def start_run(
         tags=clean_tags,
         error=None,
         path=str(run_dir),
+        created_by=created_by,
     )
-    try:
-        run_dir.mkdir()
-    except FileExistsError:
-        with yard.read() as conn:
-            known = conn.execute(_RUN_BY_ID, {"run_id": run_id}).first() is not None
-        if known:
-            raise Conflict(
-                f"a run with id {run_id!r} already exists",
-                hint="choose another --run-id, or leave it out",
-            ) from None
-        raise Conflict(
-            f"the folder {run_dir} already exists",
-            hint=f"register an existing folder with `runyard run import {run_dir}`",
-        ) from None
+    held = _claim_folder(yard, run_dir, run_id, take_over)
     try:
         write_manifest(run_dir, run, settings.yard_id)
         with yard.write() as conn:
@@ -297,6 +309,7 @@ def start_run(
                     "n_location": RunLocation.active.value,
                     "n_now": now,
                     "n_tags": tags_text,
+                    "n_created_by": created_by,
                 },
             ).first()
             if inserted is None:  # locked (or gone) since it was looked up
@@ -304,12 +317,83 @@ def start_run(
                 raise Conflict(f"plan version {plan_version_id!r} cannot take runs now")
             if clean_tags:
                 index_runs(conn, [(run_id, now, plan_version_id, {}, clean_tags)])
+            if on_commit is not None:
+                on_commit(conn, run)
     except BaseException as exc:
         shutil.rmtree(run_dir, ignore_errors=True)
         if isinstance(exc, IntegrityError):
             raise Conflict(f"a run with id {run_id!r} already exists") from None
         raise
+    finally:
+        os.close(held)  # releases the folder's lock
     return run
+
+
+def _lock_folder(run_dir: Path, wait: bool) -> int | None:
+    """An open descriptor of ``run_dir`` holding its exclusive ``flock`` (released when
+    closed, or when the process dies); None when another start holds it (``wait`` false)
+    or it is not a plain folder."""
+    try:
+        fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _claim_folder(yard: Yard, run_dir: Path, run_id: str, take_over: bool) -> int:
+    """Make the run's folder (or take over an abandoned one, see ``start_run``) and hold
+    its lock while the start goes on: the descriptor to close when done."""
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        pass
+    else:
+        held = _lock_folder(run_dir, wait=True)
+        if held is None:  # cannot happen but to a folder swapped under us
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise Conflict(f"the folder {run_dir} changed while the run was started")
+        return held
+    if _is_known(yard, run_id):
+        raise Conflict(
+            f"a run with id {run_id!r} already exists",
+            hint="choose another --run-id, or leave it out",
+        )
+    if take_over:
+        held = _lock_folder(run_dir, wait=False)
+        if held is not None:
+            if _abandoned(yard, run_dir, run_id):
+                return held
+            os.close(held)
+    raise Conflict(
+        f"the folder {run_dir} already exists",
+        hint=f"register an existing folder with `runyard run import {run_dir}`",
+    )
+
+
+def _is_known(yard: Yard, run_id: str) -> bool:
+    with yard.read() as conn:
+        return conn.execute(_RUN_BY_ID, {"run_id": run_id}).first() is not None
+
+
+def _abandoned(yard: Yard, run_dir: Path, run_id: str) -> bool:
+    """Whether ``run_dir`` (whose lock the caller holds) is what a start that died before
+    its row leaves: only a ``run.json`` of this yard naming ``run_id``, no row."""
+    try:
+        names = os.listdir(run_dir)
+        manifest = read_manifest(run_dir) if names == [MANIFEST_NAME] else None
+    except (OSError, ManifestError):
+        return False
+    return (
+        manifest is not None
+        and manifest.run_id == run_id
+        and manifest.yard_id in (None, yard.settings.yard_id)
+        and not _is_known(yard, run_id)
+    )
 
 
 def finish_run(
@@ -320,13 +404,16 @@ def finish_run(
     error: str | None = None,
     tags: Mapping[str, Any] | None = None,
     known: Run | None = None,
+    *,
+    on_commit: OnCommit | None = None,
 ) -> Run:
     """Move a queued or running run to succeeded, failed or cancelled.
 
     ``summary`` and ``tags`` are merged into the run's own. The manifest is rewritten
     first, then the row is updated only if its status is still the one read; if it
     changed meanwhile the old manifest is put back and the call is refused. ``known`` is
-    the run as the caller last saw it (the Python API's handle), which saves a read.
+    the run as the caller last saw it (the Python API's handle), which saves a read;
+    ``on_commit`` runs inside the row's transaction (see ``OnCommit``).
     """
     try:
         target = RunStatus(status)
@@ -342,11 +429,7 @@ def finish_run(
     summary_update = dict(summary or {})
     tags_update = validate_tags(tags)
     if known is None:
-        with yard.read() as conn:
-            row = conn.execute(_RUN_BY_ID, {"run_id": run_id}).first()
-        if row is None:
-            raise NotFound(f"no run {run_id!r}", hint="`runyard run list` shows them")
-        known = _to_model(row, yard.settings)
+        known = get_run(yard, run_id)
     current = known.status
     if current in FINISH_STATUSES:
         raise Conflict(
@@ -358,20 +441,61 @@ def finish_run(
             f"run {run_id!r} is {current.value}; only a queued or running run can be "
             f"finished (as {target.value})"
         )
-    merged = {**known.summary, **summary_update}
-    merged_tags = {**known.tags, **tags_update}
-    summary_text = dump_json_object(merged, "summary")
-    tags_text = dump_json_object(merged_tags, "tags")
     now = utcnow()
     run = known.model_copy(
         update={
             "status": target,
             "finished_at": as_aware(now),
-            "summary": merged,
-            "tags": merged_tags,
+            "summary": {**known.summary, **summary_update},
+            "tags": {**known.tags, **tags_update},
             "error": error,
         }
     )
+    return _rewrite(yard, current, run, {"finished_at": now, "error": error}, on_commit, True)
+
+
+def update_run(
+    yard: Yard,
+    run_id: str,
+    tags: Mapping[str, Any] | None = None,
+    summary: Mapping[str, Any] | None = None,
+    *,
+    on_commit: OnCommit | None = None,
+) -> Run:
+    """Merge ``tags`` and ``summary`` into a queued or running run's own (its manifest
+    first, then its row, as ``finish_run`` does); Conflict once it is finished."""
+    validate_run_id(run_id)
+    tags_update = validate_tags(tags)
+    known = get_run(yard, run_id)
+    current = known.status
+    if current not in (RunStatus.queued, RunStatus.running):
+        raise Conflict(
+            f"run {run_id!r} is {current.value}; only a queued or running run's tags and "
+            "summary can change",
+            hint=f"`runyard run show {run_id}` shows it",
+        )
+    run = known.model_copy(
+        update={
+            "summary": {**known.summary, **(summary or {})},
+            "tags": {**known.tags, **tags_update},
+        }
+    )
+    return _rewrite(yard, current, run, {}, on_commit, False)
+
+
+def _rewrite(
+    yard: Yard,
+    current: RunStatus,
+    run: Run,
+    values: dict[str, Any],
+    on_commit: OnCommit | None,
+    measure: bool,
+) -> Run:
+    """Write ``run``'s manifest, then its row (status, summary, tags and ``values``) if
+    its status is still ``current``; the old manifest is put back on any failure."""
+    run_id = run.run_id
+    summary_text = dump_json_object(run.summary, "summary")
+    tags_text = dump_json_object(run.tags, "tags")
     run_dir = Path(run.path)
     manifest_path = run_dir / MANIFEST_NAME
     try:
@@ -384,8 +508,9 @@ def finish_run(
             hint="`runyard run show` tells where the registry expects it",
         )
     write_manifest(run_dir, run, yard.settings.yard_id)
-    size = tree_bytes(run_dir)
-    run = run.model_copy(update={"size_bytes": size})
+    if measure:
+        run = run.model_copy(update={"size_bytes": tree_bytes(run_dir)})
+        values = {**values, "size_bytes": run.size_bytes}
     try:
         with yard.write() as conn:
             updated = conn.execute(
@@ -393,22 +518,22 @@ def finish_run(
                 {
                     "b_run_id": run_id,
                     "b_status": current.value,
-                    "status": target.value,
-                    "finished_at": now,
+                    "status": run.status.value,
                     "summary": summary_text,
                     "tags": tags_text,
-                    "error": error,
-                    "size_bytes": size,
+                    **values,
                 },
             ).rowcount
             if updated != 1:
                 raise Conflict(
-                    f"run {run_id!r} changed status while finishing; nothing was changed"
+                    f"run {run_id!r} changed status meanwhile; nothing was changed",
+                    hint=f"`runyard run show {run_id}` shows it",
                 )
             started = to_utc_naive(run.started_at)
-            index_runs(
-                conn, [(run_id, started, run.plan_version_id, merged, merged_tags)], replace=True
-            )
+            item = (run_id, started, run.plan_version_id, run.summary, run.tags)
+            index_runs(conn, [item], replace=True)
+            if on_commit is not None:
+                on_commit(conn, run)
     except BaseException:
         if previous is None:
             manifest_path.unlink(missing_ok=True)
@@ -566,6 +691,7 @@ def _to_models(rows: Sequence[Any], settings: Settings) -> list[Run]:
                     "archive_batch_id": batch,
                     "path": path,
                     "size_bytes": m["size_bytes"],
+                    "created_by": m["created_by"],
                 }
             )
         )
