@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from runyard.db.tables import plan_versions, runs, scenarios
 from runyard.errors import Conflict, Invalid, LegacyPathClosed, NotFound
-from runyard.ids import new_run_id, validate_run_id
+from runyard.ids import new_run_id, validate_run_id, validate_text
 from runyard.manifest import MANIFEST_NAME, manifest_bytes
 from runyard.models import FINISH_STATUSES, TERMINAL_STATUSES, Run, RunLocation, RunStatus
 from runyard.registry.common import as_aware, dump_json_object, to_utc_naive, utcnow
@@ -84,11 +84,20 @@ class _Prepared:
     manifest: bytes
 
 
-def record_runs(yard: Yard, records: Iterable[RunRecord | Mapping[str, Any]]) -> list[Run]:
+def record_runs(
+    yard: Yard,
+    records: Iterable[RunRecord | Mapping[str, Any]],
+    *,
+    created_by: str | None = None,
+    on_commit: Callable[[Connection, list[Run]], None] | None = None,
+) -> list[Run]:
     """Register already-executed runs, with their folders and manifests, all or none.
 
     Args:
         records: ``RunRecord`` objects or mappings with the same keys.
+        created_by: who asked (the web API's token name), stored on every row.
+        on_commit: called inside the rows' transaction with the runs (the web API
+            stores its idempotency key there); raising rolls everything back.
 
     Returns the runs in the order given. Raises Invalid, NotFound, Locked or Conflict,
     naming a bad record, with nothing created. Batches of about a thousand keep
@@ -108,8 +117,10 @@ def record_runs(yard: Yard, records: Iterable[RunRecord | Mapping[str, Any]]) ->
 
         for plan_version_id in plans:
             ensure_plan_lineage(yard, plan_version_id, conn)
+    if created_by is not None:
+        validate_text(created_by, "created_by", 200)
     prepared = [
-        _prepare(yard, i, record, run_id, plans[record.plan_version_id], root, now)
+        _prepare(yard, i, record, run_id, plans[record.plan_version_id], root, now, created_by)
         for i, (record, run_id) in enumerate(zip(parsed, run_ids, strict=True))
     ]
 
@@ -122,6 +133,8 @@ def record_runs(yard: Yard, records: Iterable[RunRecord | Mapping[str, Any]]) ->
             for start in range(0, len(rows), _CHUNK):
                 conn.execute(runs.insert(), rows[start : start + _CHUNK])
             index_inserted(conn, "runs", rows)
+            if on_commit is not None:
+                on_commit(conn, [p.run for p in prepared])
     except BaseException as exc:
         for folder in reversed(created):
             shutil.rmtree(folder, ignore_errors=True)
@@ -223,7 +236,14 @@ def _refuse_existing(conn: Connection, run_ids: Sequence[str]) -> None:
 
 
 def _prepare(
-    yard: Yard, index: int, record: RunRecord, run_id: str, plan: Any, root: Path, now: datetime
+    yard: Yard,
+    index: int,
+    record: RunRecord,
+    run_id: str,
+    plan: Any,
+    root: Path,
+    now: datetime,
+    created_by: str | None = None,
 ) -> _Prepared:
     settings = yard.settings
     try:
@@ -257,6 +277,7 @@ def _prepare(
         tags=tags,
         error=record.error,
         path=str(root / run_id),
+        created_by=created_by,
     )
     row = {
         "run_id": run_id,
@@ -274,6 +295,7 @@ def _prepare(
         "summary": summary_text,
         "tags": tags_text,
         "error": record.error,
+        "created_by": created_by,
     }
     manifest = manifest_bytes(run, settings.yard_id)
     row["size_bytes"] = len(manifest)  # the folder holds its run.json only

@@ -7,11 +7,16 @@ other request on untouched.
 - ``BodyLimitMiddleware``: a request body over the size limit (413), and a JSON body
   that breaks runyard's JSON limits (422: too deep, a number outside the float64
   range, a lone surrogate, not JSON), checked before a route reads it, so nothing is
-  ever committed from it.
+  ever committed from it. Two routes differ: a file upload (``PUT /api/v1/runs/{id}/
+  files…``) is streamed to its route untouched (it counts against ``[web]
+  max_upload_bytes`` itself), and ``POST /api/v1/runs:batch`` may carry up to
+  ``MAX_BATCH_BYTES`` of JSON (10,000 runs), each record's fields held to the usual
+  limits.
 """
 
 from __future__ import annotations
 
+import re
 from email.message import Message
 
 from fastapi import Request
@@ -27,6 +32,11 @@ from runyard.canonical import (
 from runyard.errors import Forbidden, Invalid
 from runyard.web.auth import SAFE_METHODS, check_origin
 from runyard.web.errors import answer, answer_error
+
+# A batch of runs (``POST /api/v1/runs:batch``): up to 10,000 records of about 1.6 KB each.
+MAX_BATCH_BYTES = 16 * 1024 * 1024
+_BATCH_PATH = re.compile(r"/api/v1/runs:batch/?")
+_UPLOAD_PATH = re.compile(r"/api/v1/runs/[^/]+/files(/.*)?")
 
 # A form (the UI's) may carry a JSON text in a field, percent-encoded: up to three bytes
 # for each of its bytes, so a JSON text at the limit still fits, and nothing larger does.
@@ -105,6 +115,31 @@ async def _read_body(receive: Receive, limit: int) -> tuple[bytes, list[ASGIMess
             return b"".join(chunks), []
 
 
+def check_batch_body(body: bytes) -> None:
+    """``check_json_body`` for a batch of runs: ``{"runs": [record, …]}`` where each
+    record's fields are held to the limits a single run's body is."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Invalid(f"the request body is not UTF-8 text (byte {exc.start})") from None
+    value = parse_unchecked(text, "the request body")
+    records = value.get("runs") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or not isinstance(records, list):
+        check_json_limits(value, "the request body")
+        return
+    check_json_limits(dict.fromkeys(value), "the request body")
+    for key, field in value.items():
+        if key != "runs":
+            check_json_limits(field, key)
+    for index, record in enumerate(records):
+        if isinstance(record, dict):
+            check_json_limits(dict.fromkeys(record), f"runs[{index}]")
+            for key, field in record.items():
+                check_json_limits(field, f"runs[{index}].{key}")
+        else:
+            check_json_limits(record, f"runs[{index}]")
+
+
 def check_json_body(body: bytes) -> None:
     """Invalid unless ``body`` is UTF-8 JSON within runyard's JSON limits.
 
@@ -140,9 +175,14 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS:
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        if scope["method"] == "PUT" and _UPLOAD_PATH.fullmatch(path):
+            await self.app(scope, receive, send)  # streamed; the route enforces its limit
+            return
         request = Request(scope, receive)
         json_body = is_json(request.headers.get("content-type"))
-        limit = MAX_JSON_BYTES if json_body else MAX_FORM_BYTES
+        batch = json_body and scope["method"] == "POST" and bool(_BATCH_PATH.fullmatch(path))
+        limit = MAX_BATCH_BYTES if batch else MAX_JSON_BYTES if json_body else MAX_FORM_BYTES
         declared = request.headers.get("content-length", "")
         try:
             if declared.isdigit() and int(declared) > limit:
@@ -156,7 +196,7 @@ class BodyLimitMiddleware:
             return
         if json_body and body:
             try:
-                check_json_body(body)
+                (check_batch_body if batch else check_json_body)(body)
             except Invalid as exc:
                 await answer_error(request, exc)(scope, receive, send)
                 return
