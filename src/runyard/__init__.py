@@ -21,11 +21,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from runyard.errors import RunyardError
     from runyard.models import Run
+    from runyard.remote.yard import connect
     from runyard.statuses import RunStatus
     from runyard.tracking import RunHandle
     from runyard.yard import Yard, init_yard, open_yard
 
-__all__ = ["Run", "RunHandle", "RunStatus", "RunyardError", "Yard", "init_yard", "open_yard"]
+__all__ = [
+    "Run",
+    "RunHandle",
+    "RunStatus",
+    "RunyardError",
+    "Yard",
+    "connect",
+    "init_yard",
+    "open_yard",
+]
 __version__ = "0.1.0"
 
 _WHERE = {
@@ -34,6 +44,7 @@ _WHERE = {
     "RunStatus": "runyard.statuses",
     "RunyardError": "runyard.errors",
     "Yard": "runyard.yard",
+    "connect": "runyard.remote.yard",
     "init_yard": "runyard.yard",
     "open_yard": "runyard.yard",
 }

@@ -38,9 +38,14 @@ def yard_from(ctx: typer.Context, check_schema: bool = True) -> Yard:
     """Open the yard chosen by --yard, RUNYARD_YARD, or the folders above the current one.
 
     First refuses a text argument that is not UTF-8 (``check_text_params``): every
-    command that opens a yard does so before anything happens.
+    command that opens a yard does so before anything happens. A command that gets here
+    with --server has no remote form: Invalid (exit 5) naming it (``cli.server``).
     """
     check_text_params(ctx)
+    if (ctx.find_root().obj or {}).get("server"):
+        from runyard.cli.server import local_only
+
+        raise local_only(ctx.command_path.partition(" ")[2] or ctx.command_path)
     explicit: str | None = (ctx.find_root().obj or {}).get("yard")
     from runyard.yard import open_yard
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 from rich.text import Text
@@ -24,6 +26,7 @@ from runyard.cli.common import (
 )
 from runyard.cli.lazy import lazy
 from runyard.cli.output import console, err_console, handles_errors, print_json, table, when
+from runyard.cli.server import client_from, local_only
 from runyard.errors import Invalid, Refused
 from runyard.limits import MAX_KEEP_LAST_RUNS, MAX_KEEP_RECENT_MINUTES
 
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from runyard.lifecycle import restore as restore_core
     from runyard.lifecycle import retention as retention_core
     from runyard.registry import lifecycle as lifecycle_registry
+    from runyard.remote.client import Client
 else:
     _guards_lifecycle = lazy("runyard.lifecycle.guards")
     _report_lifecycle = lazy("runyard.lifecycle.report")
@@ -166,21 +170,6 @@ def archive(
     check_days(older_than, "--older-than")
     check_range(keep_recent_minutes, "--keep-recent-minutes", 0, MAX_KEEP_RECENT_MINUTES)
     check_range(keep_last_runs, "--keep-last-runs", 0, MAX_KEEP_LAST_RUNS)
-    scope = _guards_lifecycle.Scope(
-        groups=group or (),
-        run_ids=run_id or (),
-        all=all_,
-        unscoped_only=unscoped_only,
-        legacy=legacy,
-        older_than_days=older_than,
-    )
-    options = archive_core.ArchiveOptions(
-        scope=scope,
-        keep_recent_minutes=keep_recent_minutes,
-        keep_last_runs=keep_last_runs,
-        reason=reason,
-        command=["runyard", *sys.argv[1:]],
-    )
     if run and all_ and not yes:
         if not sys.stdin.isatty():
             raise Refused(
@@ -189,33 +178,71 @@ def archive(
             )
         if not typer.confirm("Archive every eligible run of the yard?"):
             raise typer.Exit(1)
-    with yard_from(ctx) as yard:
-        if not run:
-            plan = archive_core.plan_archive(yard, options)
-            path = archive_core.write_dry_run(yard, plan)
-            if json_output:
-                print_json({**plan.report.model_dump(mode="json"), "report_path": str(path)})
-                return
-            _print_archive(plan.report, dry_run=True)
-            console().print(f"dry-run report: {path}")
-            console().print("Add --run to move them.")
+    client = client_from(ctx)
+    recovered: list[str] = []
+    if client is not None:
+        body = {
+            "groups": group or [],
+            "run_ids": run_id or [],
+            "all": all_,
+            "unscoped_only": unscoped_only,
+            "legacy": legacy,
+            "older_than_days": older_than,
+            "keep_recent_minutes": keep_recent_minutes,
+            "keep_last_runs": keep_last_runs,
+            "reason": reason,
+            "run": run,
+        }
+        answer = client.post("archives", {k: v for k, v in body.items() if v is not None})
+        report = _report_lifecycle.ArchiveReport.model_validate(answer["report"])
+        path: object = answer["report_path"]
+        recovered = list(answer.get("recovered") or [])
+    else:
+        scope = _guards_lifecycle.Scope(
+            groups=group or (),
+            run_ids=run_id or (),
+            all=all_,
+            unscoped_only=unscoped_only,
+            legacy=legacy,
+            older_than_days=older_than,
+        )
+        options = archive_core.ArchiveOptions(
+            scope=scope,
+            keep_recent_minutes=keep_recent_minutes,
+            keep_last_runs=keep_last_runs,
+            reason=reason,
+            command=["runyard", *sys.argv[1:]],
+        )
+        with yard_from(ctx) as yard:
+            if not run:
+                plan = archive_core.plan_archive(yard, options)
+                report, path = plan.report, archive_core.write_dry_run(yard, plan)
+            else:
+                result = archive_core.run_archive(yard, options)
+                report, path, recovered = result.report, result.report_path, result.recovered
+    if not run:
+        if json_output:
+            print_json({**report.model_dump(mode="json"), "report_path": str(path)})
             return
-        result = archive_core.run_archive(yard, options)
+        _print_archive(report, dry_run=True)
+        console().print(f"dry-run report: {path}")
+        console().print("Add --run to move them.")
+        return
     if json_output:
         print_json(
             {
-                **result.report.model_dump(mode="json"),
-                "report_path": str(result.report_path) if result.report_path else None,
-                "recovered": result.recovered,
+                **report.model_dump(mode="json"),
+                "report_path": str(path) if path else None,
+                "recovered": recovered,
             }
         )
     else:
-        for line in result.recovered:
+        for line in recovered:
             console().print(Text(f"recovered first: {line}", style="yellow"))
-        _print_archive(result.report, dry_run=False)
-        if result.report_path is not None:
-            console().print(f"archive report: {result.report_path}")
-    _exit_for_unhandled_runs(result.report, json_output)
+        _print_archive(report, dry_run=False)
+        if path is not None:
+            console().print(f"archive report: {path}")
+    _exit_for_unhandled_runs(report, json_output)
 
 
 def _print_restore(report: _report_lifecycle.RestoreReport, dry_run: bool) -> None:
@@ -307,27 +334,11 @@ def restore(
         )
     only = only_run_id or ()
     command = ["runyard", *sys.argv[1:]]
-    with yard_from(ctx) as yard:
-        if run_id is not None:
-            outcome = lifecycle_actions.restore_run(yard, run_id, run=run, command=command)
-        elif report is None:
-            chosen = batch_arg if batch_arg is not None else batch
-            assert chosen is not None
-            try:
-                outcome = lifecycle_actions.restore(yard, chosen, only, run=run, command=command)
-            except Invalid as exc:
-                if os.path.exists(chosen):  # a report or batch folder given as a batch id
-                    exc.hint = f"to restore from a report or a batch folder: --report {chosen}"
-                raise
-        elif not run:
-            plan = restore_core.plan_restore(yard, Path(report), only)
-            path = restore_core.write_restore_dry_run(yard, plan)
-            outcome = lifecycle_actions.RestoreOutcome(plan.report, path, True, [])
-        else:
-            done = restore_core.run_restore(yard, Path(report), only, command)
-            outcome = lifecycle_actions.RestoreOutcome(
-                done.report, done.report_path, False, done.recovered
-            )
+    client = client_from(ctx)
+    if client is not None:
+        outcome = _restore_remote(client, batch_arg or batch, report, run_id, only, run)
+    else:
+        outcome = _restore_local(ctx, batch_arg or batch, report, run_id, only, run, command)
     result = outcome.report
     if outcome.dry_run:
         if json_output:
@@ -360,6 +371,61 @@ def restore(
         )
     if result.failed or result.conflicts:
         raise typer.Exit(Refused.exit_code)
+
+
+def _restore_local(
+    ctx: typer.Context,
+    chosen: str | None,
+    report: str | None,
+    run_id: str | None,
+    only: Sequence[str],
+    run: bool,
+    command: list[str],
+) -> lifecycle_actions.RestoreOutcome:
+    with yard_from(ctx) as yard:
+        if run_id is not None:
+            return lifecycle_actions.restore_run(yard, run_id, run=run, command=command)
+        if report is None:
+            assert chosen is not None
+            try:
+                return lifecycle_actions.restore(yard, chosen, only, run=run, command=command)
+            except Invalid as exc:
+                if os.path.exists(chosen):  # a report or batch folder given as a batch id
+                    exc.hint = f"to restore from a report or a batch folder: --report {chosen}"
+                raise
+        if not run:
+            plan = restore_core.plan_restore(yard, Path(report), only)
+            path = restore_core.write_restore_dry_run(yard, plan)
+            return lifecycle_actions.RestoreOutcome(plan.report, path, True, [])
+        done = restore_core.run_restore(yard, Path(report), only, command)
+        return lifecycle_actions.RestoreOutcome(
+            done.report, done.report_path, False, done.recovered
+        )
+
+
+def _restore_remote(
+    client: Client,
+    chosen: str | None,
+    report: str | None,
+    run_id: str | None,
+    only: Sequence[str],
+    run: bool,
+) -> lifecycle_actions.RestoreOutcome:
+    """The server's restore: of a batch or of one run (a report file is the yard's own)."""
+    if report is not None:
+        raise local_only("restore --report")
+    if run_id is not None:
+        answer = client.post(f"runs/{quote(run_id, safe='')}/restore", {"run": run})
+    else:
+        assert chosen is not None
+        body = {"run_ids": list(only), "run": run}
+        answer = client.post(f"archives/{quote(chosen, safe='')}/restore", body)
+    return lifecycle_actions.RestoreOutcome(
+        _report_lifecycle.RestoreReport.model_validate(answer["report"]),
+        Path(answer["report_path"]),
+        answer["dry_run"],
+        list(answer.get("recovered") or []),
+    )
 
 
 @handles_errors

@@ -25,6 +25,8 @@ from runyard.cli import (
     view_cmd,
     yard_cmd,
 )
+from runyard.cli.output import report_error
+from runyard.cli.server import LOCAL_ONLY, local_only
 
 
 def _root() -> typer.Typer:
@@ -77,6 +79,12 @@ def root(
     ] = False,
 ) -> None:
     ctx.obj = {"yard": yard, "server": server or None}
+    command = ctx.invoked_subcommand
+    asks_help = {"--help", "-h"} & set(sys.argv[1:])
+    if server and command in LOCAL_ONLY and not (ctx.resilient_parsing or asks_help):
+        # Before the command parses its own options: exit 5 naming it, not a traceback.
+        report_error(local_only(command), json_mode="--json" in sys.argv[1:])
+        raise typer.Exit(local_only(command).exit_code)
 
 
 yard_cmd.register(app)

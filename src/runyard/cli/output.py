@@ -93,10 +93,12 @@ def handles_errors(fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def when(value: datetime | None) -> str:
-    """A time for a table: UTC, to the second."""
+def when(value: datetime | str | None) -> str:
+    """A time for a table: UTC, to the second (from a datetime or its JSON form)."""
     if value is None:
         return "-"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     return value.strftime("%Y-%m-%d %H:%M:%SZ")
 
 

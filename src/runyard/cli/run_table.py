@@ -3,8 +3,12 @@ instead of a raw summary, chosen as the web UI chooses them (``runyard.kpis``)."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from enum import Enum
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from rich.table import Table
 
@@ -18,6 +22,7 @@ if TYPE_CHECKING:
     from runyard.query import ast as _ast_query
     from runyard.registry import runs as _runs_registry
     from runyard.registry import search_index as _search_index_registry
+    from runyard.remote.client import Client
 else:
     kpis = lazy("runyard.kpis")
     _config = lazy("runyard.config")
@@ -72,3 +77,35 @@ def runs_table(
             row.append(short_json(r.summary, 40))
         rows.append(row)
     return table(title, headings, rows)
+
+
+def remote_filters(conditions: Mapping[str, Any]) -> dict[str, Any]:
+    """A run list's filters as GET /api/v1/runs takes them (query parameters)."""
+    out: dict[str, Any] = {}
+    for key, value in conditions.items():
+        if isinstance(value, Enum):
+            value = value.value
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        out[key] = value
+    return out
+
+
+def remote_settings() -> Any:
+    """What the runs table needs of a yard's settings, for a server's runs: no
+    ``[kpis]`` sections (the server's runyard.toml is not read from here), so KPI columns
+    are the most common KPIs of the rows shown, under their own names."""
+    return SimpleNamespace(kpis={})
+
+
+def remote_names(client: Client, page: Sequence[_models.Run]) -> _runs_registry.LineageNames:
+    """The plan labels of a page of a server's runs (one request per plan shown)."""
+    labels: dict[str, str] = {}
+    for plan_id in sorted({r.plan_version_id for r in page if r.plan_version_id}):
+        detail = client.get(f"plans/{quote(plan_id, safe='')}", runs=0)
+        label = detail.get("label")
+        if label:
+            labels[plan_id] = label
+    return _runs_registry.LineageNames(labels, {}, {})
