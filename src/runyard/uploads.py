@@ -200,7 +200,7 @@ class StreamedUpload:
     a context manager, anything but a commit leaves no temporary file behind.
 
     Args:
-        replace: an existing file or link may be replaced (never a folder).
+        replace: an existing file may be replaced (never a folder nor a link).
         same_ok: an existing entry with the same content is a success, not a conflict
             (a retried upload).
     """
@@ -255,6 +255,8 @@ class StreamedUpload:
         if found is not None:
             if stat.S_ISDIR(found.st_mode) and not (self.kind == "dir" and self.same_ok):
                 raise Conflict(f"{shown(self.dest)} is a folder in the run; it is not replaced")
+            if stat.S_ISLNK(found.st_mode) and not (self.kind == "symlink" and self.same_ok):
+                raise Conflict(f"{shown(self.dest)} is a symlink; it is never written through")
             if not stat.S_ISDIR(found.st_mode) and not (self.replace or self.same_ok):
                 raise Conflict(
                     f"{shown(self.dest)} already exists in the run",
@@ -291,7 +293,9 @@ class StreamedUpload:
         found = _existing(folder, self.name)
         if found is not None and self.same_ok and self._same(found, sha):
             return stored
-        if found is not None and (stat.S_ISDIR(found.st_mode) or not self.replace):
+        if found is not None and (
+            stat.S_ISDIR(found.st_mode) or stat.S_ISLNK(found.st_mode) or not self.replace
+        ):
             raise Conflict(f"{shown(self.dest)} already exists in the run (with other content)")
         if self.kind == "dir":
             os.mkdir(self.temp, 0o755 if self.mode is None else self.mode, dir_fd=folder)
