@@ -20,6 +20,7 @@ from runyard.models import Job, PlanVersion, Run, Scenario
 from runyard.registry import scenarios
 from runyard.registry.plans import DEFAULT_RUNNER, create_plan_in_yard
 from runyard.registry.runs import set_pinned
+from runyard.web import api_record
 from runyard.web.api import WRITE_ERRORS, YardDep
 from runyard.web.auth import require_api_write
 
@@ -130,11 +131,29 @@ def scenario_unlock(yard: YardDep, scenario: str) -> Any:
 
 
 @router.post("/plans", response_model=PlanVersion, status_code=201, tags=["plans"])
-def plan_create(yard: YardDep, body: PlanCreateRequest) -> Any:
-    """A new plan version from a base scenario, a config version and parameters."""
-    return create_plan_in_yard(
-        yard, body.scenario, body.config_version_id, body.params, body.label, body.runner
-    )
+def plan_create(yard: YardDep, body: PlanCreateRequest, idem: api_record.IdemDep) -> Any:
+    """A new plan version from a base scenario, a config version and parameters (with an
+    ``Idempotency-Key``, a retry answers the plan the first request made)."""
+    from runyard.registry.lineage_files import write_plan_lineage
+    from runyard.registry.plans import create_plan
+
+    def create(on_commit: Any) -> PlanVersion:
+        if on_commit is None:
+            return create_plan_in_yard(
+                yard, body.scenario, body.config_version_id, body.params, body.label, body.runner
+            )
+        # create_plan_in_yard, with the key stored in the plan's own transaction
+        with yard.write() as conn:
+            plan = create_plan(
+                conn, body.scenario, body.config_version_id, body.params, body.label, body.runner
+            )
+            yard.settings.runner(body.runner)  # Invalid, naming the file, when unknown
+            on_commit(conn, plan)
+        with yard.read() as conn:
+            write_plan_lineage(conn, yard.settings, plan.plan_version_id)
+        return plan
+
+    return api_record.once(yard, idem, create, lambda plan: (201, plan.model_dump(mode="json")))
 
 
 @router.post("/plans/{plan_version_id}/run", response_model=Job, status_code=202, tags=["plans"])

@@ -111,7 +111,7 @@ def _twin_answer(yard: Yard, idem: IdempotentRequest) -> StoredAnswer | None:
         time.sleep(0.05)
 
 
-def _once(
+def once(
     yard: Yard,
     idem: IdempotentRequest | None,
     create: Callable[[Callable[[Connection, Any], None] | None], Any],
@@ -231,7 +231,7 @@ def scenario_create(yard: YardDep, body: ScenarioCreateRequest, idem: IdemDep) -
         lineage_files.write_scenario(yard.settings, scenario, data_text)
         return scenario
 
-    return _once(yard, idem, create, _model_answer(201))
+    return once(yard, idem, create, _model_answer(201))
 
 
 @router.post(
@@ -258,7 +258,7 @@ def config_create(yard: YardDep, body: ConfigCreateRequest, idem: IdemDep) -> An
     def answer_of(added: ConfigAdded) -> tuple[int, Any]:
         return (201 if added.created else 200), added.model_dump(mode="json")
 
-    return _once(yard, idem, create, answer_of)
+    return once(yard, idem, create, answer_of)
 
 
 # --- runs ----------------------------------------------------------------------------
@@ -268,7 +268,7 @@ def config_create(yard: YardDep, body: ConfigCreateRequest, idem: IdemDep) -> An
 def run_start(yard: YardDep, request: Request, body: RunStartRequest, idem: IdemDep) -> Any:
     """Start a run of a plan version: registered as running, its folder made here. A
     retry with the same ``run_id`` takes over a folder an interrupted start left."""
-    return _once(
+    return once(
         yard,
         idem,
         lambda on_commit: start_run(
@@ -294,7 +294,7 @@ def run_update(yard: YardDep, run_id: str, body: RunUpdateRequest) -> Any:
 @router.post("/runs/{run_id}/finish", response_model=Run, tags=["runs"])
 def run_finish(yard: YardDep, run_id: str, body: RunFinishRequest, idem: IdemDep) -> Any:
     """Finish a queued or running run (summary and tags merged, as ``run finish``)."""
-    return _once(
+    return once(
         yard,
         idem,
         lambda on_commit: finish_run(
@@ -313,7 +313,7 @@ def run_finish(yard: YardDep, run_id: str, body: RunFinishRequest, idem: IdemDep
 @router.post("/runs:batch", response_model=RunBatchResponse, status_code=201, tags=["runs"])
 def run_batch(yard: YardDep, request: Request, body: RunBatchRequest, idem: IdemDep) -> Any:
     """Register up to 10,000 already-finished runs, all or none (as ``Yard.record_runs``)."""
-    return _once(
+    return once(
         yard,
         idem,
         lambda on_commit: record_runs(
