@@ -268,12 +268,14 @@ def test_foreign_origin_and_cross_site_writes_are_refused(client, made):
     assert own.status_code == 200
 
 
-def test_token_protects_every_write_not_reads(yard_path, made, monkeypatch):
+def test_token_protects_every_write_and_read(yard_path, made, monkeypatch):
+    # Issue 15: with a token configured, reads need one too (tests/test_roles.py).
     monkeypatch.setenv("RUNYARD_TOKEN", "s3cret-token")
     run_id = made["run_ids"][0]
     with ui_client(yard_path) as client:
-        assert client.get(f"/api/v1/runs/{run_id}").status_code == 200
-        missing = client.post(f"/api/v1/runs/{run_id}/pin")
+        assert client.get(f"/api/v1/runs/{run_id}").status_code == 401
+        client.headers["Authorization"] = "Bearer s3cret-token"  # for _run's reads
+        missing = client.post(f"/api/v1/runs/{run_id}/pin", headers={"Authorization": ""})
         assert missing.status_code == 401 and missing.json()["error"]["code"] == "unauthorized"
         wrong = client.post(f"/api/v1/runs/{run_id}/pin", headers={"Authorization": "Bearer nope"})
         assert wrong.status_code == 401

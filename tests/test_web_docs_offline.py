@@ -32,7 +32,7 @@ from runyard.config import load_settings
 from runyard.web.app import create_app
 from tests.conftest import Cli
 from tests.helpers.server import running_server
-from tests.helpers.ui import ui_client
+from tests.helpers.ui import post_form, ui_client
 
 ROOT = Path(__file__).resolve().parent.parent
 STATIC = ROOT / "src" / "runyard" / "web" / "static"
@@ -151,6 +151,8 @@ def token(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
 @pytest.fixture
 def client(yard_path: Path, token: str | None) -> Iterator[TestClient]:
     with ui_client(yard_path) as test_client:
+        if token:  # with a token, pages need a login (issue 15)
+            post_form(test_client, "/ui/login", {"token": token})
         yield test_client
 
 

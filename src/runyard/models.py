@@ -130,6 +130,7 @@ class Job(FrozenModel):
     heartbeat_at: datetime | None
     cancel_requested: bool
     result: dict[str, Any] | None = Field(description="what the job produced (aggregates)")
+    created_by: str | None = Field(default=None, description="the token that queued it (web API)")
 
 
 class Aggregate(FrozenModel):

@@ -24,26 +24,33 @@ if TYPE_CHECKING:
 FINISHED = (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
 
 
-def enqueue_planning(yard: Yard, plan_version_id: str) -> Job:
-    """Queue a planning job; refused at once for a locked scenario or an unknown runner."""
+def enqueue_planning(yard: Yard, plan_version_id: str, created_by: str | None = None) -> Job:
+    """Queue a planning job; refused at once for a locked scenario or an unknown runner.
+    ``created_by``: the token name of a job queued through the web API."""
     with yard.read() as conn:
         plan = get_plan(conn, plan_version_id)
         scenario = get_scenario(conn, plan.scenario_id)
     ensure_unlocked(scenario, "running a plan")
     yard.settings.runner(plan.runner)
-    return _enqueue(yard, JobType.planning, plan.plan_version_id)
+    return _enqueue(yard, JobType.planning, plan.plan_version_id, created_by)
 
 
-def enqueue_aggregate(yard: Yard, plan_version_id: str) -> Job:
+def enqueue_aggregate(yard: Yard, plan_version_id: str, created_by: str | None = None) -> Job:
     with yard.read() as conn:
         plan = get_plan(conn, plan_version_id)
-    return _enqueue(yard, JobType.aggregate, plan.plan_version_id)
+    return _enqueue(yard, JobType.aggregate, plan.plan_version_id, created_by)
 
 
-def _enqueue(yard: Yard, job_type: JobType, plan_version_id: str) -> Job:
+def _enqueue(
+    yard: Yard, job_type: JobType, plan_version_id: str, created_by: str | None = None
+) -> Job:
     with yard.write() as conn:
         return job_registry.enqueue(
-            conn, job_type, plan_version_id, max_attempts=yard.settings.file.jobs.max_attempts
+            conn,
+            job_type,
+            plan_version_id,
+            max_attempts=yard.settings.file.jobs.max_attempts,
+            created_by=created_by,
         )
 
 

@@ -12,7 +12,9 @@ import getpass
 import os
 import shlex
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -33,8 +35,28 @@ _HEADER = (
 )
 
 
+# Who acts, when it is not this process's user: ``runyard serve`` sets it around a
+# lifecycle action of a request ("<token name> via runyard serve"). A context variable,
+# set in the route's own thread (FastAPI copies the context into each worker thread, so
+# it must be set where the action runs, not in a dependency).
+_acting: ContextVar[str | None] = ContextVar("runyard_acting", default=None)
+
+
+@contextmanager
+def acting_as(name: str) -> Iterator[None]:
+    """Executions logged inside this block are logged as done by ``name``."""
+    reset = _acting.set(name)
+    try:
+        yield
+    finally:
+        _acting.reset(reset)
+
+
 def who() -> str:
-    """user@host of this process, for the log."""
+    """Who acts, for the log: the name ``acting_as`` set, else user@host of this process."""
+    acting = _acting.get()
+    if acting is not None:
+        return acting
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -70,6 +92,7 @@ def log_execution(
     command = [fsnames.shown(part) for part in command]
     reason = fsnames.shown(reason) if reason is not None else None
     report_path = fsnames.shown(report_path) if report_path is not None else None
+    actor = who()
     with yard.write() as conn:
         execution = registry.record_execution(
             conn,
@@ -85,7 +108,7 @@ def log_execution(
             size=size,
             report_path=report_path,
             skip_reasons=skip_reasons,
-            who=who(),
+            who=actor,
         )
     path = yard.settings.logs_dir / LOG_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -96,7 +119,7 @@ def log_execution(
             _cell(v)
             for v in (
                 finished,
-                who(),
+                actor,
                 kind,
                 status,
                 batch_id,

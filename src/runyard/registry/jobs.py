@@ -52,6 +52,7 @@ def _to_model(row: Any) -> Job:
         heartbeat_at=as_aware(row.heartbeat_at),
         cancel_requested=row.cancel_requested,
         result=load_json_object(row.result) if row.result else None,
+        created_by=row.created_by,
     )
 
 
@@ -61,7 +62,9 @@ def enqueue(
     plan_version_id: str | None,
     params: dict[str, Any] | None = None,
     max_attempts: int = 1,
+    created_by: str | None = None,
 ) -> Job:
+    """Queue a job; ``created_by`` is the token name of a job queued through the API."""
     job_id = new_id(JOB_ID_PREFIX)
     conn.execute(
         jobs.insert().values(
@@ -74,6 +77,7 @@ def enqueue(
             attempts=0,
             max_attempts=max_attempts,
             cancel_requested=False,
+            created_by=created_by,
         )
     )
     return get_job(conn, job_id)

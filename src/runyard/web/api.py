@@ -41,6 +41,7 @@ from runyard.registry import jobs as job_registry
 from runyard.registry.lifecycle import Execution, list_executions
 from runyard.registry.lineage import plan_detail
 from runyard.registry.runs import RunFilter, get_run, list_runs
+from runyard.web.auth import require_access
 from runyard.web.files import ArtifactEntry, artifact_entries, download_name, resolve_requested
 from runyard.yard import Yard
 
@@ -58,8 +59,8 @@ class ErrorResponse(BaseModel):
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     described = {
         400: "the Host header is not one this server answers to",
-        401: "a write without the server's token",
-        403: "refused: a cross-site write",
+        401: "no token, or one that is not valid (on a server with tokens)",
+        403: "refused: the token's role is too low, or a cross-site write",
         404: "an unknown id",
         409: "refused by the current state (exists already, busy, not archived…)",
         413: "a request body over the size limit",
@@ -70,7 +71,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorResponse, "description": described[s]} for s in statuses}
 
 
-READ_ERRORS = _errors(400, 404, 409, 422, 503)
+READ_ERRORS = _errors(400, 401, 404, 409, 422, 503)
 # Routes that answer text or a file still answer errors in JSON: say so explicitly (a
 # ``model`` would be filed under the route's own media type).
 JSON_ERRORS_OF_NON_JSON_ROUTE: dict[int | str, dict[str, Any]] = {
@@ -82,7 +83,7 @@ JSON_ERRORS_OF_NON_JSON_ROUTE: dict[int | str, dict[str, Any]] = {
 }
 WRITE_ERRORS = _errors(400, 401, 403, 404, 409, 413, 422, 423, 503)
 
-router = APIRouter(prefix="/api/v1", responses=READ_ERRORS)
+router = APIRouter(prefix="/api/v1", responses=READ_ERRORS, dependencies=[Depends(require_access)])
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
 After = Annotated[str | None, Query(description="the next_cursor of the previous page")]

@@ -1,7 +1,9 @@
 """``/api/v1``, write side: lock scenarios, create and run plans, aggregate, pin runs,
-cancel jobs, archive and restore. Every route needs ``require_api_write`` (the token,
-when one is set, and no cross-site ``Origin``) and calls the same core functions as
-the CLI; archive and restore are dry runs unless the body says ``"run": true``."""
+cancel jobs, archive and restore. Every route needs ``require_api_write`` (a token with
+the route's role in ``web.auth.ROUTE_ROLES`` when the server has tokens, and no
+cross-site ``Origin``) and calls the same core functions as the CLI; archive and restore
+are dry runs unless the body says ``"run": true``. A job queued here records the token's
+name (``created_by``), an archive or restore the execution log's "who"."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from runyard.registry.plans import DEFAULT_RUNNER, create_plan_in_yard
 from runyard.registry.runs import set_pinned
 from runyard.web import api_record
 from runyard.web.api import WRITE_ERRORS, YardDep
-from runyard.web.auth import require_api_write
+from runyard.web.auth import acting, require_api_write, who_of
 
 router = APIRouter(
     prefix="/api/v1", dependencies=[Depends(require_api_write)], responses=WRITE_ERRORS
@@ -100,7 +102,8 @@ def _archive(
         reason=body.reason,
         command=_command(request),
     )
-    outcome = actions.archive(yard, options, run=body.run)
+    with acting(request):
+        outcome = actions.archive(yard, options, run=body.run)
     path = outcome.report_path
     return ArchiveResponse(
         dry_run=outcome.dry_run,
@@ -157,17 +160,17 @@ def plan_create(yard: YardDep, body: PlanCreateRequest, idem: api_record.IdemDep
 
 
 @router.post("/plans/{plan_version_id}/run", response_model=Job, status_code=202, tags=["plans"])
-def plan_run(yard: YardDep, plan_version_id: str) -> Any:
+def plan_run(yard: YardDep, request: Request, plan_version_id: str) -> Any:
     """Queue a planning job; a worker (``serve``'s own, or ``runyard worker``) runs it."""
-    return job_service.enqueue_planning(yard, plan_version_id)
+    return job_service.enqueue_planning(yard, plan_version_id, created_by=who_of(request))
 
 
 @router.post(
     "/plans/{plan_version_id}/aggregate", response_model=Job, status_code=202, tags=["plans"]
 )
-def plan_aggregate(yard: YardDep, plan_version_id: str) -> Any:
+def plan_aggregate(yard: YardDep, request: Request, plan_version_id: str) -> Any:
     """Queue an aggregate job over the plan's succeeded runs."""
-    return job_service.enqueue_aggregate(yard, plan_version_id)
+    return job_service.enqueue_aggregate(yard, plan_version_id, created_by=who_of(request))
 
 
 @router.post("/runs/{run_id}/pin", response_model=Run, tags=["runs"])
@@ -196,7 +199,9 @@ def run_restore(
 ) -> Any:
     """Restore this archived run from its batch (a dry run unless ``run``)."""
     run = body.run if body else False
-    return _restored(yard, actions.restore_run(yard, run_id, run=run, command=_command(request)))
+    with acting(request):
+        outcome = actions.restore_run(yard, run_id, run=run, command=_command(request))
+    return _restored(yard, outcome)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=Job, tags=["jobs"])
@@ -230,5 +235,8 @@ def batch_restore(
     """Restore a batch, or only some of its runs: never over an existing folder (a
     conflict is reported instead). A dry run unless ``run``."""
     body = body or RestoreRequest()
-    outcome = actions.restore(yard, batch_id, body.run_ids, run=body.run, command=_command(request))
+    with acting(request):
+        outcome = actions.restore(
+            yard, batch_id, body.run_ids, run=body.run, command=_command(request)
+        )
     return _restored(yard, outcome)

@@ -1,6 +1,7 @@
 """``/api/v1/overview``: the yard at a glance, the JSON twin of ``/ui``.
 
-A read, so it needs no token; it is the same core call as the page
+A read: on a server with tokens it needs one (any role), unless ``public_read``. It
+is the same core call as the page
 (``registry.overview.overview``), which reads the registry only, never the disk.
 """
 
@@ -8,12 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
 from runyard.registry.overview import Overview, overview
 from runyard.web.api import READ_ERRORS, YardDep
+from runyard.web.auth import require_access
 
-router = APIRouter(prefix="/api/v1", tags=["overview"], responses=READ_ERRORS)
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["overview"],
+    responses=READ_ERRORS,
+    dependencies=[Depends(require_access)],
+)
 
 
 @router.get("/overview", response_model=Overview)

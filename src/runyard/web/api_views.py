@@ -1,5 +1,5 @@
 """``/api/v1/views``: saved views of the runs list, read by anyone who may read, saved
-and deleted by whoever may write (the same core calls as ``runyard view``)."""
+and deleted by a recorder or above (the same core calls as ``runyard view``)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from runyard.models import SavedView
 from runyard.registry import views
 from runyard.web.api import READ_ERRORS, WRITE_ERRORS, YardDep
-from runyard.web.auth import require_api_write
+from runyard.web.auth import require_access, require_api_write
 
-router = APIRouter(prefix="/api/v1", tags=["views"], responses=READ_ERRORS)
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["views"],
+    responses=READ_ERRORS,
+    dependencies=[Depends(require_access)],
+)
 
 
 class ViewRequest(BaseModel):

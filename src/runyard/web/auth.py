@@ -1,7 +1,14 @@
-"""Who may write, and proof that a form came from our own pages.
+"""Who may do what: tokens, roles, sessions, and proof that a form came from our pages.
 
-- ``RUNYARD_TOKEN`` set: every API write needs ``Authorization: Bearer <token>``; the UI
-  has a login form that exchanges the token for a session cookie.
+- Tokens: ``RUNYARD_TOKEN`` (the bootstrap admin, principal name ``RUNYARD_TOKEN``) and
+  named tokens (``runyard token create NAME --role R``, ``registry.tokens``). With none
+  configured the server is open, as before tokens existed. With any, every request
+  needs one (``Authorization: Bearer <secret>``, or a UI session made by logging in with
+  one), reads included, unless ``[web] public_read = true`` lets reads through without.
+- Roles: ``ROUTE_ROLES`` is the one table of the role each route needs, keyed by
+  (method, route path template); a read needs ``reader``, a write not in the table
+  ``admin`` (fail closed). ``require_access`` applies it to every route of the API and
+  the UI (``require_api_write`` is the same dependency).
 - Every UI form (and htmx request) carries a CSRF token bound to the browser's session
   cookie, token or not: without one, any web page the operator visits could post to
   ``127.0.0.1:8765`` and archive runs.
@@ -13,25 +20,38 @@
 
 Session cookies and CSRF tokens are HMACs under a secret that every server process of
 the yard shares (derived from the token, else kept in the yard), so ``--workers N``
-agree with each other and survive a restart.
+agree with each other and survive a restart. A logged-in session's cookie binds the
+token's name, role and public id under that HMAC; each request checks that the token is
+still live (``TokenBook``: within a second of a ``token revoke`` anywhere).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
 import secrets
-from dataclasses import dataclass
-from enum import IntEnum
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
-from fastapi import Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from runyard.config import Settings
 from runyard.errors import Forbidden, Unauthorized
 from runyard.fsutil import read_regular_file
+from runyard.lifecycle.execlog import acting_as
+from runyard.registry.tokens import BOOTSTRAP_NAME as BOOTSTRAP_NAME
+from runyard.registry.tokens import Role as Role
+from runyard.registry.tokens import TokenBook
+
+if TYPE_CHECKING:
+    from runyard.yard import Yard
+
 
 SESSION_COOKIE = "runyard_session"
 CSRF_FIELD = "csrf_token"
@@ -60,11 +80,24 @@ def _yard_secret(yard_path: Path) -> bytes:
 
 
 @dataclass(frozen=True)
+class Session:
+    """A logged-in UI session: the token's name, role and public id ("" for
+    ``RUNYARD_TOKEN``), as the cookie's HMAC vouches for them."""
+
+    name: str
+    role: Role
+    token_id: str
+
+
+@dataclass(frozen=True)
 class Guard:
-    """The server's authentication state: the token (if any) and the HMAC secret."""
+    """The server's authentication state: the bootstrap token (if any), the HMAC
+    secret, whether reads are public, and this process's view of the named tokens."""
 
     token: str | None
     secret: bytes
+    public_read: bool = False
+    book: TokenBook = field(default_factory=TokenBook, compare=False)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> Guard:
@@ -72,15 +105,29 @@ class Guard:
             secret = hashlib.sha256(b"runyard-web\0" + settings.token.encode()).digest()
         else:
             secret = _yard_secret(settings.yard_path)
-        return cls(token=settings.token or None, secret=secret)
+        return cls(
+            token=settings.token or None,
+            secret=secret,
+            public_read=settings.file.web.public_read,
+        )
+
+    def tokens_required(self, yard: Yard) -> bool:
+        """True when any token is configured: ``RUNYARD_TOKEN`` or a named token that is
+        not revoked (cheap: the named ones come from a snapshot at most 1 s old)."""
+        return self.token is not None or self.book.any_configured(yard)
 
     def _mac(self, purpose: str, session_id: str) -> str:
         return hmac.new(self.secret, f"{purpose}\0{session_id}".encode(), "sha256").hexdigest()
 
-    # Sessions: "<id>" (anonymous) or "<id>.<mac>" (logged in with the token).
-    def new_session(self, logged_in: bool) -> str:
+    # Sessions: "<id>" (anonymous) or "<id>.<who>.<mac>" (logged in: ``who`` is the
+    # token's name, role and id, base64url; the MAC binds them to the session id).
+    def new_session(self, session: Session | None = None) -> str:
         session_id = secrets.token_urlsafe(18)
-        return f"{session_id}.{self._mac('login', session_id)}" if logged_in else session_id
+        if session is None:
+            return session_id
+        raw = f"{session.name}\0{session.role.name}\0{session.token_id}".encode()
+        who = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+        return f"{session_id}.{who}.{self._mac('login', f'{session_id}.{who}')}"
 
     @staticmethod
     def session_id(cookie: str | None) -> str | None:
@@ -89,15 +136,41 @@ class Guard:
         session_id = cookie.split(".", 1)[0]
         return session_id if 8 <= len(session_id) <= 64 and session_id.isascii() else None
 
-    def logged_in(self, cookie: str | None) -> bool:
-        """True when no token is set, or the cookie proves a login."""
-        if self.token is None:
-            return True
-        session_id = self.session_id(cookie)
-        if session_id is None or "." not in (cookie or ""):
-            return False
-        mac = (cookie or "").split(".", 1)[1]
-        return hmac.compare_digest(mac, self._mac("login", session_id))
+    def session(self, cookie: str | None) -> Session | None:
+        """The login the cookie proves, or None (anonymous, forged, or another server's)."""
+        parts = (cookie or "").split(".")
+        if len(parts) != 3 or self.session_id(cookie) is None:
+            return None
+        session_id, who, mac = parts
+        if not hmac.compare_digest(mac, self._mac("login", f"{session_id}.{who}")):
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(who + "=" * (-len(who) % 4)).decode()
+            name, role, token_id = raw.split("\0")
+            return Session(name=name, role=Role[role], token_id=token_id)
+        except (ValueError, KeyError):
+            return None
+
+    def session_principal(self, yard: Yard, cookie: str | None) -> Principal | None:
+        """Who a UI session acts as, if its token is still live."""
+        found = self.session(cookie)
+        if found is None:
+            return None
+        if found.name == BOOTSTRAP_NAME and not found.token_id:
+            return Principal(BOOTSTRAP_NAME, Role.admin) if self.token is not None else None
+        try:
+            stored = self.book.by_session(yard, found.name, found.token_id)
+        except Unauthorized:
+            return None  # revoked or expired since the login: logged out
+        return Principal(stored.name, stored.role)
+
+    def principal_of_secret(self, yard: Yard, presented: str) -> tuple[Principal, str]:
+        """The principal a presented secret is, and its token's public id; Unauthorized
+        when it is none of them. Every comparison is constant-time."""
+        if self.token is not None and hmac.compare_digest(presented.encode(), self.token.encode()):
+            return Principal(BOOTSTRAP_NAME, Role.admin), ""
+        stored = self.book.verify(yard, presented)
+        return Principal(stored.name, stored.role), stored.token_id
 
     def csrf_token(self, cookie: str | None) -> str:
         session_id = self.session_id(cookie)
@@ -110,19 +183,6 @@ class Guard:
                 "this form is missing its CSRF token or it does not match your session",
                 hint="reload the page and submit the form again",
             )
-
-    def check_bearer(self, request: Request) -> None:
-        if self.token is None:
-            return
-        header = request.headers.get("authorization", "")
-        scheme, _, presented = header.partition(" ")
-        if scheme.lower() != "bearer" or not presented:
-            raise Unauthorized(
-                "this write needs the server's token",
-                hint="send 'Authorization: Bearer <RUNYARD_TOKEN>'",
-            )
-        if not hmac.compare_digest(presented.strip().encode(), self.token.encode()):
-            raise Unauthorized("the token does not match", hint="check RUNYARD_TOKEN")
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -188,28 +248,90 @@ def guard_of(request: Request) -> Guard:
     return guard
 
 
-class Role(IntEnum):
-    """What a token may do; each role may do everything the ones below it may."""
-
-    reader = 1  # every GET
-    recorder = 2  # + record runs, upload files, create scenarios, configs and plans, run plans
-    operator = 3  # + pin, lock, cancel, archive, restore, retention
-    admin = 4  # + tokens and purge
-
-
-BOOTSTRAP_NAME = "RUNYARD_TOKEN"
-
-
 @dataclass(frozen=True)
 class Principal:
     """Who a request acts as: a token's name and role. ``name`` is None when the server
-    has no tokens at all (everyone may do everything, as before tokens existed)."""
+    has no tokens at all (everyone may do everything, as before tokens existed), or for
+    a request without a token that ``public_read`` lets read."""
 
     name: str | None
     role: Role
 
 
 ANONYMOUS = Principal(name=None, role=Role.admin)
+PUBLIC_READER = Principal(name=None, role=Role.reader)
+
+PUBLIC = None  # a route anyone may use, token or not
+
+# The role each route needs, by (method, route path template): the one place that
+# decides. A read (GET, HEAD) not listed needs ``reader``; a write not listed needs
+# ``admin`` (fail closed: tests/test_roles.py checks that every write route is listed).
+READ, REC, OPS = Role.reader, Role.recorder, Role.operator
+ROUTE_ROLES: dict[tuple[str, str], Role | None] = {
+    # API: recording (docs/remote-contract.md)
+    ("POST", "/api/v1/scenarios"): REC,
+    ("POST", "/api/v1/configs"): REC,
+    ("POST", "/api/v1/runs"): REC,
+    ("PATCH", "/api/v1/runs/{run_id}"): REC,
+    ("POST", "/api/v1/runs/{run_id}/finish"): REC,
+    ("PUT", "/api/v1/runs/{run_id}/files/{path:path}"): REC,
+    ("PUT", "/api/v1/runs/{run_id}/files"): REC,
+    ("POST", "/api/v1/runs:batch"): REC,
+    ("POST", "/api/v1/plans"): REC,
+    ("POST", "/api/v1/plans/{plan_version_id}/run"): REC,
+    ("POST", "/api/v1/plans/{plan_version_id}/aggregate"): REC,
+    ("PUT", "/api/v1/views/{name}"): REC,
+    ("DELETE", "/api/v1/views/{name}"): REC,
+    # API: operating
+    ("POST", "/api/v1/scenarios/{scenario}/lock"): OPS,
+    ("POST", "/api/v1/scenarios/{scenario}/unlock"): OPS,
+    ("POST", "/api/v1/runs/{run_id}/pin"): OPS,
+    ("POST", "/api/v1/runs/{run_id}/unpin"): OPS,
+    ("POST", "/api/v1/runs/{run_id}/archive"): OPS,
+    ("POST", "/api/v1/runs/{run_id}/restore"): OPS,
+    ("POST", "/api/v1/jobs/{job_id}/cancel"): OPS,
+    ("POST", "/api/v1/archives"): OPS,
+    ("POST", "/api/v1/archives/{batch_id}/restore"): OPS,
+    # UI: logging in is open; logging out is for anyone logged in
+    ("GET", "/ui/login"): PUBLIC,
+    ("POST", "/ui/login"): PUBLIC,
+    ("POST", "/ui/logout"): READ,
+    ("POST", "/ui/scenarios/{sid}/run"): READ,  # the closed legacy path: changes nothing
+    ("POST", "/ui/plans/new"): REC,
+    ("POST", "/ui/plans/{plan_version_id}/run"): REC,
+    ("POST", "/ui/plans/{plan_version_id}/aggregate"): REC,
+    ("POST", "/ui/jobs/aggregate"): REC,
+    ("POST", "/ui/views"): REC,
+    ("POST", "/ui/scenarios/{scenario}/lock"): OPS,
+    ("POST", "/ui/scenarios/{scenario}/unlock"): OPS,
+    ("POST", "/ui/runs/{run_id}/pin"): OPS,
+    ("POST", "/ui/runs/{run_id}/unpin"): OPS,
+    ("POST", "/ui/runs/{run_id}/archive/preview"): OPS,
+    ("POST", "/ui/runs/{run_id}/archive"): OPS,
+    ("POST", "/ui/runs/{run_id}/restore/preview"): OPS,
+    ("POST", "/ui/runs/{run_id}/restore"): OPS,
+    ("POST", "/ui/jobs/{job_id}/cancel"): OPS,
+    ("POST", "/ui/archives/preview"): OPS,
+    ("POST", "/ui/archives/run"): OPS,
+    ("POST", "/ui/archives/{batch_id}/restore/preview"): OPS,
+    ("POST", "/ui/archives/{batch_id}/restore"): OPS,
+}
+del READ, REC, OPS
+
+
+def role_needed(method: str, path: str) -> Role | None:
+    """The role (method, route path template) needs; None: anyone."""
+    method = "GET" if method == "HEAD" else method
+    if (method, path) in ROUTE_ROLES:
+        return ROUTE_ROLES[(method, path)]
+    return Role.reader if method in SAFE_METHODS else Role.admin
+
+
+def route_path(request: Request) -> str:
+    """The template of the route that matched (``/api/v1/runs/{run_id}/pin``)."""
+    route = request.scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else request.url.path
 
 
 def principal_of(request: Request) -> Principal:
@@ -218,28 +340,102 @@ def principal_of(request: Request) -> Principal:
     return found if isinstance(found, Principal) else ANONYMOUS
 
 
-def require_api_write(request: Request) -> None:
-    """FastAPI dependency of every ``/api/v1`` write (the app has checked ``Origin``)."""
+def who_of(request: Request) -> str | None:
+    """The name that changes made by this request are recorded under (None: nobody
+    logged in, on a server without tokens)."""
+    return principal_of(request).name
+
+
+def _authenticate(request: Request, guard: Guard, yard: Yard) -> Principal | None:
+    """The principal of the request's bearer token, else (reads, and UI forms) of its
+    session cookie; None when it has neither. A bad bearer token is a 401 even where
+    none is needed: a client with a wrong token should hear so."""
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, presented = header.partition(" ")
+        presented = presented.strip()
+        if scheme.lower() != "bearer" or not presented:
+            raise Unauthorized(
+                "the Authorization header is not 'Bearer <token>'",
+                hint="send 'Authorization: Bearer <token>'",
+            )
+        principal, _ = guard.principal_of_secret(yard, presented)
+        return principal
+    # The session cookie: for every UI request, and API reads (a page's JSON twin);
+    # never an API write, which must name its token (no cookie-borne writes).
+    if request.method in SAFE_METHODS or request.url.path.startswith("/ui"):
+        return guard.session_principal(yard, request.cookies.get(SESSION_COOKIE))
+    return None
+
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="a token: RUNYARD_TOKEN or one made by `runyard token create`",
+)
+
+
+def require_access(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
+) -> None:
+    """FastAPI dependency of every API and UI route: who is asking (set on
+    ``request.state.principal``), and whether their role may use this route
+    (``ROUTE_ROLES``). 401 without a valid token, 403 for a role too low.
+
+    A sync dependency: FastAPI runs it in a worker thread, so a first scrypt check (tens
+    of milliseconds) never holds up the event loop."""
     guard = guard_of(request)
-    guard.check_bearer(request)
-    request.state.principal = (
-        Principal(name=BOOTSTRAP_NAME, role=Role.admin) if guard.token else ANONYMOUS
-    )
+    yard: Yard = request.app.state.yard
+    needed = role_needed(request.method, route_path(request))
+    if not guard.tokens_required(yard):
+        request.state.principal = ANONYMOUS
+        return
+    if needed is PUBLIC:
+        request.state.principal = PUBLIC_READER
+        return
+    principal = _authenticate(request, guard, yard)
+    if principal is None:
+        if needed is Role.reader and guard.public_read:
+            request.state.principal = PUBLIC_READER
+            return
+        raise Unauthorized(
+            "this server needs a token" + ("" if needed is Role.reader else " for this"),
+            hint="send 'Authorization: Bearer <token>' (the UI: log in at /ui/login)",
+        )
+    request.state.principal = principal
+    if principal.role < needed:
+        raise Forbidden(
+            f"this needs the {needed.name} role; the token {principal.name!r} is a "
+            f"{principal.role.name}",
+            hint=f"use a token with the {needed.name} role or above",
+        )
 
 
-async def require_ui_write(request: Request) -> None:
-    """FastAPI dependency of every ``/ui`` form post: login, then the CSRF token (the
-    form's ``csrf_token`` field, or htmx's ``X-CSRF-Token`` header). The app has checked
-    ``Origin`` before any route runs."""
+# The name the write routes of the API depend on: the same check (the table knows which
+# role each write needs).
+require_api_write = require_access
+
+
+async def require_ui_write(
+    request: Request, _access: Annotated[None, Depends(require_access)]
+) -> None:
+    """FastAPI dependency of every ``/ui`` form post: the role (``require_access``), then
+    the CSRF token (the form's ``csrf_token`` field, or htmx's ``X-CSRF-Token`` header).
+    The app has checked ``Origin`` before any route runs."""
     guard = guard_of(request)
     cookie = request.cookies.get(SESSION_COOKIE)
-    if not guard.logged_in(cookie):
-        raise Unauthorized(
-            "log in with the server's token to change anything", hint="open /ui/login"
-        )
     presented = request.headers.get(CSRF_HEADER)
     if presented is None:
         form = await request.form()  # Starlette caches it for the route's Form fields
         value = form.get(CSRF_FIELD)
         presented = value if isinstance(value, str) else None
     guard.check_csrf(cookie, presented)
+
+
+def acting(request: Request) -> AbstractContextManager[None]:
+    """Around a lifecycle action of a route: the execution log's "who" is the token's
+    name, "<name> via runyard serve" (unchanged on a server without tokens)."""
+    name = who_of(request)
+    if name is None:
+        return nullcontext()
+    return acting_as(f"{name} via runyard serve")

@@ -5,17 +5,18 @@ front door, ``/ui``, is the overview (``ui/overview.py``)."""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
 
-from runyard.web.auth import SESSION_COOKIE, guard_of, require_ui_write
+from runyard.errors import Unauthorized
+from runyard.web.auth import SESSION_COOKIE, Session, guard_of, require_access, require_ui_write
 from runyard.web.ui import archives, configs, jobs, overview, plans, run_list, runs, scenarios
 from runyard.web.ui.render import redirect, render, set_session_cookie
 
-router = APIRouter(prefix="/ui", include_in_schema=False)
+router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(require_access)])
 
 
 def _safe_next(url: str | None) -> str:
@@ -45,26 +46,35 @@ async def login(
 ) -> Response:
     guard = guard_of(request)
     guard.check_csrf(request.cookies.get(SESSION_COOKIE), csrf_token)
-    if guard.token is None:
+    yard = request.app.state.yard
+    # The first scrypt check of a token takes tens of milliseconds: not on the event loop.
+    required = await run_in_threadpool(guard.tokens_required, yard)
+    if not required:
         return redirect(_safe_next(next), "This server needs no login.")
-    if not hmac.compare_digest(token.encode(), guard.token.encode()):
+    try:
+        principal, token_id = await run_in_threadpool(
+            guard.principal_of_secret, yard, token.strip()
+        )
+    except Unauthorized as exc:
         return render(
             request,
             "login.html",
             title="Log in",
             next_url=_safe_next(next),
-            failed=True,
+            failed=exc.message,
             status_code=401,
         )
-    response = redirect(_safe_next(next), "Logged in.")
-    set_session_cookie(response, guard.new_session(logged_in=True))
+    name = principal.name or ""
+    response = redirect(_safe_next(next), f"Logged in as {name} ({principal.role.name}).")
+    session = Session(name=name, role=principal.role, token_id=token_id)
+    set_session_cookie(response, guard.new_session(session))
     return response
 
 
 @router.post("/logout", dependencies=[Depends(require_ui_write)])
 def logout(request: Request) -> Response:
     response = redirect("/ui/runs", "Logged out.")
-    set_session_cookie(response, guard_of(request).new_session(logged_in=False))
+    set_session_cookie(response, guard_of(request).new_session())
     return response
 
 

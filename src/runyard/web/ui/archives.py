@@ -36,7 +36,7 @@ from runyard.lifecycle.batches import BatchDetail, get_batch, list_batches, vali
 from runyard.lifecycle.guards import Scope
 from runyard.lifecycle.report import ArchiveReport, RestoreReport, relative_to_yard
 from runyard.registry import lifecycle as lifecycle_registry
-from runyard.web.auth import require_ui_write
+from runyard.web.auth import acting, require_ui_write
 from runyard.web.ui.render import format_size, redirect, render
 from runyard.yard import Yard
 
@@ -320,7 +320,8 @@ def archive_run(request: Request, form: ArchiveFormDep) -> Response:
     """Archive for real (guards applied again, now); to the new batch's page."""
     yard = _yard(request)
     try:
-        outcome = actions.archive(yard, form.options(_command(request)), run=True)
+        with acting(request):
+            outcome = actions.archive(yard, form.options(_command(request)), run=True)
     except (Invalid, NotFound) as exc:
         return _form_refused(request, form, exc)
     report = outcome.report
@@ -465,7 +466,8 @@ def _restore(
     try:
         selection: Sequence[str] = form.selection()
         command = [*_command(request), *form.flags()] if run else []
-        outcome = actions.restore(yard, batch_id, selection, run=run, command=command)
+        with acting(request):
+            outcome = actions.restore(yard, batch_id, selection, run=run, command=command)
     except Invalid as exc:
         page = _batch_page(request, detail, form=form, error=exc.message, status_code=422)
         return detail, page

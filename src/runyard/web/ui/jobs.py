@@ -22,7 +22,7 @@ from runyard.models import Job, JobStatus, JobType
 from runyard.registry import jobs as job_registry
 from runyard.registry import plans as plan_registry
 from runyard.registry.scenarios import scenario_names
-from runyard.web.auth import require_ui_write
+from runyard.web.auth import require_ui_write, who_of
 from runyard.web.ui.render import redirect, render
 from runyard.yard import Yard
 
@@ -142,7 +142,7 @@ def aggregate(request: Request, plan_version_id: Annotated[str, Form()] = "") ->
     try:
         if not plan:
             raise Invalid("enter the plan version to aggregate (pv-…)")
-        job = job_service.enqueue_aggregate(_yard(request), plan)
+        job = job_service.enqueue_aggregate(_yard(request), plan, created_by=who_of(request))
     except (NotFound, Invalid) as exc:
         return _list_page(
             request,

@@ -34,7 +34,7 @@ from runyard.registry import configs, plans, scenarios
 from runyard.registry.lineage import plan_detail
 from runyard.registry.plans import DEFAULT_RUNNER, create_plan_in_yard
 from runyard.registry.search_index import kpi_values
-from runyard.web.auth import require_ui_write
+from runyard.web.auth import require_ui_write, who_of
 from runyard.web.ui.render import redirect, render
 from runyard.web.ui.scenarios import checked_id, yard_of
 
@@ -210,7 +210,7 @@ def plan_create(
     if action != "run":
         return redirect(plan_page, f"Created plan {plan.plan_version_id}.")
     try:
-        job = job_service.enqueue_planning(yard, plan.plan_version_id)
+        job = job_service.enqueue_planning(yard, plan.plan_version_id, created_by=who_of(request))
     except RunyardError as exc:  # e.g. locked in between: the plan stays, unrun
         return redirect(plan_page, f"Created plan {plan.plan_version_id}, not run: {exc.message}")
     return redirect(
@@ -270,12 +270,16 @@ def plan_show(request: Request, plan_version_id: str) -> Response:
 @router.post("/plans/{plan_version_id}/run", dependencies=[Depends(require_ui_write)])
 def plan_run(request: Request, plan_version_id: str) -> Response:
     checked_id(plan_version_id, "plan version id")
-    job = job_service.enqueue_planning(yard_of(request), plan_version_id)
+    job = job_service.enqueue_planning(
+        yard_of(request), plan_version_id, created_by=who_of(request)
+    )
     return redirect(f"/ui/jobs/{job.job_id}", f"Queued planning job {job.job_id}.")
 
 
 @router.post("/plans/{plan_version_id}/aggregate", dependencies=[Depends(require_ui_write)])
 def plan_aggregate(request: Request, plan_version_id: str) -> Response:
     checked_id(plan_version_id, "plan version id")
-    job = job_service.enqueue_aggregate(yard_of(request), plan_version_id)
+    job = job_service.enqueue_aggregate(
+        yard_of(request), plan_version_id, created_by=who_of(request)
+    )
     return redirect(f"/ui/jobs/{job.job_id}", f"Queued aggregate job {job.job_id}.")

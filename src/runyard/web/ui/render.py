@@ -2,8 +2,10 @@
 
 Every page goes through ``render``: it gives the template the navigation, the CSRF
 token of the browser's session (setting the session cookie on first visit), whether
-writes need a login, the page's JSON twin, and a one-line message (``?msg=``) that a
-form's redirect leaves for the next page.
+the server has tokens, who is logged in (``principal``) and ``may(action)`` (whether
+their role may post to that ``/ui`` route: the page shows only the actions it may), the
+page's JSON twin, and a one-line message (``?msg=``) that a form's redirect leaves for
+the next page.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from jinja2.filters import do_urlencode
 from markupsafe import Markup
 
 from runyard import __version__, fsnames
-from runyard.web.auth import SESSION_COOKIE, guard_of
+from runyard.web.auth import (
+    ANONYMOUS,
+    PUBLIC_READER,
+    SESSION_COOKIE,
+    Principal,
+    guard_of,
+    role_needed,
+)
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -135,6 +144,31 @@ def _environment() -> Environment:
 templates = Jinja2Templates(env=_environment())
 
 
+def page_principal(request: Request, cookie: str | None) -> Principal | None:
+    """Who the page is for: what the request's auth dependency found, else (an error
+    page) what the session cookie proves; None for nobody on a server with tokens."""
+    found = getattr(request.state, "principal", None)
+    if isinstance(found, Principal):
+        return found
+    guard = guard_of(request)
+    yard = request.app.state.yard
+    if not guard.tokens_required(yard):
+        return ANONYMOUS
+    principal = guard.session_principal(yard, cookie)
+    if principal is None and guard.public_read:
+        return PUBLIC_READER
+    return principal
+
+
+def may_post(principal: Principal | None, action: str) -> bool:
+    """Whether ``principal`` may post to the ``/ui`` route ``action`` (its path template,
+    as in ``web.auth.ROUTE_ROLES``): the page shows a form only when it may."""
+    needed = role_needed("POST", action)
+    if needed is None:
+        return True
+    return principal is not None and principal.role >= needed
+
+
 def render(
     request: Request,
     template: str,
@@ -151,7 +185,8 @@ def render(
     cookie = request.cookies.get(SESSION_COOKIE)
     new_cookie = None
     if guard.session_id(cookie) is None:
-        new_cookie = cookie = guard.new_session(logged_in=False)
+        new_cookie = cookie = guard.new_session()
+    principal = page_principal(request, cookie)
     response = templates.TemplateResponse(
         request,
         template,
@@ -160,8 +195,10 @@ def render(
             "section": section,
             "json_href": json_href,
             "csrf_token": guard.csrf_token(cookie),
-            "token_required": guard.token is not None,
-            "logged_in": guard.logged_in(cookie),
+            "token_required": principal is not ANONYMOUS,
+            "logged_in": principal is not None and principal.name is not None,
+            "principal": principal,
+            "may": lambda action: may_post(principal, action),
             "flash": request.query_params.get("msg"),
             "query": lambda **changes: query(request, **changes),
             **context,

@@ -34,7 +34,7 @@ from runyard.models import Run
 from runyard.registry.runs import get_run, set_pinned
 from runyard.registry.scenarios import scenario_names
 from runyard.web import charts
-from runyard.web.auth import require_ui_write
+from runyard.web.auth import acting, require_ui_write
 from runyard.web.csv_preview import MAX_PREVIEWS, is_csv, preview_csv
 from runyard.web.files import artifact_entries, artifact_href, resolve_requested
 from runyard.web.ui.render import redirect, render
@@ -477,7 +477,8 @@ def run_archive_preview(
 def run_archive(request: Request, run_id: str, reason: Annotated[str, Form()] = "") -> Response:
     yard = _yard(request)
     run = get_run(yard, validate_run_id(run_id))
-    outcome = actions.archive(yard, _archive_options(run.run_id, _reason(reason)), run=True)
+    with acting(request):
+        outcome = actions.archive(yard, _archive_options(run.run_id, _reason(reason)), run=True)
     report = outcome.report
     entry = next((e for e in report.entries if e.run_id == run.run_id), None)
     if entry is not None and entry.status == "moved":
@@ -525,9 +526,10 @@ def run_restore_preview(request: Request, run_id: str) -> Response:
 def run_restore(request: Request, run_id: str) -> Response:
     yard = _yard(request)
     run = get_run(yard, validate_run_id(run_id))
-    outcome = actions.restore_run(
-        yard, run.run_id, run=True, command=_web_command("restore", "--run-id", run.run_id)
-    )
+    with acting(request):
+        outcome = actions.restore_run(
+            yard, run.run_id, run=True, command=_web_command("restore", "--run-id", run.run_id)
+        )
     entries = _restore_entries(outcome.report, run.run_id)
     batch = outcome.report.batch_id
     if any(e.status == "restored" for e in entries):
