@@ -22,6 +22,7 @@ from runyard.cli import (
     run_cmd,
     scenario_cmd,
     serve_cmd,
+    token_cmd,
     view_cmd,
     yard_cmd,
 )
@@ -94,6 +95,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(plan_cmd.app, name="plan")
 app.add_typer(run_cmd.app, name="run")
 app.add_typer(view_cmd.app, name="view")
+app.add_typer(token_cmd.app, name="token")
 lifecycle_cmd.register(app)
 jobs_cmd.register(app, plan_cmd.app)
 demo_cmd.register(app)

@@ -232,7 +232,8 @@ def revoke_token(conn: Connection, name: str) -> ApiToken:
         raise NotFound(f"no token named {name!r}", hint="runyard token list")
     now = utcnow()
     if row.revoked_at is None:
-        conn.execute(update(api_tokens).where(api_tokens.c.name == name).values(revoked_at=now))
+        revoked = now.replace(microsecond=0)
+        conn.execute(update(api_tokens).where(api_tokens.c.name == name).values(revoked_at=revoked))
         row = conn.execute(select(api_tokens).where(api_tokens.c.name == name)).one()
     return _to_model(row, now)
 
