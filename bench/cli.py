@@ -9,13 +9,16 @@ Each command runs as a fresh process (as a pipeline calls it), its wall time fro
 to exit, p50 and p95, beside ``python -c pass`` in the same run (the interpreter's own
 start-up). ``run list --json`` runs in a small fresh yard with a few runs. Targets:
 ``runyard --help`` ≤ 150 ms and local ``runyard run list --json`` ≤ 350 ms p50.
-``runyard --server URL run start`` (≤ 250 ms) waits for the HTTP write side.
+``runyard --server URL run start --json`` ≤ 250 ms p50, against a real ``runyard serve``
+of that yard started here (the remote path loads httpx, never SQLAlchemy or pydantic).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +31,7 @@ from rich.table import Table
 
 HELP_TARGET_MS = 150.0
 LIST_TARGET_MS = 350.0
+REMOTE_START_TARGET_MS = 250.0
 
 
 def runyard_argv() -> list[str]:
@@ -49,6 +53,42 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def make_plan(runyard: list[str], yard: Path, work: Path, env: dict[str, str]) -> str:
+    """A config and a plan of scenario ``s`` in ``yard``: the plan's id."""
+    config = work / "config.json"
+    config.write_text('{"seed": 1}')
+
+    def call(*args: str) -> dict[str, str]:
+        done = subprocess.run(
+            [*runyard, "--yard", str(yard), *args, "--json"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        answer: dict[str, str] = json.loads(done.stdout)
+        return answer
+
+    config_id = call("config", "add", str(config))["config_version_id"]
+    return call("plan", "create", "--scenario", "s", "--config", config_id)["plan_version_id"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(port: int, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"runyard serve did not listen on port {port}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=30)
@@ -65,6 +105,16 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
             capture_output=True,
         )
+        plan_id = make_plan(runyard, yard, work, env)
+        port = free_port()
+        server = subprocess.Popen(
+            [*runyard, "--yard", str(yard), "serve", "--port", str(port), "--no-worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        url = f"http://127.0.0.1:{port}"
+        wait_for(port)
         rows = [
             ("python -c pass", [sys.executable, "-c", "pass"], None),
             ("runyard --help", [*runyard, "--help"], HELP_TARGET_MS),
@@ -74,11 +124,20 @@ def main(argv: list[str] | None = None) -> int:
                 [*runyard, "--yard", str(yard), "run", "list", "--json"],
                 LIST_TARGET_MS,
             ),
+            (
+                "runyard --server URL run start --json",
+                [*runyard, "--server", url, "run", "start", "--plan", plan_id, "--json"],
+                REMOTE_START_TARGET_MS,
+            ),
         ]
         results = []
-        for name, command, target in rows:
-            samples = timed(command, args.runs, env, work)
-            results.append((name, samples, target))
+        try:
+            for name, command, target in rows:
+                samples = timed(command, args.runs, env, work)
+                results.append((name, samples, target))
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
     table = Table(title=f"CLI start-up, {args.runs} fresh processes each")
     for column in ("command", "p50 ms", "p95 ms", "mean ms", "target", "meets"):
         table.add_column(column, justify="left" if column == "command" else "right")

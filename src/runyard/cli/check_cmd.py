@@ -7,7 +7,7 @@ stderr, so a script gets both.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.text import Text
@@ -15,6 +15,7 @@ from rich.text import Text
 from runyard.cli.common import JsonOption, yard_from
 from runyard.cli.lazy import lazy
 from runyard.cli.output import console, handles_errors, print_json, report_error, table
+from runyard.cli.server import client_from
 from runyard.errors import CheckFailed
 
 if TYPE_CHECKING:
@@ -30,16 +31,38 @@ def register(app: typer.Typer) -> None:
 @handles_errors
 def check(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Compare the registry with the runs and archive folders; exit 6 on any mismatch."""
-    with yard_from(ctx) as yard:
-        report = _check_durability.check_yard(yard)
+    client = client_from(ctx)
+    if client is not None:
+        answer = client.get("check")
+        report = _check_durability.CheckReport(
+            mismatches=[_mismatch(m) for m in answer["mismatches"]],
+            counts=answer["counts"],
+            runs_checked=answer["runs_checked"],
+            folders_seen=answer["folders_seen"],
+        )
+        document = answer
+        for m in document["mismatches"]:
+            if m.get("path_b64") is None:
+                m.pop("path_b64", None)
+    else:
+        with yard_from(ctx) as yard:
+            report = _check_durability.check_yard(yard)
+        document = report.to_dict()
     if json_output:
-        print_json(report.to_dict())
+        print_json(document)
     else:
         _print(report)
     if not report.ok:
         # The report is out already: the error goes to stderr, also with --json.
         report_error(_failure(report), json_mode=False)
         raise typer.Exit(CheckFailed.exit_code)
+
+
+def _mismatch(found: dict[str, Any]) -> _check_durability.Mismatch:
+    """A server's mismatch (display forms) as the report's record."""
+    return _check_durability.Mismatch(
+        kind=found["kind"], run_id=found["run_id"], path=found["path"], detail=found["detail"]
+    )
 
 
 def _summary(report: _check_durability.CheckReport) -> str:

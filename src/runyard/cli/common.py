@@ -146,6 +146,15 @@ def read_json_object(value: str, what: str) -> dict[str, Any]:
     return parsed
 
 
+def json_object(text: str, source: str | None) -> dict[str, Any]:
+    """The JSON object ``text`` (read from ``source``), within runyard's JSON limits."""
+    parse_exact(text, source or "the JSON")
+    parsed = json.loads(text)
+    if not isinstance(parsed, dict):
+        raise Invalid(f"{source or 'the JSON'} must be a JSON object")
+    return parsed
+
+
 def parse_time(value: str | None, what: str) -> datetime | None:
     """An ISO 8601 date or date-time (``2026-11-21``, ``2026-11-21T09:00+09:00``); naive = UTC.
 

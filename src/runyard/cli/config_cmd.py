@@ -9,7 +9,14 @@ import typer
 from rich.syntax import Syntax
 from rich.text import Text
 
-from runyard.cli.common import AfterOption, JsonOption, LimitOption, read_text_file, yard_from
+from runyard.cli.common import (
+    AfterOption,
+    JsonOption,
+    LimitOption,
+    json_object,
+    read_text_file,
+    yard_from,
+)
 from runyard.cli.lazy import lazy
 from runyard.cli.output import (
     console,
@@ -20,6 +27,7 @@ from runyard.cli.output import (
     table,
     when,
 )
+from runyard.cli.server import client_from
 
 if TYPE_CHECKING:
     from runyard import models as _models
@@ -77,11 +85,16 @@ def add(
     """Store a config snapshot; identical content gives back the existing id."""
     text = read_text_file(file)
     source = "standard input" if file == "-" else file
-    with yard_from(ctx) as yard:
-        with yard.write() as conn:
-            added = configs.add_config(conn, text, name=name, source=source)
-        with yard.read() as conn:
-            lineage_files.write_config(conn, yard.settings, added.config_version_id)
+    client = client_from(ctx)
+    if client is not None:
+        answer = client.add_config(json_object(text, source), name=name)
+        added = _models.ConfigAdded.model_validate(answer)
+    else:
+        with yard_from(ctx) as yard:
+            with yard.write() as conn:
+                added = configs.add_config(conn, text, name=name, source=source)
+            with yard.read() as conn:
+                lineage_files.write_config(conn, yard.settings, added.config_version_id)
     if json_output:
         print_json(added)
         return

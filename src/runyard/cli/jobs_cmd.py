@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 from rich.text import Text
@@ -31,6 +33,7 @@ from runyard.cli.output import (
     table,
     when,
 )
+from runyard.cli.server import client_from
 from runyard.errors import JobFailed
 from runyard.limits import MAX_SECONDS
 from runyard.statuses import JobStatus
@@ -41,6 +44,7 @@ if TYPE_CHECKING:
     from runyard.jobs import service
     from runyard.jobs import worker as _worker_jobs
     from runyard.registry import jobs as job_registry
+    from runyard.remote.client import Client
 else:
     _worker_jobs = lazy("runyard.jobs.worker")
     _models = lazy("runyard.models")
@@ -130,8 +134,15 @@ def list_(
     json_output: JsonOption = False,
 ) -> None:
     """List jobs, newest first, with the plan version each one concerns."""
-    with yard_from(ctx) as yard, yard.read() as conn:
-        page = job_registry.list_jobs(conn, plan, type_, status, limit=limit, after=after)
+    client = client_from(ctx)
+    if client is not None:
+        answer = client.get(
+            "jobs", plan_version_id=plan, type=type_, status=status, limit=limit, after=after
+        )
+        page = _models.Page[_models.Job].model_validate(answer)
+    else:
+        with yard_from(ctx) as yard, yard.read() as conn:
+            page = job_registry.list_jobs(conn, plan, type_, status, limit=limit, after=after)
     if json_output:
         print_json(page)
         return
@@ -171,8 +182,12 @@ def list_(
 @handles_errors
 def show(ctx: typer.Context, job_id: JobIdArg, json_output: JsonOption = False) -> None:
     """One job: its type, status, plan version, run, times, attempts and error."""
-    with yard_from(ctx) as yard:
-        job = service.get_job(yard, job_id)
+    client = client_from(ctx)
+    if client is not None:
+        job = _remote_job(client, job_id)
+    else:
+        with yard_from(ctx) as yard:
+            job = service.get_job(yard, job_id)
     show_job(job, "Job", json_output)
 
 
@@ -180,9 +195,14 @@ def show(ctx: typer.Context, job_id: JobIdArg, json_output: JsonOption = False) 
 @handles_errors
 def log(ctx: typer.Context, job_id: JobIdArg, json_output: JsonOption = False) -> None:
     """What the worker wrote about a job, then its runner's output."""
-    with yard_from(ctx) as yard:
-        job = service.get_job(yard, job_id)
-        text = service.job_log(yard, job)
+    client = client_from(ctx)
+    if client is not None:
+        job = _remote_job(client, job_id)
+        text = client.request("GET", f"jobs/{_seg(job_id)}/log").text
+    else:
+        with yard_from(ctx) as yard:
+            job = service.get_job(yard, job_id)
+            text = service.job_log(yard, job)
     if json_output:
         print_json({"job_id": job.job_id, "status": job.status.value, "log": text})
     else:
@@ -193,8 +213,12 @@ def log(ctx: typer.Context, job_id: JobIdArg, json_output: JsonOption = False) -
 @handles_errors
 def cancel(ctx: typer.Context, job_id: JobIdArg, json_output: JsonOption = False) -> None:
     """Cancel a queued job, or stop a running one (its runner's process group is stopped)."""
-    with yard_from(ctx) as yard:
-        job = service.cancel_job(yard, job_id)
+    client = client_from(ctx)
+    if client is not None:
+        job = _models.Job.model_validate(client.post(f"jobs/{_seg(job_id)}/cancel"))
+    else:
+        with yard_from(ctx) as yard:
+            job = service.cancel_job(yard, job_id)
     if json_output:
         print_json(job)
     elif job.status == JobStatus.cancelled:
@@ -226,8 +250,33 @@ def plan_run(
     json_output: JsonOption = False,
 ) -> None:
     """Queue a planning job for a plan version (refused for a locked scenario)."""
+    client = client_from(ctx)
+    if client is not None:
+        answer = client.post(f"plans/{_seg(plan_version_id)}/run")
+        job = _models.Job.model_validate(answer)
+        if wait:  # the server's worker runs it: wait for its end
+            while job.status in (JobStatus.queued, JobStatus.running):
+                time.sleep(WAIT_POLL_SECONDS)
+                job = _remote_job(client, job.job_id)
+            finish_waiting(job, json_output)
+            return
+        show_job(job, "Queued planning job", json_output)
+        if not json_output:
+            console().print("The server's worker runs it (`runyard job show` tells).")
+        return
     with yard_from(ctx) as yard:
         _queue(yard, service.enqueue_planning(yard, plan_version_id), "planning", wait, json_output)
+
+
+WAIT_POLL_SECONDS = 0.5
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _remote_job(client: Client, job_id: str) -> _models.Job:
+    return _models.Job.model_validate(client.get(f"jobs/{_seg(job_id)}"))
 
 
 def _queue(yard: _yard.Yard, job: _models.Job, kind: str, wait: bool, json_output: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Annotated
+from urllib.parse import quote
 
 import typer
 
@@ -30,7 +31,14 @@ from runyard.cli.output import (
     table,
     when,
 )
-from runyard.cli.run_table import kpi_columns, runs_table, split_columns
+from runyard.cli.run_table import (
+    kpi_columns,
+    remote_names,
+    remote_settings,
+    runs_table,
+    split_columns,
+)
+from runyard.cli.server import client_from
 from runyard.limits import MAX_PAGE_SIZE
 
 if TYPE_CHECKING:
@@ -101,8 +109,13 @@ def create(
 ) -> None:
     """Create a plan version (refused on a locked scenario)."""
     params = parse_key_values(param, "--param", json_values=True)
-    with yard_from(ctx) as yard:
-        plan = plans.create_plan_in_yard(yard, scenario, config, params, label, runner)
+    client = client_from(ctx)
+    if client is not None:
+        answer = client.create_plan(scenario, config, params, label, runner)
+        plan = _models.PlanVersion.model_validate(answer)
+    else:
+        with yard_from(ctx) as yard:
+            plan = plans.create_plan_in_yard(yard, scenario, config, params, label, runner)
     if json_output:
         print_json(plan)
         return
@@ -125,10 +138,18 @@ def list_(
     json_output: JsonOption = False,
 ) -> None:
     """List plan versions, newest first."""
-    with yard_from(ctx) as yard, yard.read() as conn:
-        page = plans.list_plans(
-            conn, limit=limit, after=after, scenario=scenario, config_version_id=config
+    client = client_from(ctx)
+    if client is not None:
+        # The server's plans come with run counts and KPI means; the list shows the plans.
+        answer = client.get(
+            "plans", limit=limit, after=after, scenario=scenario, config_version_id=config
         )
+        page = _models.Page[_models.PlanVersion].model_validate(answer)
+    else:
+        with yard_from(ctx) as yard, yard.read() as conn:
+            page = plans.list_plans(
+                conn, limit=limit, after=after, scenario=scenario, config_version_id=config
+            )
     if json_output:
         print_json(page)
         return
@@ -171,16 +192,32 @@ def show(
     finds, in its order, with --where/--order-by)."""
     check_range(runs, "--runs", 0, MAX_PAGE_SIZE)
     query = _query.parse_query(where, order_by)
-    with yard_from(ctx) as yard:
-        detail = _lineage_registry.plan_detail(yard, plan_id, run_limit=runs)
+    client = client_from(ctx)
+    if client is not None:
+        detail = _models.PlanDetail.model_validate(
+            client.get(f"plans/{quote(plan_id, safe='')}", runs=runs)
+        )
         if (query.where is not None or query) and runs > 0:
-            found = run_registry.list_runs(
-                yard, _runs_registry.RunFilter(plan_version_id=plan_id), limit=runs, query=query
+            found = client.list_runs(
+                plan_version_id=plan_id, where=where, order_by=order_by, limit=runs
             )
-            detail = detail.model_copy(update={"runs": found.items})
-        with yard.read() as conn:
-            names = run_registry.lineage_names(conn, detail.runs)
-        settings = yard.settings
+            page = _models.Page[_models.Run].model_validate(found)
+            detail = detail.model_copy(update={"runs": page.items})
+        settings, names = remote_settings(), remote_names(client, detail.runs)
+    else:
+        with yard_from(ctx) as yard:
+            detail = _lineage_registry.plan_detail(yard, plan_id, run_limit=runs)
+            if (query.where is not None or query) and runs > 0:
+                found_runs = run_registry.list_runs(
+                    yard,
+                    _runs_registry.RunFilter(plan_version_id=plan_id),
+                    limit=runs,
+                    query=query,
+                )
+                detail = detail.model_copy(update={"runs": found_runs.items})
+            with yard.read() as conn:
+                names = run_registry.lineage_names(conn, detail.runs)
+            settings = yard.settings
     if json_output:
         print_json(detail)
         return

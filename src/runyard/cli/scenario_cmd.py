@@ -6,7 +6,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from runyard.cli.common import AfterOption, JsonOption, LimitOption, read_text_file, yard_from
+from runyard.cli.common import (
+    AfterOption,
+    JsonOption,
+    LimitOption,
+    json_object,
+    read_text_file,
+    yard_from,
+)
 from runyard.cli.lazy import lazy
 from runyard.cli.output import (
     console,
@@ -17,6 +24,7 @@ from runyard.cli.output import (
     table,
     when,
 )
+from runyard.cli.server import client_from
 
 if TYPE_CHECKING:
     from runyard import models as _models
@@ -76,10 +84,15 @@ def add(
 ) -> None:
     """Create a scenario, with its data if given."""
     data_text = read_text_file(data) if data is not None else None
-    with yard_from(ctx) as yard:
-        with yard.write() as conn:
-            scenario = scenarios.add_scenario(conn, name, description, data_text)
-        lineage_files.write_scenario(yard.settings, scenario, data_text)
+    client = client_from(ctx)
+    if client is not None:
+        content = json_object(data_text, data) if data_text is not None else None
+        scenario = _models.Scenario.model_validate(client.add_scenario(name, description, content))
+    else:
+        with yard_from(ctx) as yard:
+            with yard.write() as conn:
+                scenario = scenarios.add_scenario(conn, name, description, data_text)
+            lineage_files.write_scenario(yard.settings, scenario, data_text)
     if json_output:
         print_json(scenario)
     else:

@@ -14,10 +14,12 @@ This module answers plain dicts and imports neither pydantic nor SQLAlchemy: the
 from __future__ import annotations
 
 import base64
+import json as json_module
 import os
 import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -128,7 +130,6 @@ class Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.attempts = max(1, attempts)
         self._http = httpx.Client(
-            base_url=base + "/",
             headers=headers,
             timeout=timeout,
             transport=transport,
@@ -167,6 +168,9 @@ class Client:
         chunks anew for each attempt (a file streamed, never read whole).
         """
         sent = dict(headers or {})
+        if json is not None:
+            body = _json_bytes(json)
+            sent["Content-Type"] = "application/json"
         if key is not None:
             sent["Idempotency-Key"] = key
         retry = method == "GET" or key is not None
@@ -177,8 +181,8 @@ class Client:
             try:
                 response = self._http.request(
                     method,
-                    path.lstrip("/"),
-                    json=json,
+                    # The whole URL: "runs:batch" alone would read as a URL scheme.
+                    f"{self.url}/{path.lstrip('/')}",
                     params=clean,
                     content=content,
                     headers=sent,
@@ -322,7 +326,10 @@ class Client:
             body["name"] = name
         if description is not None:
             body["description"] = description
-        return dict(self.post("configs", body, create=True))
+        response = self.request("POST", "configs", json=body, key=new_key())
+        answer = dict(response.json())
+        answer.setdefault("created", response.status_code == 201)  # 200: it existed
+        return answer
 
     def create_plan(
         self,
@@ -342,6 +349,20 @@ class Client:
         if runner is not None:
             body["runner"] = runner
         return dict(self.post("plans", body, create=True))
+
+
+def _number(value: object) -> object:
+    """A Decimal (the CLI parses numbers exactly) as the JSON number it reads as."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _json_bytes(value: Any) -> bytes:
+    try:
+        return json_module.dumps(value, default=_number, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise errors.Invalid(f"cannot send this as JSON: {exc}") from None
 
 
 def _seg(value: str) -> str:

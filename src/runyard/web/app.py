@@ -34,7 +34,15 @@ from runyard import __version__
 from runyard.config import Settings
 from runyard.errors import RunyardError
 from runyard.jobs.worker import Worker
-from runyard.web import LOOPBACK_HOSTS, api_actions, api_overview, api_record, api_views, ui
+from runyard.web import (
+    LOOPBACK_HOSTS,
+    api_actions,
+    api_check,
+    api_overview,
+    api_record,
+    api_views,
+    ui,
+)
 from runyard.web.api import router
 from runyard.web.auth import Guard
 from runyard.web.errors import SafeJSONResponse, answer, answer_error
@@ -139,6 +147,7 @@ def create_app(
     app.include_router(router)
     app.include_router(api_actions.router)
     app.include_router(api_record.router)
+    app.include_router(api_check.router)
     app.include_router(api_overview.router)
     app.include_router(api_views.router)
     app.include_router(ui.router)
