@@ -88,3 +88,34 @@ def test_the_command_a_line_runs_is_found_past_the_global_options(argv, name):
         assert [c.name for c in built.registered_commands] + [
             g.name for g in built.registered_groups
         ] == [name]
+
+
+def test_the_server_path_of_run_start_loads_no_database_library():
+    body = (
+        "from runyard.cli.main import app\n"
+        "try:\n"
+        "    app(['--server', 'http://127.0.0.1:9', 'run', 'start', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass"
+    )
+    assert _loaded(body) & {"sqlalchemy", "fastapi", "starlette", "alembic"} == set()
+
+
+def test_a_remote_run_start_loads_httpx_but_no_database_nor_models(tmp_path):
+    """An actual remote call (to a port nothing listens on: it fails after its retries,
+    which is enough to have loaded everything the remote path loads)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    body = (
+        "from runyard.cli.main import app\n"
+        "try:\n"
+        f"    app(['--server', 'http://127.0.0.1:{port}', 'run', 'start', '--plan', 'pv-x'])\n"
+        "except SystemExit:\n"
+        "    pass"
+    )
+    loaded = _loaded(body)
+    assert "httpx" in loaded
+    assert loaded & {"sqlalchemy", "fastapi", "starlette", "alembic", "numpy"} == set()
