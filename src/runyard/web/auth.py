@@ -328,9 +328,18 @@ def role_needed(method: str, path: str) -> Role | None:
 
 
 def route_path(request: Request) -> str:
-    """The template of the route that matched (``/api/v1/runs/{run_id}/pin``)."""
-    route = request.scope.get("route")
-    path = getattr(route, "path", None)
+    """The template of the route that matched, with every prefix it was included under
+    (``/ui/runs/{run_id}/pin``). FastAPI ≥ 0.16x includes routers lazily: ``scope["route"]``
+    is then the route as its own router declared it (``/runs/{run_id}/pin``), and the
+    included template is on the effective route context. An unknown template is never
+    in ``ROUTE_ROLES``: a write then needs admin (fail closed)."""
+    fastapi_scope = request.scope.get("fastapi")
+    context = (
+        fastapi_scope.get("effective_route_context") if isinstance(fastapi_scope, dict) else None
+    )
+    path = getattr(context, "path", None)
+    if not isinstance(path, str) or not path:
+        path = getattr(request.scope.get("route"), "path", None)
     return path if isinstance(path, str) else request.url.path
 
 
