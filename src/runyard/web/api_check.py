@@ -1,7 +1,8 @@
 """``/api/v1/check``: ``runyard check`` through the API (the CLI's ``--server`` uses it).
 
-A read: the same core as the command (``durability.check.check_yard``), which compares
-the registry with the runs and archive folders and changes nothing. The answer is the
+A read (role reader, as every GET): the same core as the command
+(``durability.check.check_yard``), which compares the registry with the runs and archive
+folders and changes nothing. The answer is the
 report whatever it found (``ok`` false with the mismatches listed); the CLI turns a
 report that is not ok into its exit 6, as locally.
 """
@@ -10,13 +11,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from runyard.durability.check import check_yard
 from runyard.web.api import READ_ERRORS, YardDep
+from runyard.web.auth import require_access
 
-router = APIRouter(prefix="/api/v1", tags=["check"], responses=READ_ERRORS)
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["check"],
+    responses=READ_ERRORS,
+    dependencies=[Depends(require_access)],  # a read: a reader's token when tokens are on
+)
 
 
 class CheckMismatch(BaseModel):
