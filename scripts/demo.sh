@@ -65,7 +65,57 @@ say "mkdir runs/192 (a legacy folder with no manifest), then import it"
 mkdir -p runs/192
 run runyard run import --all
 
+say "another machine: record two runs through runyard serve, over HTTP, with a recorder token"
+secret=$(runyard token create render-farm --role recorder --json | json_field secret)
+echo "runyard token create render-farm --role recorder  → a secret, shown once"
+port=$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+say runyard serve --port "$port" "&"
+runyard serve --port "$port" --no-worker >"$demo_dir/serve.log" 2>&1 &
+server_pid=$!
+trap 'kill "$server_pid" 2>/dev/null || true' EXIT
+python3 - "$port" <<'PY'
+import socket, sys, time
+deadline = time.monotonic() + 30
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=0.2).close()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit("runyard serve did not start; see serve.log")
+        time.sleep(0.1)
+PY
+elsewhere="$demo_dir/render-host"   # no yard here: only a URL and a token
+mkdir -p "$elsewhere/out/frames" && cd "$elsewhere"
+printf 'frame 1\n' > out/frames/0001.txt && ln -s frames/0001.txt out/latest
+(
+  export RUNYARD_SERVER="http://127.0.0.1:$port" RUNYARD_TOKEN="$secret"
+  unset RUNYARD_YARD
+  say "RUNYARD_SERVER=$RUNYARD_SERVER RUNYARD_TOKEN=ryt_… runyard run start --plan $plan --group CH02/001 --json"
+  run_id=$(runyard run start --plan "$plan" --group CH02/001 --json | json_field run_id)
+  echo "$run_id"
+  run runyard run upload "$run_id" out
+  run runyard run finish "$run_id" --status succeeded --summary '{"fill_rate": 0.96, "cost": 1302.0}'
+  say "python: runyard.connect(RUNYARD_SERVER) instead of open_yard(), the rest unchanged"
+  RUNYARD_DEMO_PLAN="$plan" python3 - <<'PY'
+import os
+import runyard
+
+with runyard.connect() as yard:  # RUNYARD_SERVER, RUNYARD_TOKEN
+    with yard.start_run(plan_version_id=os.environ["RUNYARD_DEMO_PLAN"], group="CH02/002") as run:
+        run.upload("out")
+        run.log_summary({"fill_rate": 0.98, "cost": 1250.0})
+        run.set_tags({"host": "render-07"})
+    print("recorded over HTTP", run.run_id, run.result.status.value)
+PY
+)
+cd "$yard"
+kill "$server_pid" 2>/dev/null || true
+wait "$server_pid" 2>/dev/null || true
+trap - EXIT
+
 run runyard run list
+run runyard run list --where "tag.host = 'render-07' or group like 'CH02/%'"
 run runyard run list --plan "$plan" --status succeeded --limit 2
 run runyard plan show "$plan"
 say "which runs were best? (the demo yard's plans, fill rate at least 0.95, cheapest first)"

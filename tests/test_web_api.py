@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,7 +142,36 @@ def test_openapi_describes_the_api(client):
 def test_serve_refuses_a_public_address_without_a_token(cli):
     result = cli("serve", "--host", "0.0.0.0")
     assert result.exit_code == 4
-    assert "RUNYARD_TOKEN" in result.stderr
+    assert "without a token" in result.stderr and "runyard token create" in result.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_serve_on_a_public_address_with_a_named_token_accepts_its_own_names(yard_path, cli):
+    """A named token (no RUNYARD_TOKEN) is enough to listen beyond loopback; requests
+    may then name this machine or an --allowed-host, and nothing else."""
+    assert cli("token", "create", "farm", "--role", "recorder").exit_code == 0
+    args = ("--host", "0.0.0.0", "--no-worker", "--allowed-host", "yard-host.example")
+    with running_server(yard_path, *args) as base:
+        for host, status in [
+            (socket.gethostname(), 200),
+            ("yard-host.example", 200),
+            ("127.0.0.1", 200),
+            ("evil.example", 400),
+        ]:
+            request = urllib.request.Request(f"{base}/healthz", headers={"Host": host})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as answer:
+                    got = answer.status
+            except urllib.error.HTTPError as exc:
+                got = exc.code
+            assert got == status, host
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_serve_refuses_an_allowed_host_that_is_not_a_host_name(cli):
+    result = cli("serve", "--allowed-host", "a b")
+    assert result.exit_code == 5
+    assert "not a host name" in result.stderr
 
 
 def _free_port() -> int:

@@ -135,7 +135,6 @@ class WebSection(_Strict):
     max_upload_bytes: Annotated[int, Field(gt=0, le=2**50)] = DEFAULT_MAX_UPLOAD_BYTES
 
 
-
 class KpiSection(_Strict):
     """``[kpis.NAME]``: how to read one KPI (a numeric value of run summaries, dotted for
     nested keys). ``better`` says which way is good; ``label`` and ``unit`` are for people."""
@@ -218,7 +217,8 @@ ENV_VARIABLES = {
     "RUNYARD_DB": "registry database: SQLAlchemy URL or SQLite file path",
     "RUNYARD_MAX_RUNS": "cap on active runs (retention.max_active_runs)",
     "RUNYARD_SKIP_SIMULATION": "skip the runner of planning jobs (tests, CI)",
-    "RUNYARD_TOKEN": "token that protects every write of the web server",
+    "RUNYARD_TOKEN": "bootstrap admin token of the web server; the token a client sends",
+    "RUNYARD_SERVER": "a runyard server's URL: the CLI and runyard.connect() work through it",
 }
 
 

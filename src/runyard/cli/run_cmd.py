@@ -94,6 +94,7 @@ def _show(run: dict[str, Any], title: str) -> None:
                 ("path", run.get("path")),
                 ("tags", short_json(run.get("tags"), 200)),
                 ("error", run.get("error")),
+                *([("created_by", run["created_by"])] if run.get("created_by") else []),
             ],
         )
     )

@@ -52,6 +52,21 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _allowed_hosts(host: str, extra: list[str]) -> list[str]:
+    """The Host names requests may carry: loopback, the address listened on (unless a
+    wildcard), and for a non-loopback address this machine's own names, plus ``extra``."""
+    hosts = [*_web.LOOPBACK_HOSTS]
+    if not _is_loopback(host):
+        if host.strip("[]") not in ("0.0.0.0", "::"):
+            hosts.append(host)
+        hosts += [socket.gethostname(), socket.getfqdn()]
+    for name in extra:
+        if not name or any(c.isspace() or c in "/,@" for c in name):
+            raise Invalid(f"--allowed-host {name!r} is not a host name")
+        hosts.append(name)
+    return list(dict.fromkeys(hosts))
+
+
 @handles_errors
 def serve(
     ctx: typer.Context,
@@ -61,11 +76,22 @@ def serve(
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="Do not run queued jobs in the background.")
     ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Another name clients use to reach this server (repeatable), e.g. "
+            "yard-host.example.com; '*' allows any.",
+            metavar="NAME",
+        ),
+    ] = None,
 ) -> None:
     """Serve the web UI and JSON API of this yard (and run queued jobs unless --no-worker).
 
-    Listens on 127.0.0.1 unless --host says otherwise; any other address needs
-    RUNYARD_TOKEN. Requests for another Host name are refused (DNS rebinding).
+    Listens on 127.0.0.1 unless --host says otherwise; any other address needs a token
+    (a named one from `runyard token create`, or RUNYARD_TOKEN). Requests for a Host name
+    that is not loopback, --host, this machine's name or an --allowed-host are refused
+    (DNS rebinding).
     """
     import uvicorn
     from uvicorn.supervisors import Multiprocess
@@ -76,19 +102,26 @@ def serve(
         raise Invalid(f"--port must be between 1 and 65535 (got {port})")
     if workers < 1:
         raise Invalid(f"--workers must be at least 1 (got {workers})")
+    from runyard.registry.tokens import any_live_token
+
     with yard_from(ctx) as yard:
         settings = yard.settings
-    if not _is_loopback(host) and not settings.token:
+        with yard.read() as conn:
+            tokens_on = bool(settings.token) or any_live_token(conn)
+    if not _is_loopback(host) and not tokens_on:
         raise Refused(
             f"refusing to listen on {host}, which is not a loopback address, without a token",
-            hint="set RUNYARD_TOKEN (every write will need it), or listen on 127.0.0.1",
+            hint="create one with `runyard token create NAME --role recorder` (every request "
+            "will need a token), or listen on 127.0.0.1",
         )
-    hosts = [*_web.LOOPBACK_HOSTS] + ([] if _is_loopback(host) else [host])
+    hosts = _allowed_hosts(host, allowed_host or [])
     sock = _listen(host, port)
     err_console().print(
         f"runyard serving {settings.yard_path} on http://{host}:{port} "
         f"(UI: /ui, API: /api/v1, docs: /docs){'' if no_worker else '; running queued jobs'}"
     )
+    if not _is_loopback(host):
+        err_console().print(f"accepting requests for: {', '.join(hosts)}")
     if workers == 1:
         app = create_app(settings, hosts, run_worker=not no_worker)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning")

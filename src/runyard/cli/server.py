@@ -49,9 +49,9 @@ def client_from(ctx: typer.Context) -> Client | None:
     if server is None:
         return None
     from runyard.cli.common import check_text_params
-    from runyard.remote.client import Client
+    from runyard.remote.client import CLI_ATTEMPTS, Client
 
     check_text_params(ctx)
-    client = Client(server)
+    client = Client(server, attempts=CLI_ATTEMPTS)
     ctx.call_on_close(client.close)
     return client

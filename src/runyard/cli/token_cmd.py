@@ -1,5 +1,5 @@
 """``runyard token``: named API tokens with roles (create, list, revoke), for ``runyard
-serve`` (docs/tokens.md). Local only: tokens live in the yard's own registry, and
+serve`` (docs/remote.md). Local only: tokens live in the yard's own registry, and
 ``--server`` is refused."""
 
 from __future__ import annotations

@@ -30,8 +30,11 @@ from runyard.errors import RunyardError
 
 API_PREFIX = "/api/v1"
 CHUNK = 1 << 16
-ATTEMPTS = 4
-BACKOFF_SECONDS = (0.2, 0.5, 1.0)
+# A pipeline outlives a server restart: about 12.7 s of retries in all. The CLI, which a
+# person may have pointed at a wrong URL, gives up sooner (CLI_ATTEMPTS: about 1.7 s).
+ATTEMPTS = 8
+CLI_ATTEMPTS = 4
+BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 3.0)
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 
 
@@ -171,13 +174,16 @@ class Client:
         if json is not None:
             body = _json_bytes(json)
             sent["Content-Type"] = "application/json"
-        if key is not None:
-            sent["Idempotency-Key"] = key
         retry = method == "GET" or key is not None
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         for attempt in range(self.attempts):
             last = attempt == self.attempts - 1 or not retry
             content = body() if callable(body) else body
+            # A PUT's key goes only with a retry: the first attempt is an ordinary upload
+            # (an existing file is a Conflict, as locally); a retry after an answer that
+            # never came accepts the identical file its first attempt may have written.
+            if key is not None and (method != "PUT" or attempt > 0):
+                sent["Idempotency-Key"] = key
             try:
                 response = self._http.request(
                     method,

@@ -16,7 +16,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import (
     get_redoc_html,
@@ -44,7 +44,7 @@ from runyard.web import (
     ui,
 )
 from runyard.web.api import router
-from runyard.web.auth import Guard
+from runyard.web.auth import Guard, require_access
 from runyard.web.errors import SafeJSONResponse, answer, answer_error
 from runyard.web.metrics import metrics_registry
 from runyard.web.middleware import (
@@ -122,7 +122,8 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics", include_in_schema=False)
+    # A reader's token when tokens are on (Prometheus: authorization.credentials).
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require_access)])
     def metrics(request: Request) -> Response:
         registry = request.app.state.metrics
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
