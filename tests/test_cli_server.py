@@ -144,16 +144,18 @@ def test_run_upload_sends_a_folder_as_it_is(cli, served, tmp_path):  # noqa: F81
     assert [u["dest"] for u in as_json(done)["uploaded"]] == ["out/results", "out/a.txt"]
     folder = served.yard / "runs" / run_id
     assert digests(folder / "out" / "results") == digests(src)
-    (src / "a.txt").write_text("changed\n")  # the same bytes again would be a retry: 201
+    same = cli("run", "upload", run_id, str(src / "a.txt"), "--dest", "out/a.txt")
+    assert same.returncode == 4  # exists, even with the same bytes: a conflict, as locally
+    (src / "a.txt").write_text("changed\n")
     again = cli("run", "upload", run_id, str(src / "a.txt"), "--dest", "out/a.txt")
-    assert again.returncode == 4  # exists: a conflict, as locally
+    assert again.returncode == 4
     local = cli("run", "upload", run_id, str(src / "a.txt"), "--dest", "out/a.txt", remote=False)
     assert local.returncode == 4
     replaced = cli("run", "upload", run_id, str(src / "a.txt"), "--dest", "out/a.txt", "--replace")
     assert replaced.returncode == 0, replaced.stderr
 
 
-def test_an_unreachable_server_is_exit_1_and_no_traceback(cli, tmp_path):
+def test_an_unreachable_server_is_exit_6_and_no_traceback(cli, tmp_path):
     import socket
 
     with socket.socket() as s:
@@ -166,5 +168,5 @@ def test_an_unreachable_server_is_exit_1_and_no_traceback(cli, tmp_path):
         timeout=60,
         check=False,
     )
-    assert done.returncode == 1
+    assert done.returncode == 6
     assert b"cannot reach" in done.stderr and b"Traceback" not in done.stderr

@@ -50,11 +50,16 @@ def test_every_exit_code_is_documented():
     from runyard import errors
 
     text = (DOCS / "exit-codes.md").read_text()
+    from runyard.registry.idempotency import KeyReused
+    from runyard.remote.client import ServerUnreachable
+    from runyard.uploads import TooLarge
+
     classes = [
         c
         for c in vars(errors).values()
         if isinstance(c, type) and issubclass(c, errors.RunyardError)
     ]
+    classes += [ServerUnreachable, TooLarge, KeyReused]  # raised only by the server or client
     for cls in classes:
         assert f"`{cls.code}`" in text, f"docs/exit-codes.md lacks the error code {cls.code}"
         assert str(cls.exit_code) in text

@@ -151,3 +151,32 @@ def test_concurrent_twins_make_one_run(yard_path, lineage, same_run_id):
     assert len({a.json()["run_id"] for a in answers}) == 1
     assert _count(yard_path, runs) == 1
     assert len(list((yard_path / "runs").iterdir())) == 1
+
+
+def test_keys_older_than_a_week_are_pruned(client, lineage, yard_path, monkeypatch):
+    from datetime import timedelta
+
+    from runyard.registry import idempotency
+    from runyard.registry.common import utcnow
+
+    with runyard.open_yard(yard_path) as yard, yard.write() as conn:
+        for key, age in (("old", timedelta(days=8)), ("recent", timedelta(days=6))):
+            conn.execute(
+                idempotency_keys.insert().values(
+                    principal="",
+                    key=key,
+                    route="POST /api/v1/scenarios",
+                    request_digest="0" * 64,
+                    status_code=201,
+                    response="{}",
+                    created_at=utcnow() - age,
+                )
+            )
+    monkeypatch.setattr(idempotency, "_next_prune_at", 0.0)
+    body = {"plan_version_id": lineage["plan_version_id"]}
+    assert client.post("/api/v1/runs", json=body, headers=_key("new")).status_code == 201
+    with runyard.open_yard(yard_path) as yard, yard.read() as conn:
+        keys = set(conn.execute(select(idempotency_keys.c.key)).scalars())
+    assert keys == {"recent", "new"}
+    # pruned once an hour at most: an old key written now stays until the next prune
+    assert idempotency._next_prune_at > 0

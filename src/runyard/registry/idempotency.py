@@ -12,16 +12,20 @@ leaves either both the create and its key or neither.
   the primary key with ``KeyTaken``, its transaction (and its create) is rolled back, and
   the adapter answers what the first stored.
 
-Keys are scoped by principal (the token's name, ``""`` without tokens).
+Keys are scoped by principal (the token's name, ``""`` without tokens). A key is kept
+for ``KEY_LIFETIME`` (a week: far beyond any client's retries); ``remember`` deletes older
+ones, at most once an hour per process, so the table stays small without a job.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import time
 from dataclasses import dataclass
+from datetime import timedelta
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.exc import IntegrityError
 
 from runyard.db.tables import idempotency_keys
@@ -30,6 +34,10 @@ from runyard.registry.common import utcnow
 
 KEY_RE = re.compile(r"[\x21-\x7e][\x20-\x7e]{0,198}[\x21-\x7e]|[\x21-\x7e]")
 """1-200 printable ASCII characters, no space at either end."""
+
+KEY_LIFETIME = timedelta(days=7)
+PRUNE_EVERY_SECONDS = 3600.0
+_next_prune_at = 0.0  # time.monotonic() after which this process prunes again
 
 
 class KeyReused(Invalid):
@@ -113,3 +121,17 @@ def remember(conn: Connection, request: IdempotentRequest, status_code: int, bod
             )
     except IntegrityError:
         raise KeyTaken(request.key) from None
+    _prune_if_due(conn)
+
+
+def _prune_if_due(conn: Connection) -> None:
+    """Delete keys older than ``KEY_LIFETIME`` (indexed on ``created_at``), at most once
+    per ``PRUNE_EVERY_SECONDS`` in this process."""
+    global _next_prune_at
+    now = time.monotonic()
+    if now < _next_prune_at:
+        return
+    _next_prune_at = now + PRUNE_EVERY_SECONDS
+    conn.execute(
+        delete(idempotency_keys).where(idempotency_keys.c.created_at < utcnow() - KEY_LIFETIME)
+    )

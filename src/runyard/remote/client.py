@@ -1,4 +1,4 @@
-"""The HTTP client of a runyard server (docs/remote-contract.md): JSON in, JSON out.
+"""The HTTP client of a runyard server (docs/remote.md): JSON in, JSON out.
 
 One ``httpx.Client`` (one keep-alive connection pool) per ``Client``, with timeouts.
 A request that may safely be sent again is retried on a connection-level failure and on
@@ -38,8 +38,9 @@ BACKOFF_SECONDS = (0.2, 0.5, 1.0, 2.0, 3.0)
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 
 
-class ServerUnreachable(RunyardError):
-    """The server could not be reached (or kept failing) after every retry."""
+class ServerUnreachable(errors.RegistryStateError):
+    """The server could not be reached (or kept failing) after every retry: through its
+    server, the registry cannot be opened, so it exits 6 as ``registry_state`` does."""
 
     code = "server_unreachable"
 

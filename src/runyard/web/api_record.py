@@ -6,7 +6,7 @@ caller's token name as ``created_by``.
 
 Every create takes an ``Idempotency-Key`` header (``registry.idempotency``): its answer
 is stored in the create's own transaction, and a retry gets that answer back (header
-``Idempotent-Replayed: true``) instead of creating twice. docs/remote-contract.md is the
+``Idempotent-Replayed: true``) instead of creating twice. docs/remote.md is the
 contract with the client.
 """
 

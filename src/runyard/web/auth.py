@@ -268,7 +268,7 @@ PUBLIC = None  # a route anyone may use, token or not
 # ``admin`` (fail closed: tests/test_roles.py checks that every write route is listed).
 READ, REC, OPS = Role.reader, Role.recorder, Role.operator
 ROUTE_ROLES: dict[tuple[str, str], Role | None] = {
-    # API: recording (docs/remote-contract.md)
+    # API: recording (docs/remote.md)
     ("POST", "/api/v1/scenarios"): REC,
     ("POST", "/api/v1/configs"): REC,
     ("POST", "/api/v1/runs"): REC,
