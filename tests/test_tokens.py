@@ -222,3 +222,25 @@ def test_acting_as_names_who_in_the_execution_log():
     with execlog.acting_as("ops via runyard serve"):
         assert execlog.who() == "ops via runyard serve"
     assert execlog.who() != "ops via runyard serve"
+
+
+def test_a_token_is_warm_only_when_memory_answers(yard):
+    """``is_warm`` (the server then checks on its event loop) only once the snapshot is
+    fresh, the secret was matched before and no last_used_at write is due; a cold check
+    (scrypt, a table read, a write) goes to a worker thread."""
+    secret = _create(yard, "ci")
+    now = [1000.0]
+    book = TokenBook(clock=lambda: now[0])
+    assert not book.is_fresh() and not book.is_warm(secret)  # no snapshot yet
+    book.snapshot(yard)
+    assert book.is_fresh()
+    assert not book.is_warm(secret)  # never matched: scrypt
+    book.verify(yard, secret)
+    assert book.is_warm(secret)
+    assert not book.is_warm(secret + "x")  # another secret of the same id: scrypt again
+    book._touched["ci"] = utcnow() - tokens.LAST_USED_EVERY  # last_used_at due: a write
+    assert not book.is_warm(secret)
+    book.verify(yard, secret)
+    assert book.is_warm(secret)
+    now[0] += tokens.REFRESH_SECONDS  # the snapshot is stale: a table read
+    assert not book.is_fresh() and not book.is_warm(secret)

@@ -96,8 +96,6 @@ def serve(
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from runyard.web.app import create_app
-
     if not 1 <= port <= 65535:
         raise Invalid(f"--port must be between 1 and 65535 (got {port})")
     if workers < 1:
@@ -123,6 +121,9 @@ def serve(
     if not _is_loopback(host):
         err_console().print(f"accepting requests for: {', '.join(hosts)}")
     if workers == 1:
+        from runyard.web.app import create_app  # not in the supervisor of several workers:
+        # each worker imports the app itself, and the supervisor stays small
+
         app = create_app(settings, hosts, run_worker=not no_worker)
         config = uvicorn.Config(app, host=host, port=port, log_level="warning")
         server = uvicorn.Server(config)

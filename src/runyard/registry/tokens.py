@@ -332,6 +332,26 @@ class TokenBook:
             self._snapshot = current
             return current
 
+    def is_fresh(self) -> bool:
+        """Whether ``snapshot`` would answer without reading the table."""
+        current = self._snapshot
+        return current is not None and self.clock() - current.loaded_at < self.refresh_seconds
+
+    def is_warm(self, presented: str) -> bool:
+        """Whether ``verify(presented)`` would answer from memory: a fresh snapshot, a
+        secret this process matched before (no scrypt), and no ``last_used_at`` due."""
+        current = self._snapshot
+        if current is None or not self.is_fresh():
+            return False
+        token_id = token_id_of(presented)
+        stored = current.by_id.get(token_id) if token_id else None
+        if stored is None:
+            return True  # an unknown id is refused from memory
+        if hashlib.sha256(presented.encode()).hexdigest() not in self._matched:
+            return False
+        last = self._touched.get(stored.name) or stored.last_used_at
+        return last is not None and utcnow() - last < LAST_USED_EVERY
+
     def forget(self) -> None:
         """Re-read the table at the next request (after a change made in this process)."""
         self._snapshot = None

@@ -89,7 +89,9 @@ Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
 After = Annotated[str | None, Query(description="the next_cursor of the previous page")]
 
 
-def current_yard(request: Request) -> Yard:
+async def current_yard(request: Request) -> Yard:
+    # async: it only reads app state, so FastAPI calls it on the event loop instead of
+    # handing it to a worker thread (a thread hop per request).
     yard: Yard = request.app.state.yard
     return yard
 

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from runyard.config import Settings
 from runyard.errors import Forbidden, Unauthorized
@@ -163,6 +164,19 @@ class Guard:
         except Unauthorized:
             return None  # revoked or expired since the login: logged out
         return Principal(stored.name, stored.role)
+
+    def decides_quickly(self, request: Request) -> bool:
+        """Whether ``require_access`` can decide this request from memory (no table read,
+        no scrypt, no ``last_used_at`` write), so on the event loop."""
+        if not self.book.is_fresh():
+            return False
+        header = request.headers.get("authorization")
+        if header is None:
+            return True  # a session cookie, or nothing: checked against the snapshot
+        presented = header.partition(" ")[2].strip()
+        if self.token is not None and hmac.compare_digest(presented.encode(), self.token.encode()):
+            return True
+        return self.book.is_warm(presented)
 
     def principal_of_secret(self, yard: Yard, presented: str) -> tuple[Principal, str]:
         """The principal a presented secret is, and its token's public id; Unauthorized
@@ -383,7 +397,7 @@ _bearer = HTTPBearer(
 )
 
 
-def require_access(
+async def require_access(
     request: Request,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)] = None,
 ) -> None:
@@ -391,8 +405,17 @@ def require_access(
     ``request.state.principal``), and whether their role may use this route
     (``ROUTE_ROLES``). 401 without a valid token, 403 for a role too low.
 
-    A sync dependency: FastAPI runs it in a worker thread, so a first scrypt check (tens
-    of milliseconds) never holds up the event loop."""
+    Decided on the event loop when memory suffices (nearly always: a known secret, a
+    token snapshot under a second old); otherwise in a worker thread, so a first scrypt
+    check (tens of milliseconds) or a re-read of the token table never holds up the
+    loop. The thread hop costs more than the check itself, hence the two paths."""
+    if guard_of(request).decides_quickly(request):
+        _check_access(request)
+    else:
+        await run_in_threadpool(_check_access, request)
+
+
+def _check_access(request: Request) -> None:
     guard = guard_of(request)
     yard: Yard = request.app.state.yard
     needed = role_needed(request.method, route_path(request))
