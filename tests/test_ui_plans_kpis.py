@@ -140,7 +140,9 @@ def test_plan_list_is_two_grouped_queries_whatever_the_page(yard_path, plans, cl
             with counting(yard_path) as seen:
                 assert client.get("/ui/plans").status_code == 200
                 assert client.get("/api/v1/plans").status_code == 200
-        return seen
+        # The token table is re-read at most once a second whatever the page (its
+        # snapshot may expire between two requests on a slow machine): not a per-plan query.
+        return [s for s in seen if "api_tokens" not in s]
 
     few = statements_for_page()
     for i in range(10):
