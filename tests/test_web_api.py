@@ -131,6 +131,14 @@ def test_a_foreign_host_is_refused(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     refused = client.get("/healthz", headers={"Host": "evil.example"})
     assert refused.status_code == 400
+    for name in ("evil.example:80", "10.0.0.5.evil.example", "[::1].evil", "localhost.evil"):
+        assert client.get("/healthz", headers={"Host": name}).status_code == 400, name
+
+
+@pytest.mark.parametrize("host", ["10.0.0.5", "10.0.0.5:8765", "[fe80::1]:8765", "[::1]", "::1"])
+def test_an_ip_address_as_host_is_never_rebinding(client, host):
+    """DNS rebinding needs a host name; a client that typed the server's address gets in."""
+    assert client.get("/healthz", headers={"Host": host}).status_code == 200
 
 
 def test_openapi_describes_the_api(client):

@@ -90,8 +90,8 @@ def serve(
 
     Listens on 127.0.0.1 unless --host says otherwise; any other address needs a token
     (a named one from `runyard token create`, or RUNYARD_TOKEN). Requests for a Host name
-    that is not loopback, --host, this machine's name or an --allowed-host are refused
-    (DNS rebinding).
+    that is not loopback, --host, this machine's name, an IP address or an
+    --allowed-host are refused (DNS rebinding).
     """
     import uvicorn
     from uvicorn.supervisors import Multiprocess

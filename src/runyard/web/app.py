@@ -28,7 +28,6 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from runyard import __version__
 from runyard.config import Settings
@@ -50,6 +49,7 @@ from runyard.web.metrics import metrics_registry
 from runyard.web.middleware import (
     BodyLimitMiddleware,
     ForeignOriginMiddleware,
+    HostCheckMiddleware,
     RefuseNulMiddleware,
 )
 from runyard.yard import open_yard
@@ -98,7 +98,7 @@ def create_app(
     # then the size and JSON limits of its body.
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(ForeignOriginMiddleware)
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+    app.add_middleware(HostCheckMiddleware, allowed_hosts=hosts)
     app.add_middleware(RefuseNulMiddleware)
 
     @app.exception_handler(RunyardError)

@@ -16,10 +16,13 @@ other request on untouched.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from email.message import Message
 
 from fastapi import Request
+from starlette.datastructures import Headers
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as ASGIMessage
 
@@ -41,6 +44,36 @@ _UPLOAD_PATH = re.compile(r"/api/v1/runs/[^/]+/files(/.*)?")
 # A form (the UI's) may carry a JSON text in a field, percent-encoded: up to three bytes
 # for each of its bytes, so a JSON text at the limit still fits, and nothing larger does.
 MAX_FORM_BYTES = 3 * MAX_JSON_BYTES + 64 * 1024
+
+
+_BRACKETED_HOST = re.compile(r"\[([0-9A-Fa-f:.]+)\](?::[0-9]{1,5})?")
+_PLAIN_HOST = re.compile(r"([0-9.]+)(?::[0-9]{1,5})?")
+
+
+def _is_ip_literal(host: str) -> bool:
+    """``10.0.0.5``, ``[::1]``, with or without a port (and a bare ``::1``)."""
+    found = _BRACKETED_HOST.fullmatch(host) or _PLAIN_HOST.fullmatch(host)
+    address = found.group(1) if found else host
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
+class HostCheckMiddleware(TrustedHostMiddleware):
+    """Starlette's Host check (against DNS rebinding), which also lets through a Host
+    that is an IP address: rebinding needs a host *name* that an attacker's DNS points
+    at this server, so an address typed by a user (``http://10.0.0.5:8765``) is safe,
+    and a pipeline on another machine needs no ``--allowed-host`` for it."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not self.allow_any:
+            host = Headers(scope=scope).get("host", "")
+            if host and _is_ip_literal(host):
+                await self.app(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 class RefuseNulMiddleware:
