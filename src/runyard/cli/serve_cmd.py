@@ -119,7 +119,7 @@ def serve(
         f"(UI: /ui, API: /api/v1, docs: /docs){'' if no_worker else '; running queued jobs'}"
     )
     if not _is_loopback(host):
-        err_console().print(f"accepting requests for: {', '.join(hosts)}")
+        err_console().print(f"accepting requests for: {', '.join(hosts)} and any IP address")
     if workers == 1:
         from runyard.web.app import create_app  # not in the supervisor of several workers:
         # each worker imports the app itself, and the supervisor stays small
