@@ -15,7 +15,7 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	$(BIN)/python -m pip install -q -e '.[test,dev,s3]'
 	touch $@ $(VENV)/.installed-run
 
 ## demo: install runyard and run the end-to-end demo on SQLite

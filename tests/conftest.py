@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 import runyard
 from runyard.cli.main import app
+from tests.helpers.seaweed import s3_bucket, s3_server  # noqa: F401
 
 PG_URL = os.environ.get("RUNYARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REQUIRE_PG = os.environ.get("RUNYARD_REQUIRE_PG") == "1"

@@ -52,6 +52,7 @@ def test_every_exit_code_is_documented():
     text = (DOCS / "exit-codes.md").read_text()
     from runyard.registry.idempotency import KeyReused
     from runyard.remote.client import ServerUnreachable
+    from runyard.store import errors as store_errors
     from runyard.uploads import TooLarge
 
     classes = [
@@ -60,6 +61,13 @@ def test_every_exit_code_is_documented():
         if isinstance(c, type) and issubclass(c, errors.RunyardError)
     ]
     classes += [ServerUnreachable, TooLarge, KeyReused]  # raised only by the server or client
+    classes += [
+        c
+        for c in vars(store_errors).values()
+        if isinstance(c, type)
+        and issubclass(c, store_errors.StoreError)
+        and c is not store_errors.StoreError  # a mixin with no code of its own
+    ]
     for cls in classes:
         assert f"`{cls.code}`" in text, f"docs/exit-codes.md lacks the error code {cls.code}"
         assert str(cls.exit_code) in text

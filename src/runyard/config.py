@@ -15,7 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -23,6 +23,9 @@ from runyard.canonical import MAX_JSON_BYTES
 from runyard.errors import ConfigFileError, Invalid, YardNotFound
 from runyard.fsutil import read_regular_file
 from runyard.limits import MAX_COUNT, MAX_KEEP_LAST_RUNS, MAX_KEEP_RECENT_MINUTES, MAX_SECONDS
+
+if TYPE_CHECKING:
+    from runyard.store.s3 import ObjectStore
 
 __all__ = ["MAX_COUNT", "MAX_KEEP_LAST_RUNS", "MAX_KEEP_RECENT_MINUTES", "MAX_SECONDS"]
 
@@ -135,6 +138,80 @@ class WebSection(_Strict):
     max_upload_bytes: Annotated[int, Field(gt=0, le=2**50)] = DEFAULT_MAX_UPLOAD_BYTES
 
 
+_REGION_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+class ArchiveSection(_Strict):
+    """``[archive]``: where archive batches go. Without ``store``, into ``archive_root``;
+    with it, into that bucket (docs/configuration.md). No credentials here: they come
+    from the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE)."""
+
+    store: str | None = None
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    @field_validator("store")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from runyard.store.url import parse_store_url
+
+        try:
+            return str(parse_store_url(value))  # normalised: no trailing slash
+        except Invalid as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+        except ValueError as exc:
+            raise ValueError(f"endpoint_url {value!r} is not a URL: {exc}") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"endpoint_url must be an http:// or https:// URL, not {value!r}")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "endpoint_url may not hold credentials: they come from AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY or AWS_PROFILE"
+            )
+        if parts.query or parts.fragment or parts.path not in ("", "/"):
+            raise ValueError(f"endpoint_url is a scheme, a host and a port only, not {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not _REGION_RE.fullmatch(value):
+            raise ValueError(f"region {value!r}: letters, digits, '-', '_' and '.', 1 to 64")
+        return value
+
+    @model_validator(mode="after")
+    def _store_given(self) -> ArchiveSection:
+        if self.store is None and (self.endpoint_url or self.region):
+            raise ValueError('endpoint_url and region need a store = "s3://BUCKET/PREFIX"')
+        return self
+
+
+def archive_section(
+    store: str | None, endpoint_url: str | None = None, region: str | None = None
+) -> ArchiveSection:
+    """An ``[archive]`` table from separate values (``runyard init --archive-store``);
+    Invalid, saying why, when one is wrong."""
+    try:
+        return ArchiveSection(store=store, endpoint_url=endpoint_url, region=region)
+    except ValidationError as exc:
+        raise Invalid(
+            "; ".join(err["msg"].removeprefix("Value error, ") for err in exc.errors())
+        ) from None
+
+
 class KpiSection(_Strict):
     """``[kpis.NAME]``: how to read one KPI (a numeric value of run summaries, dotted for
     nested keys). ``better`` says which way is good; ``label`` and ``unit`` are for people."""
@@ -164,6 +241,7 @@ class YardFile(_Strict):
     jobs: JobsSection = Field(default_factory=JobsSection)
     kpis: dict[str, KpiSection] = Field(default_factory=dict)
     web: WebSection = Field(default_factory=WebSection)
+    archive: ArchiveSection = Field(default_factory=ArchiveSection)
 
     @field_validator("kpis")
     @classmethod
@@ -305,6 +383,18 @@ class Settings:
     def scenario_data_dir(self) -> Path:
         """Scenario data as files, by digest, for runners to read."""
         return self.yard_path / "scenario_data"
+
+    def object_store(self, **options: Any) -> ObjectStore | None:
+        """The archive store of ``[archive] store`` (boto3 loaded now), or None when
+        batches stay in ``archive_root``. ``options`` go to ``ObjectStore``."""
+        archive = self.file.archive
+        if archive.store is None:
+            return None
+        from runyard.store import open_store
+
+        return open_store(
+            archive.store, endpoint_url=archive.endpoint_url, region=archive.region, **options
+        )
 
     def _resolve(self, value: str) -> Path:
         path = Path(value)

@@ -8,6 +8,7 @@ be created inside an existing workspace of that shape without moving anything.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 PRESETS = ("planning", "video")
 
@@ -87,12 +88,42 @@ json_path = "metadata.video_run_id"
 """
 
 
-def render_config(preset: str, yard_id: str, db_url: str | None = None) -> str:
-    """The text of a new ``runyard.toml`` for ``preset``."""
+_ARCHIVE_HEAD = """
+# Archive batches into an S3-compatible bucket instead of archive_root. Credentials come
+# from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or AWS_PROFILE, never from this file.
+"""
+
+_ARCHIVE_EXAMPLE = """# [archive]
+# store = "s3://my-bucket/runyard"
+# endpoint_url = "http://127.0.0.1:8333"   # S3-compatible stores; omit for AWS
+# region = "eu-west-1"
+"""
+
+
+def _archive_table(archive: Mapping[str, str | None] | None) -> str:
+    if not archive or not archive.get("store"):
+        return _ARCHIVE_HEAD + _ARCHIVE_EXAMPLE
+    lines = ["[archive]"]
+    for key in ("store", "endpoint_url", "region"):
+        value = archive.get(key)
+        if value is not None:
+            # JSON strings are TOML basic strings (the values are checked, printable).
+            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+    return _ARCHIVE_HEAD + "\n".join(lines) + "\n"
+
+
+def render_config(
+    preset: str,
+    yard_id: str,
+    db_url: str | None = None,
+    archive: Mapping[str, str | None] | None = None,
+) -> str:
+    """The text of a new ``runyard.toml`` for ``preset``; ``archive`` is its ``[archive]``
+    table (``store``, ``endpoint_url``, ``region``), a commented example without one."""
     body = {"planning": _PLANNING, "video": _VIDEO}[preset].format(yard_id=yard_id)
     db_line = (
         f"url = {json.dumps(db_url)}"
         if db_url
         else '# url = "postgresql+psycopg://user@host/dbname"'
     )
-    return body + _COMMON_TAIL.format(db_line=db_line)
+    return body + _COMMON_TAIL.format(db_line=db_line) + _archive_table(archive)

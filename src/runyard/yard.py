@@ -162,6 +162,8 @@ class InitResult:
     db_url_source: str
     created: list[str] = field(default_factory=list)
     existing: list[str] = field(default_factory=list)
+    # [archive] as written, with what its probe checked ("checked": ["write", ...]).
+    archive_store: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,6 +175,7 @@ class InitResult:
             "db_url_source": self.db_url_source,
             "created": self.created,
             "existing": self.existing,
+            "archive_store": self.archive_store,
         }
 
 
@@ -181,11 +184,16 @@ def init_yard(
     preset: str = "planning",
     db_url: str | None = None,
     environ: Mapping[str, str] | None = None,
+    archive_store: str | None = None,
+    endpoint_url: str | None = None,
+    region: str | None = None,
 ) -> InitResult:
     """Create a yard at ``path``: ``runyard.toml``, its roots, and the registry.
 
     Only what is missing is created; existing folders are never touched. Refused where
     a yard already is. On any failure everything this call created is removed again.
+    With ``archive_store`` (``s3://BUCKET/PREFIX``) the store is probed first (write,
+    read and delete an object): a store error is raised before anything is created.
     """
     if preset not in PRESETS:
         raise Invalid(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
@@ -201,6 +209,9 @@ def init_yard(
     if db_url is not None:
         normalize_db_url(db_url, yard_path)  # validate early, before anything is created
         make_engine(normalize_db_url(db_url, yard_path)).dispose()
+    archive: dict[str, Any] | None = None
+    if archive_store is not None or endpoint_url is not None or region is not None:
+        archive = _probe_archive_store(archive_store, endpoint_url, region)
 
     created: list[Path] = []
     existing: list[str] = []
@@ -209,7 +220,7 @@ def init_yard(
         if not yard_path.exists():
             yard_path.mkdir(parents=True)
             created.append(yard_path)
-        write_atomic(config_file, render_config(preset, yard_id, db_url).encode())
+        write_atomic(config_file, render_config(preset, yard_id, db_url, archive).encode())
         created.append(config_file)
         settings = load_settings(yard_path, environ)
         for folder in (settings.runs_root, settings.archive_root, settings.logs_dir):
@@ -243,7 +254,23 @@ def init_yard(
         db_url_source=settings.db_url_source,
         created=[_display(p, yard_path) for p in created if p != yard_path],
         existing=existing,
+        archive_store=archive,
     )
+
+
+def _probe_archive_store(
+    store: str | None, endpoint_url: str | None, region: str | None
+) -> dict[str, Any]:
+    """``[archive]`` checked (Invalid) and its store probed (a store error): the table
+    to write, with what the probe checked."""
+    from runyard.config import archive_section
+    from runyard.store import open_store
+
+    section = archive_section(store, endpoint_url, region)
+    assert section.store is not None  # archive_section refuses the others without it
+    with open_store(section.store, endpoint_url=section.endpoint_url, region=section.region) as s:
+        probe = s.probe()
+    return {**section.model_dump(), "checked": list(probe.checked)}
 
 
 def _display(path: Path, base: Path) -> str:

@@ -43,11 +43,42 @@ def init(
             metavar="URL",
         ),
     ] = None,
+    archive_store: Annotated[
+        str | None,
+        typer.Option(
+            "--archive-store",
+            help="Archive batches into this bucket (s3://BUCKET/PREFIX), written into "
+            "runyard.toml as [archive] store after a probe object was written, read and "
+            "deleted there. Credentials: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or "
+            "AWS_PROFILE.",
+            metavar="URL",
+        ),
+    ] = None,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint-url",
+            help="The S3-compatible endpoint of --archive-store (SeaweedFS, MinIO ...); "
+            "omit for AWS.",
+            metavar="URL",
+        ),
+    ] = None,
+    region: Annotated[
+        str | None,
+        typer.Option("--region", help="The region of --archive-store.", metavar="REGION"),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Create a yard: runyard.toml, the runs, archive and logs folders, and the registry."""
-    check_text_params(ctx)  # --db and --preset must be UTF-8 (PATH is checked by init_yard)
-    result = _yard.init_yard(path, preset=preset, db_url=db)
+    check_text_params(ctx)  # text options must be UTF-8 (PATH is checked by init_yard)
+    result = _yard.init_yard(
+        path,
+        preset=preset,
+        db_url=db,
+        archive_store=archive_store,
+        endpoint_url=endpoint_url,
+        region=region,
+    )
     if json_output:
         print_json(result.to_dict())
         return
@@ -64,6 +95,15 @@ def init(
             ],
         )
     )
+    if result.archive_store:
+        checked = result.archive_store["checked"]
+        out.print(
+            Text(
+                f"archive store {result.archive_store['store']}: "
+                f"{', '.join(checked[:-1])} and {checked[-1]} checked",
+                style="green",
+            )
+        )
     if result.db_url_source == "RUNYARD_DB":
         out.print(
             Text(
