@@ -13,7 +13,6 @@ import errno
 import hashlib
 import io
 import os
-import socket
 import stat
 import tarfile
 import tempfile
@@ -224,6 +223,38 @@ def test_modes_empty_folders_and_nanosecond_mtimes(tmp_path: Path) -> None:
     os.chmod(tmp_path / "back" / "ro", 0o755)
 
 
+def test_every_file_and_folder_is_fsynced_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    members = [
+        (_info("d", tarfile.DIRTYPE), None),
+        (_info("d/readable", mode=0o444), b"r"),
+        (_info("d/write-only", mode=0o200), b"w"),  # cannot be opened again: synced at once
+        (_info("d/none", mode=0o000), b"n"),
+        (_info("d/second", tarfile.LNKTYPE, "d/readable"), None),
+    ]
+    synced: set[int] = set()
+    real_fsync, real_rename = os.fsync, runtar.fsops.rename_noreplace
+
+    def recording(fd: int) -> None:
+        synced.add(os.fstat(fd).st_ino)
+        real_fsync(fd)
+
+    def checked_rename(src: Path, dst: Path) -> None:
+        inodes = {
+            os.lstat(os.path.join(d, n)).st_ino for d, ns, fs in os.walk(src) for n in ns + fs
+        }
+        assert inodes | {os.lstat(src).st_ino} <= synced
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recording)
+    monkeypatch.setattr(runtar.fsops, "rename_noreplace", checked_rename)
+    extract(hand_tar(members), tmp_path / "back")
+    back = tmp_path / "back" / "d"
+    assert stat.S_IMODE(os.lstat(back / "none").st_mode) == 0o000
+    assert stat.S_IMODE(os.lstat(back / "write-only").st_mode) == 0o200
+
+
 def test_mtime_records_are_exact() -> None:
     for ns in (0, 1, T0, -1, -1_500_000_000, 10**18 + 7):
         text = runtar._mtime_text(ns)
@@ -299,11 +330,8 @@ def test_fifos_and_sockets_are_refused_before_a_byte_is_sent(tmp_path: Path, kin
     run = tmp_path / "run"
     (run / "sub").mkdir(parents=True)
     (run / "a").write_bytes(b"a")
-    if kind == "fifo":
-        os.mkfifo(run / "sub" / "pipe")
-    else:
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.bind(str(run / "sub" / "pipe"))
+    # A socket file as a tool leaves one (binding one would limit the path's length).
+    os.mknod(run / "sub" / "pipe", 0o600 | (stat.S_IFIFO if kind == "fifo" else stat.S_IFSOCK))
     sent: list[bytes] = []
     with pytest.raises(Invalid, match=rf"sub/pipe is a {kind}; .*nothing was archived"):
         write_run_tar(run, sent.append)
