@@ -5,10 +5,12 @@ of a store that is down or says no, and ``runyard init --archive-store``."""
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import random
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from pathlib import Path
@@ -597,3 +599,78 @@ def test_init_refusal_in_text_mode_is_a_message_and_a_hint(s3_server, s3_bucket,
     assert result.stderr.startswith("error: bucket 'no-such-bucket-here' does not exist")
     assert "hint:" in result.stderr and "Traceback" not in result.stderr
     assert list(existing.iterdir()) == []  # the folder was there before; left as it was
+
+
+class _AlwaysUnavailable(http.server.BaseHTTPRequestHandler):
+    """An endpoint that answers every request 503 SlowDown, as an overloaded store does."""
+
+    requests = 0
+
+    def _answer(self) -> None:
+        type(self).requests += 1
+        body = b"<Error><Code>SlowDown</Code><Message>Please reduce your rate</Message></Error>"
+        self.send_response(503)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_store_that_keeps_failing_is_unreachable_after_its_retries(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _AlwaysUnavailable)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with open_store("s3://busy/p", endpoint_url=endpoint, max_attempts=3) as store:
+            with pytest.raises(StoreUnreachable) as caught:
+                store.put_bytes(store.key("x"), b"x")
+            assert "kept failing to write s3://busy/p/x through every retry" in (
+                caught.value.message
+            )
+            assert "SlowDown" in caught.value.message
+            assert _AlwaysUnavailable.requests == 3  # every attempt was made
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _client_error(code: str, status: int, message: str = "m"):
+    from botocore.exceptions import ClientError
+
+    return ClientError(
+        {
+            "Error": {"Code": code, "Message": message},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "PutObject",
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "kind", "says"),
+    [
+        ("PermanentRedirect", 301, StoreRefused, "in another region"),
+        ("NoSuchUpload", 404, StoreRefused, "no longer exists"),
+        ("InternalError", 500, StoreUnreachable, "through every retry"),
+        ("503", 503, StoreUnreachable, "through every retry"),
+        ("QuotaExceeded", 400, StoreRefused, "refused to write s3://b/k (QuotaExceeded: m)"),
+        ("ExpiredToken", 400, StoreRefused, "credentials were refused (ExpiredToken)"),
+        ("404", 404, StoreObjectMissing, "no object s3://b/k"),
+    ],
+)
+def test_every_store_answer_becomes_a_store_error(code, status, kind, says):
+    from runyard.store.failures import store_error
+
+    error = store_error(
+        _client_error(code, status), action="write", location="s3://b/k", bucket="b", endpoint="e"
+    )
+    assert type(error) is kind and says in error.message

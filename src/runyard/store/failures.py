@@ -38,8 +38,12 @@ CREDENTIAL_CODES = frozenset(
         "ExpiredToken",
         "TokenRefreshRequired",
         "InvalidSecurity",
-        "AuthorizationHeaderMalformed",
     }
+)
+# The bucket lives in another region than the one signed for (botocore follows most
+# such redirects itself; these are the ones it leaves).
+REGION_CODES = frozenset(
+    {"PermanentRedirect", "AuthorizationHeaderMalformed", "IllegalLocationConstraintException"}
 )
 DENIED_CODES = frozenset({"AccessDenied", "AllAccessDisabled", "Forbidden", "403"})
 MISSING_OBJECT_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
@@ -100,6 +104,12 @@ def _client_error(exc: ClientError, *, action: str, location: str, bucket: str) 
             f"the credentials were refused ({code}) when trying to {action} {location}",
             hint=CREDENTIALS_HINT,
         )
+    if code in REGION_CODES or status == 301:
+        return StoreRefused(
+            f"bucket {bucket!r} is in another region than the one requests were signed for "
+            f"({code}: {_message(exc)})",
+            hint="set [archive] region (or AWS_REGION) to the bucket's region",
+        )
     if code == "NoSuchBucket":
         return StoreRefused(
             f"bucket {bucket!r} does not exist",
@@ -115,17 +125,18 @@ def _client_error(exc: ClientError, *, action: str, location: str, bucket: str) 
             hint=f"the credentials in use may not {action} there{maybe_missing}; "
             + CREDENTIALS_HINT,
         )
+    # Before the 404s: its status is 404 too.
+    if code == "NoSuchUpload":
+        return StoreRefused(
+            f"the multipart upload of {location} no longer exists (it was aborted, perhaps "
+            "by `runyard recover` or a lifecycle rule)"
+        )
     if code in MISSING_OBJECT_CODES or status == 404:
         return StoreObjectMissing(f"no object {location} in the archive store")
     if code in TROUBLE_CODES or status >= 500:
         return StoreUnreachable(
             f"the archive store kept failing to {action} {location} through every retry "
             f"({code}: {_message(exc)})"
-        )
-    if code == "NoSuchUpload":
-        return StoreRefused(
-            f"the multipart upload of {location} no longer exists (it was aborted, perhaps "
-            "by `runyard recover` or a lifecycle rule)"
         )
     return StoreRefused(
         f"the archive store refused to {action} {location} ({code}: {_message(exc)})"

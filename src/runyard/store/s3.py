@@ -90,6 +90,9 @@ class ObjectStore:
         part_size: bytes per multipart part of ``put_stream`` (5 MiB to 5 GiB).
         connect_timeout, read_timeout: seconds, per attempt.
         max_attempts: tries of each request in all, retries included.
+
+    The client is thread-safe: threads may share one store (each with its own
+    ``StreamUpload``; an upload itself is for one thread).
     """
 
     def __init__(
@@ -111,7 +114,7 @@ class ObjectStore:
         self.part_size = part_size
         self.endpoint = endpoint_url or f"AWS S3 ({region or 'region from the AWS chain'})"
         config = Config(
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            retries={"total_max_attempts": max_attempts, "mode": "standard"},
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
             tcp_keepalive=True,
