@@ -674,6 +674,7 @@ def test_leftover_unpackings_are_found_by_their_prefix(tmp_path: Path) -> None:
     crashed = tmp_path / f"{runtar.temp_prefix(target)}0123abcd"
     crashed.mkdir()
     (tmp_path / f"{runtar.temp_prefix(tmp_path / 'r10')}ffff0000").mkdir()
+    (tmp_path / f"{runtar.temp_prefix(tmp_path / 'r1-x')}ffff0000").mkdir()  # "r1-" too
     assert leftover_unpackings(target) == [crashed]
     assert leftover_unpackings(tmp_path / "nowhere" / "r1") == []
     long = tmp_path / ("n" * 255)

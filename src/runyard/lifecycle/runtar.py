@@ -60,6 +60,7 @@ TEMP_PREFIX = ".restoring-"
 """Unpacking happens in ``<parent>/.restoring-<run>-<random>``; the dot keeps scans of
 the runs root away from it, and ``recover`` finds leftovers by this prefix."""
 
+_TEMP_RANDOM_BYTES = 4
 XATTR_RECORD = "SCHILY.xattr."
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE
@@ -122,7 +123,7 @@ class _Out:
     """The caller's sink behind a hash and a count; header-sized pieces are gathered into
     chunks, so that a run of small files is not thousands of sink calls."""
 
-    def __init__(self, sink: Callable[[bytes], None]) -> None:
+    def __init__(self, sink: Callable[[bytes], object]) -> None:
         self.sink = sink
         self.sha256 = hashlib.sha256()
         self.size = 0
@@ -148,7 +149,7 @@ class _Out:
         self.sink(data)
 
 
-def write_run_tar(run_dir: Path, sink: Callable[[bytes], None]) -> TarWritten:
+def write_run_tar(run_dir: Path, sink: Callable[[bytes], object]) -> TarWritten:
     """Send a PAX tar of the folder ``run_dir`` to ``sink``, piece by piece as it is read.
 
     Memory stays at about two chunks (1 MiB each) whatever the files' sizes; ``sink``
@@ -629,10 +630,16 @@ def leftover_unpackings(target: Path) -> list[Path]:
     prefix = temp_prefix(target)
     try:
         with os.scandir(target.parent) as listing:
-            found = [Path(e.path) for e in listing if e.name.startswith(prefix)]
+            found = [Path(e.path) for e in listing if _is_unpacking_of(e.name, prefix)]
     except FileNotFoundError:
         return []
     return sorted(found)
+
+
+def _is_unpacking_of(name: str, prefix: str) -> bool:
+    # Exactly the prefix and the random part: run "r1"'s prefix also begins "r1-x"'s.
+    suffix = name[len(prefix) :] if name.startswith(prefix) else ""
+    return len(suffix) == 2 * _TEMP_RANDOM_BYTES and all(c in "0123456789abcdef" for c in suffix)
 
 
 def extract_run_tar(
@@ -665,8 +672,11 @@ def extract_run_tar(
         raise Conflict(f"{shown(str(target))} already exists; runyard never overwrites")
     if not target.parent.is_dir():
         raise NotFound(f"{shown(str(target.parent))} does not exist; nothing was restored")
-    temp = target.parent / f"{temp_prefix(target)}{secrets.token_hex(4)}"
-    os.mkdir(temp, 0o700)
+    temp = target.parent / f"{temp_prefix(target)}{secrets.token_hex(_TEMP_RANDOM_BYTES)}"
+    try:
+        os.mkdir(temp, 0o700)
+    except OSError as exc:  # outside the clean-up below: that name may be someone else's
+        raise Refused(f"cannot unpack beside {shown(str(target))}: {exc.strerror}") from exc
     reader = _Source(source, expected_size)
     try:
         unpacking = _Unpacking(temp)
