@@ -60,7 +60,10 @@ def test_every_exit_code_is_documented():
         for c in vars(errors).values()
         if isinstance(c, type) and issubclass(c, errors.RunyardError)
     ]
+    from runyard.lifecycle.runtar import TarMismatch, UnsafeMember
+
     classes += [ServerUnreachable, TooLarge, KeyReused]  # raised only by the server or client
+    classes += [TarMismatch, UnsafeMember]
     classes += [
         c
         for c in vars(store_errors).values()
