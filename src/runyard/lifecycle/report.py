@@ -84,6 +84,13 @@ class ArchiveEntry(_Model):
     digest: str | None = None
     symlinks: list[SymlinkDoc] = Field(default_factory=list)
     error: str | None = None
+    # A batch in an object store (``ArchiveReport.store``): the run is one PAX tar object
+    # (``runtar``) at ``object_key`` in the store's bucket, of ``tar_bytes`` bytes and
+    # SHA-256 ``tar_sha256``, as read back from the store before the local folder went.
+    # ``dst`` is then the object's ``s3://`` location.
+    object_key: str | None = None
+    tar_bytes: int | None = None
+    tar_sha256: str | None = None
 
 
 class ArchiveSkip(_Model):
@@ -124,6 +131,11 @@ class ArchiveReport(_Model):
     skips: list[ArchiveSkip] = Field(default_factory=list)
     summary: ArchiveSummary = Field(default_factory=ArchiveSummary)
     problems: list[str] = Field(default_factory=list)
+    # Where the batch's runs live when not under the archive root: ``s3://BUCKET/PREFIX``
+    # (never credentials; the endpoint and region come from ``[archive]`` in runyard.toml).
+    # The report itself stays in ``<archive_root>/<batch>/`` and is copied into the
+    # bucket as ``PREFIX/<batch>/archive_report.json``.
+    store: str | None = None
 
 
 class RestoreEntry(_Model):

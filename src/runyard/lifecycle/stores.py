@@ -1,0 +1,44 @@
+"""Where a batch lives in an object store, and the store a report names.
+
+A batch archived to ``s3://BUCKET/PREFIX`` keeps, in the bucket:
+
+- ``PREFIX/<batch>/<run_id>.tar``: each run as one PAX tar (``runtar``);
+- ``PREFIX/<batch>/archive_report.json``: a copy of the report (and of each restore
+  report, ``restore_report_<stamp>.json``), so the bucket alone is enough to restore;
+- ``PREFIX/<batch>/execution_log.jsonl``: the execution log's lines of the batch.
+
+The report itself stays in ``<archive_root>/<batch>/`` as for a local batch, with
+``store`` set; the store's endpoint and region come from ``[archive]`` in runyard.toml,
+the credentials from the standard AWS variables or profile, never from a report.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from runyard.store import open_store, parse_store_url
+
+if TYPE_CHECKING:
+    from runyard.config import Settings
+    from runyard.store.s3 import ObjectStore
+
+EXECUTION_LOG_OBJECT = "execution_log.jsonl"
+
+
+def run_object_key(store: ObjectStore, batch_id: str, run_id: str) -> str:
+    """The key of a run's tar in its batch."""
+    return store.key(batch_id, f"{run_id}.tar")
+
+
+def batch_object_key(store: ObjectStore, batch_id: str, name: str) -> str:
+    """The key of a batch's file (a report, the log) beside its runs."""
+    return store.key(batch_id, name)
+
+
+def open_batch_store(settings: Settings, store_url: str) -> ObjectStore:
+    """The store a report (or ``archive --to``) names, with this yard's endpoint and
+    region (``[archive]``); boto3 is loaded now."""
+    section = settings.file.archive
+    return open_store(
+        parse_store_url(store_url), endpoint_url=section.endpoint_url, region=section.region
+    )
