@@ -1,8 +1,8 @@
 """``/ui/archives``: what was archived and how to bring it back.
 
-- ``/archives``: the batches of the archive root, and the archive form: preview (the
-  dry run, every candidate with its action and every skip reason), then archive for
-  real with the same fields.
+- ``/archives``: the batches (each in the archive root or an object store, issue 16),
+  and the archive form: preview (the dry run, every candidate with its action and every
+  skip reason), then archive for real with the same fields.
 - ``/archives/log``: the execution log (every executed archive, restore, recover,
   retention pass and purge).
 - ``/archives/{batch_id}``: one batch's report (entries, skips, symlinks), the restores
@@ -37,6 +37,12 @@ from runyard.lifecycle.guards import Scope
 from runyard.lifecycle.report import ArchiveReport, RestoreReport, relative_to_yard
 from runyard.registry import lifecycle as lifecycle_registry
 from runyard.web.auth import acting, require_ui_write
+from runyard.web.ui.archive_places import (
+    BatchPlace,
+    batch_place,
+    batch_places,
+    short_sha,
+)
 from runyard.web.ui.render import format_size, redirect, render
 from runyard.yard import Yard
 
@@ -268,7 +274,9 @@ def _index_page(
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    settings: Settings = _yard(request).settings
+    yard = _yard(request)
+    settings: Settings = yard.settings
+    batches = list_batches(settings)
     return render(
         request,
         "archives/index.html",
@@ -276,10 +284,12 @@ def _index_page(
         section="archives",
         json_href="/api/v1/archives",
         status_code=status_code,
-        batches=list_batches(settings),
+        batches=batches,
+        places=batch_places(yard, batches),
         form=form,
         defaults=settings.file,
         archive_root=relative_to_yard(settings, settings.archive_root),
+        archive_store=settings.file.archive.store,
         error=error,
         preview=preview,
         preview_path=preview_path,
@@ -338,10 +348,11 @@ def archive_run(request: Request, form: ArchiveFormDep) -> Response:
         )
     s = report.summary
     failed = f", {s.failed} FAILED (see the report)" if s.failed else ""
+    where = f" in {report.store}" if report.store else ""
     return redirect(
         f"/ui/archives/{report.batch_id}",
         f"Archived {_plural(s.moved, 'run')} ({format_size(s.bytes_moved)}) into batch "
-        f"{report.batch_id}{failed}{recovered}.",
+        f"{report.batch_id}{where}{failed}{recovered}.",
     )
 
 
@@ -381,8 +392,12 @@ def _is_batch_id(value: str) -> bool:
 # ---------------------------------------------------------------------------- one batch
 
 
-def _present(settings: Settings, detail: BatchDetail) -> list[str]:
-    """Run ids of the batch's moved entries whose folder is still in the batch."""
+def _present(settings: Settings, detail: BatchDetail, place: BatchPlace) -> list[str]:
+    """Run ids of the batch's moved entries still in it: whose folder is still in the
+    batch, or, for a batch in a store (its runs have no folder), that the registry has
+    archived there."""
+    if place.store is not None:
+        return place.in_store
     batch_id = detail.summary.batch_id
     out: list[str] = []
     for entry in detail.report.entries:
@@ -416,9 +431,10 @@ def _batch_page(
     error: str | None = None,
     status_code: int = 200,
 ) -> Response:
-    settings = _yard(request).settings
+    yard = _yard(request)
     report = detail.report
     batch_id = detail.summary.batch_id
+    place = batch_place(yard, report)
     shown_ids = [e.run_id for e in report.entries] + [s.run_id for s in report.skips]
     shown_ids += [e.run_id for r in detail.restores for e in r.entries]
     form = form or RestoreForm()
@@ -442,7 +458,10 @@ def _batch_page(
             for r in detail.restores
         ],
         linkable={r for r in shown_ids if not run_id_problem(r)},
-        present=_present(settings, detail),
+        present=_present(yard.settings, detail, place),
+        place=place,
+        batch_folder=relative_to_yard(yard.settings, yard.settings.archive_root / batch_id),
+        short_sha=short_sha,
         form=form,
         error=error,
         preview=preview,

@@ -37,6 +37,7 @@ from runyard.web import charts
 from runyard.web.auth import acting, require_ui_write
 from runyard.web.csv_preview import MAX_PREVIEWS, is_csv, preview_csv
 from runyard.web.files import artifact_entries, artifact_href, resolve_requested
+from runyard.web.ui.archive_places import stored_run
 from runyard.web.ui.render import redirect, render
 from runyard.yard import Yard
 
@@ -325,9 +326,14 @@ def run_detail(request: Request, run_id: str) -> Response:
     run = get_run(yard, validate_run_id(run_id))
     with yard.read() as conn:
         names = scenario_names(conn, [run.scenario_id] if run.scenario_id else [])
+    # A run archived to an object store has no folder: its files are in one tar object,
+    # shown by its location, size and checksum instead of being listed from disk.
+    stored = stored_run(yard, run)
     artifacts_problem = None
     try:
-        entries, truncated = artifact_entries(Path(run.path), ARTIFACT_LIMIT)
+        entries, truncated = (
+            ([], False) if stored else artifact_entries(Path(run.path), ARTIFACT_LIMIT)
+        )
     except Refused as exc:  # the folder was swapped for a symlink: shown, not followed
         entries, truncated, artifacts_problem = [], False, exc.message
     prefix = f"/ui/runs/{run.run_id}/artifacts"
@@ -344,7 +350,7 @@ def run_detail(request: Request, run_id: str) -> Response:
         {"preview": preview_csv(Path(run.path), e), "href": artifact_href(prefix, e)}
         for e in csv_entries[:MAX_PREVIEWS]
     ]
-    manifest, manifest_problem = _manifest(run)
+    manifest, manifest_problem = (None, None) if stored else _manifest(run)
     numbers, others = _kpis(run.summary)
     return render(
         request,
@@ -353,6 +359,8 @@ def run_detail(request: Request, run_id: str) -> Response:
         section="runs",
         json_href=f"/api/v1/runs/{run.run_id}",
         run=run,
+        stored=stored,
+        archive_store=yard.settings.file.archive.store,
         scenario_name=names.get(run.scenario_id or ""),
         duration=_duration(run),
         kpi_numbers=numbers,
