@@ -269,6 +269,26 @@ def test_metrics_read_the_registry_and_two_servers_agree(yard_path, cli, made, m
     assert _metric(text, 'runyard_lifecycle_runs_skipped{reason="pinned"}') == 1
 
 
+def test_metrics_count_the_bytes_sent_to_and_fetched_from_stores(client):
+    from runyard.store import counters
+
+    def scrape() -> tuple[float, float]:
+        text = client.get("/metrics").text
+        assert "runyard_store_bytes_sent_total counter" in text
+        assert "runyard_store_bytes_fetched_total counter" in text
+        return (
+            _metric(text, "runyard_store_bytes_sent_total"),
+            _metric(text, "runyard_store_bytes_fetched_total"),
+        )
+
+    # The counters are the process's own: other tests may have moved bytes already.
+    assert scrape() == (counters.bytes_sent.value, counters.bytes_fetched.value)
+    sent, fetched = scrape()
+    counters.bytes_sent.add(5 * 1024 * 1024)
+    counters.bytes_fetched.add(1234)
+    assert scrape() == (sent + 5 * 1024 * 1024, fetched + 1234)
+
+
 def test_cli_commands_do_not_import_the_web_stack() -> None:
     # `runyard --help`, `run list`… should not pay for FastAPI, Jinja2 and NumPy.
     code = (

@@ -2,6 +2,11 @@
 
 A custom collector rather than process-local counters: every server process, and every
 restart, reads the same registry, so two servers behind one address agree.
+
+The one exception is the object store's traffic (``runyard_store_bytes_*_total``): bytes
+sent and fetched are not in the registry, so they are this process's own counters
+(``runyard.store.counters``), read at scrape time. Like any Prometheus counter they
+start again at zero when the process does, and each server process reports its own.
 """
 
 from __future__ import annotations
@@ -9,11 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from runyard.durability.backup import last_good_backup
 from runyard.registry.metrics import read_figures
+from runyard.store import counters as store_counters
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -94,7 +100,26 @@ class RegistryCollector(Collector):
             )
 
 
+class StoreTrafficCollector(Collector):
+    """Bytes this process moved to and from object stores (archives, restores, checks,
+    in the server's own jobs and requests). Importing the counters loads no boto3."""
+
+    def collect(self) -> Iterator[Metric]:
+        # CounterMetricFamily adds the ``_total`` suffix to the sample's name.
+        yield CounterMetricFamily(
+            "runyard_store_bytes_sent",
+            "Bytes of objects uploaded to archive stores by this process",
+            value=store_counters.bytes_sent.value,
+        )
+        yield CounterMetricFamily(
+            "runyard_store_bytes_fetched",
+            "Bytes of objects downloaded from archive stores by this process",
+            value=store_counters.bytes_fetched.value,
+        )
+
+
 def metrics_registry(yard: Yard) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RegistryCollector(yard))
+    registry.register(StoreTrafficCollector())
     return registry
