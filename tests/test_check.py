@@ -65,7 +65,14 @@ def _failing(cli: Cli) -> dict[str, Any]:
     assert result.exit_code == 6, (result.stdout, result.stderr)
     doc = result.json
     assert doc["ok"] is False
-    assert set(doc) == {"ok", "counts", "mismatches", "runs_checked", "folders_seen"}
+    assert set(doc) == {
+        "ok",
+        "counts",
+        "mismatches",
+        "runs_checked",
+        "folders_seen",
+        "objects_seen",
+    }
     assert list(doc["counts"]) == list(KINDS)
     assert sum(doc["counts"].values()) == len(doc["mismatches"])
     assert "error: the registry and the disk disagree" in result.stderr
@@ -88,6 +95,7 @@ def test_clean_yard_with_archived_restored_and_legacy_runs(built):
         "mismatches": [],
         "runs_checked": 6,
         "folders_seen": 6,  # x1 x2 r1 legacy-1 in the runs root, a1 a2 in batch b1
+        "objects_seen": 0,  # no batch in an archive store
     }
     text = cli("check")
     assert text.exit_code == 0

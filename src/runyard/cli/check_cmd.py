@@ -7,7 +7,7 @@ stderr, so a script gets both.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text
@@ -29,16 +29,26 @@ def register(app: typer.Typer) -> None:
 
 
 @handles_errors
-def check(ctx: typer.Context, json_output: JsonOption = False) -> None:
+def check(
+    ctx: typer.Context,
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep", help="Read every run object in an archive store back and re-hash it."
+        ),
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
     """Compare the registry with the runs and archive folders; exit 6 on any mismatch."""
     client = client_from(ctx)
     if client is not None:
-        answer = client.get("check")
+        answer = client.get("check", **({"deep": "true"} if deep else {}))
         report = _check_durability.CheckReport(
             mismatches=[_mismatch(m) for m in answer["mismatches"]],
             counts=answer["counts"],
             runs_checked=answer["runs_checked"],
             folders_seen=answer["folders_seen"],
+            objects_seen=answer.get("objects_seen", 0),
         )
         document = answer
         for m in document["mismatches"]:
@@ -46,7 +56,7 @@ def check(ctx: typer.Context, json_output: JsonOption = False) -> None:
                 m.pop("path_b64", None)
     else:
         with yard_from(ctx) as yard:
-            report = _check_durability.check_yard(yard)
+            report = _check_durability.check_yard(yard, deep=deep)
         document = report.to_dict()
     if json_output:
         print_json(document)
@@ -71,10 +81,11 @@ def _summary(report: _check_durability.CheckReport) -> str:
 
 def _print(report: _check_durability.CheckReport) -> None:
     out = console()
+    seen = f"{report.runs_checked} runs, {report.folders_seen} folders"
+    if report.objects_seen:
+        seen += f", {report.objects_seen} objects in archive stores"
     if report.ok:
-        out.print(
-            f"Registry and disk agree: {report.runs_checked} runs, {report.folders_seen} folders."
-        )
+        out.print(f"Registry and disk agree: {seen}.")
         return
     out.print(
         table(
@@ -83,16 +94,15 @@ def _print(report: _check_durability.CheckReport) -> None:
             [(Text(m.kind, style="red"), m.run_id, m.path, m.detail) for m in report.mismatches],
         )
     )
-    out.print(
-        f"{len(report.mismatches)} mismatches ({_summary(report)}) in "
-        f"{report.runs_checked} runs, {report.folders_seen} folders."
-    )
+    out.print(f"{len(report.mismatches)} mismatches ({_summary(report)}) in {seen}.")
 
 
 def _failure(report: _check_durability.CheckReport) -> CheckFailed:
     hint = "each row says what disagrees; docs/cli.md (runyard check) says what to do"
     if report.counts["leftover"] or report.counts["incomplete_report"]:
         hint = "run `runyard recover` first, then check again; " + hint
+    if report.counts.get("store_unavailable"):
+        hint = "an archive store could not be read: its runs were not checked; " + hint
     return CheckFailed(
         f"the registry and the disk disagree: {len(report.mismatches)} mismatches "
         f"({_summary(report)})",

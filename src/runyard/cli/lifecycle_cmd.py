@@ -577,16 +577,27 @@ def _print_purge(report: purge_core.PurgeReport, dry_run: bool) -> None:
                     e.run_id,
                     e.batch_id,
                     "delete" if dry_run and e.status == "pending" else e.status,
-                    e.reason,
+                    # A run in an object store: the note names the object it deletes.
+                    e.reason or (e.path if e.store else None),
                     _size(e.bytes),
                 )
                 for e in report.entries
             ],
         )
     )
-    todo = sum(1 for e in report.entries if e.status in ("pending", "deleted"))
+    for files in report.batch_files:
+        state = "to delete" if dry_run and files.status == "pending" else files.status
+        note = f" ({files.reason})" if files.reason else ""
+        out.print(
+            f"batch {files.batch_id}, wholly purged: its {len(files.keys)} report and log "
+            f"copies in {files.store} {state}{note}, {_size(files.bytes)}"
+        )
+    todo = [e for e in report.entries if e.status in ("pending", "deleted")]
     verb = "to delete" if dry_run else "deleted"
-    out.print(f"{todo} {verb}, {report.skipped} kept, in {len(report.batches)} batches")
+    size = _size(sum(e.bytes for e in todo))
+    out.print(
+        f"{len(todo)} {verb} ({size}), {report.skipped} kept, in {len(report.batches)} batches"
+    )
 
 
 @handles_errors

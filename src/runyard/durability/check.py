@@ -7,10 +7,15 @@ registry expects it. Every disagreement becomes one ``Mismatch`` of a kind in
 ``KINDS``; nothing is repaired here (``recover``, ``run import`` and ``rebuild``
 do that), so the check can run at any time, also while a yard is in use, at the
 price of reporting a run that is being started, finished or moved that instant.
+
+An archived run whose batch lives in an object store (its report names ``store``)
+has no folder: its object is checked instead (``check_objects``, one listing per
+batch; ``deep`` re-hashes every object), and only then is boto3 loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -22,8 +27,14 @@ from sqlalchemy import Connection, select
 
 from runyard import fsnames
 from runyard.db.tables import runs
-from runyard.errors import ManifestError
-from runyard.lifecycle.report import ARCHIVE_REPORT_NAME, relative_to_yard
+from runyard.errors import Invalid, ManifestError
+from runyard.lifecycle.report import (
+    ARCHIVE_REPORT_NAME,
+    ArchiveEntry,
+    ArchiveReport,
+    load_report,
+    relative_to_yard,
+)
 from runyard.lifecycle.roots import symlinked_roots
 from runyard.manifest import MANIFEST_NAME, read_manifest
 from runyard.models import RunLocation
@@ -39,6 +50,10 @@ KINDS = (
     "swapped_for_symlink",
     "unknown_folder",
     "missing_archived",
+    "store_unavailable",
+    "missing_object",
+    "object_size",
+    "object_sha256",
     "in_both_places",
     "incomplete_report",
     "manifest_mismatch",
@@ -81,6 +96,7 @@ class CheckReport:
     counts: dict[str, int]  # every kind, zero included
     runs_checked: int
     folders_seen: int
+    objects_seen: int = 0  # run objects found in archive stores
 
     @property
     def ok(self) -> bool:
@@ -93,6 +109,7 @@ class CheckReport:
             "mismatches": [m.to_dict() for m in self.mismatches],
             "runs_checked": self.runs_checked,
             "folders_seen": self.folders_seen,
+            "objects_seen": self.objects_seen,
         }
 
 
@@ -236,8 +253,9 @@ def _manifest_problem(row: _Row, folder: Path, yard_id: str) -> str | None:
     return f"{MANIFEST_NAME} says " + "; ".join(differences)
 
 
-def check_yard(yard: Yard) -> CheckReport:
-    """Compare the registry with the runs root and the archive root; read-only."""
+def check_yard(yard: Yard, *, deep: bool = False) -> CheckReport:
+    """Compare the registry with the runs root, the archive root and the archive stores;
+    read-only. ``deep`` reads every run object back and re-hashes it."""
     with yard.read() as conn:
         rows = _registry_rows(conn)
     check = _Checker(yard.settings, rows, _scan_disk(yard.settings))
@@ -246,6 +264,7 @@ def check_yard(yard: Yard) -> CheckReport:
     check.stray_folders()
     check.leftovers_and_reports()
     check.manifests(to_read)
+    check.objects(deep)
     return check.report()
 
 
@@ -257,12 +276,35 @@ class _Checker:
         self.rows = rows
         self.disk = disk
         self.found: list[Mismatch] = []
+        self.store_reports: dict[str, ArchiveReport | None] = {}  # batch → its report if in a store
+        self.stored: dict[str, list[str]] = {}  # store batch → its archived runs
+        self.objects_seen = 0
 
     def rel(self, path: Path) -> str:
         return relative_to_yard(self.settings, path)
 
     def add(self, kind: str, run_id: str | None, path: Path, detail: str) -> None:
         self.found.append(Mismatch(kind, run_id, self.rel(path), detail))
+
+    def add_at(self, kind: str, run_id: str | None, location: str, detail: str) -> None:
+        """A mismatch at a place that is not a path (an s3:// location)."""
+        self.found.append(Mismatch(kind, run_id, location, detail))
+
+    def store_report(self, batch_id: str) -> ArchiveReport | None:
+        """The report of ``batch_id`` when it names a store, else None; read once, and
+        only for batches whose runs have no folder (a local batch's is never parsed)."""
+        if batch_id not in self.store_reports:
+            path = self.settings.archive_root / batch_id / ARCHIVE_REPORT_NAME
+            report = None
+            if batch_id in self.disk.batches and not path.is_symlink():
+                # A report that cannot be read leaves its runs missing_archived (and is
+                # an incomplete_report when it is not even JSON).
+                with contextlib.suppress(Invalid):
+                    report = load_report(path, ArchiveReport)
+            if report is not None and (report.store is None or report.batch_id != batch_id):
+                report = None
+            self.store_reports[batch_id] = report
+        return self.store_reports[batch_id]
 
     def home(self, row: _Row) -> tuple[str | None, Path] | None:
         """Where the registry says the run's folder is, if it says it has one: (the batch,
@@ -336,6 +378,10 @@ class _Checker:
             if folder is not None:
                 present.append((row, folder))
                 continue
+            in_store = row.location == RunLocation.archived and row.batch_id is not None
+            if in_store and self.store_report(row.batch_id or "") is not None:
+                self.stored.setdefault(row.batch_id or "", []).append(row.run_id)
+                continue  # no folder expected: its object is checked in objects()
             home = self.home(row)
             elsewhere = [self.rel(p) for _, p in self.places(row.run_id)]
             detail = f"{where}, but its folder is missing"
@@ -386,6 +432,23 @@ class _Checker:
             if problem is not None:
                 self.add("manifest_mismatch", row.run_id, folder / MANIFEST_NAME, problem)
 
+    def objects(self, deep: bool) -> None:
+        """Each archived run of a store batch has its object, of the recorded size (and,
+        ``deep``, SHA-256)."""
+        if not self.stored:
+            return
+        from runyard.durability.check_objects import StoredRun, check_store_batches
+
+        work = []
+        for batch_id, run_ids in sorted(self.stored.items()):
+            report = self.store_reports[batch_id]
+            assert report is not None
+            moved: dict[str, ArchiveEntry] = {
+                e.run_id: e for e in report.entries if e.status == "moved"
+            }
+            work.append((report, [StoredRun(r, moved.get(r)) for r in run_ids]))
+        self.objects_seen = check_store_batches(self.settings, work, self.add_at, deep=deep)
+
     def report(self) -> CheckReport:
         order = {kind: i for i, kind in enumerate(KINDS)}
         found = sorted(self.found, key=lambda m: (order[m.kind], m.path or "", m.run_id or ""))
@@ -393,5 +456,9 @@ class _Checker:
         for mismatch in found:
             counts[mismatch.kind] += 1
         return CheckReport(
-            found, counts, runs_checked=len(self.rows), folders_seen=self.disk.folders
+            found,
+            counts,
+            runs_checked=len(self.rows),
+            folders_seen=self.disk.folders,
+            objects_seen=self.objects_seen,
         )

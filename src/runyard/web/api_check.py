@@ -40,9 +40,11 @@ class CheckAnswer(BaseModel):
     mismatches: list[CheckMismatch]
     runs_checked: int
     folders_seen: int
+    objects_seen: int = Field(default=0, description="run objects found in archive stores")
 
 
 @router.get("/check", response_model=CheckAnswer)
-def check(yard: YardDep) -> Any:
-    """Every mismatch between the registry and the disk (read-only), as ``runyard check``."""
-    return check_yard(yard).to_dict()
+def check(yard: YardDep, deep: bool = False) -> Any:
+    """Every mismatch between the registry and the disk (read-only), as ``runyard check``;
+    ``deep`` re-hashes every run object in an archive store (``check --deep``)."""
+    return check_yard(yard, deep=deep).to_dict()
