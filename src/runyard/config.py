@@ -192,11 +192,8 @@ class ArchiveSection(_Strict):
             raise ValueError(f"region {value!r}: letters, digits, '-', '_' and '.', 1 to 64")
         return value
 
-    @model_validator(mode="after")
-    def _store_given(self) -> ArchiveSection:
-        if self.store is None and (self.endpoint_url or self.region):
-            raise ValueError('endpoint_url and region need a store = "s3://BUCKET/PREFIX"')
-        return self
+    # endpoint_url and region without a store are fine: ``archive --to s3://…`` uses them
+    # for one batch while the others stay in the archive root.
 
 
 def archive_section(

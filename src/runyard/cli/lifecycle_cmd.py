@@ -164,6 +164,15 @@ def archive(
         str | None,
         typer.Option("--reason", help="Why, kept in the report and log.", metavar="TEXT"),
     ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="This batch goes to an object store, s3://BUCKET/PREFIX (default: "
+            "[archive] store in runyard.toml, else the archive root).",
+            metavar="URL",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Archive run folders: every guard applied, dry run unless --run."""
@@ -193,11 +202,18 @@ def archive(
             "reason": reason,
             "run": run,
         }
+        if to is not None:
+            raise Invalid(
+                "--to is not taken with --server: the server archives to its own [archive] store",
+                hint="set [archive] store in the server's runyard.toml",
+            )
         answer = client.post("archives", {k: v for k, v in body.items() if v is not None})
         report = _report_lifecycle.ArchiveReport.model_validate(answer["report"])
         path: object = answer["report_path"]
         recovered = list(answer.get("recovered") or [])
     else:
+        from runyard.store.url import parse_store_url  # no boto3: only checks the URL
+
         scope = _guards_lifecycle.Scope(
             groups=group or (),
             run_ids=run_id or (),
@@ -212,6 +228,7 @@ def archive(
             keep_last_runs=keep_last_runs,
             reason=reason,
             command=["runyard", *sys.argv[1:]],
+            store=str(parse_store_url(to)) if to is not None else None,
         )
         with yard_from(ctx) as yard:
             if not run:

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 from runyard import fsnames
 from runyard.errors import Invalid, NotFound, RunyardError
 from runyard.ids import run_id_problem
-from runyard.lifecycle import fsops, guards, movers, references
+from runyard.lifecycle import fsops, guards, movers, references, storemoves, stores
 from runyard.lifecycle.crashpoints import crashpoint
-from runyard.lifecycle.execlog import log_execution
+from runyard.lifecycle.execlog import LOG_NAME, log_execution
 from runyard.lifecycle.journal import Journal
 from runyard.lifecycle.lock import yard_lock
 from runyard.lifecycle.report import (
@@ -43,9 +43,14 @@ from runyard.models import RunLocation
 from runyard.registry import lifecycle as registry
 from runyard.registry.run_import import import_runs
 from runyard.registry.runs import derive_group, require_runs_root
+from runyard.store import parse_store_url
+from runyard.store.errors import StoreUnreachable
 
 if TYPE_CHECKING:
+    from runyard.store.s3 import ObjectStore
     from runyard.yard import Yard
+
+JOURNAL_NAME = storemoves.JOURNAL_NAME
 
 
 @dataclass
@@ -59,6 +64,9 @@ class ArchiveOptions:
     command: list[str] = field(default_factory=list)
     # Retention: archive only the oldest N eligible runs (the rest stay, "within the cap").
     oldest: int | None = None
+    # ``archive --to s3://BUCKET/PREFIX``: this batch goes to that store; None takes
+    # ``[archive] store`` from runyard.toml (and without one, the archive root).
+    store: str | None = None
     kind: str = "archive"  # how the execution log names it
 
 
@@ -118,6 +126,7 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
         raise Invalid("--keep-recent-minutes and --keep-last-runs cannot be negative")
     _check_reason(options.reason)
     refs = references.scan_references(settings.yard_path, settings.file.references)
+    store_url = options.store or settings.file.archive.store
     with yard.read() as conn:
         active = registry.active_runs(conn)
         # Only names that can be run ids are looked up: a name that is not UTF-8 is
@@ -190,12 +199,18 @@ def plan_archive(yard: Yard, options: ArchiveOptions) -> ArchivePlan:
         created_at=now,
         updated_at=now,
         problems=[f"{p.path}: {p.message}" for p in refs.problems],
+        store=str(parse_store_url(store_url)) if store_url is not None else None,
     )
     report.skips.extend(invalid)
     scans: dict[str, fsops.TreeScan] = {}
     started = {f.run_id: f.started_at for f in selected}
     # Only a copy can lose what a rename keeps: asked once, not for every run.
-    across = bool(selected) and not fsops.same_filesystem(root, settings.archive_root)
+    # A tar in a store keeps everything a run holds (runtar), so only a local batch on
+    # another filesystem asks what a copy could lose.
+    to_store = store_url is not None
+    across = (
+        bool(selected) and not to_store and not fsops.same_filesystem(root, settings.archive_root)
+    )
     for fact in sorted(selected, key=lambda f: f.run_id):
         folder = root / fact.run_id
         shown_group = references.effective_group(fact.run_id, fact.group, refs)
@@ -365,9 +380,16 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
     from runyard.lifecycle.recover import recover_locked
 
     settings = yard.settings
+    store_url = options.store or settings.file.archive.store
     with yard_lock(settings.yard_path, "archive"):
         recovered = recover_locked(yard, options.command)
         plan = plan_archive(yard, options)
+        store = None
+        if store_url is not None and plan.report.entries:
+            # An unreachable endpoint, refused credentials, a missing bucket or one
+            # without write permission is found here, before the first run moves.
+            store = stores.open_batch_store(settings, store_url)
+            store.probe()
         report = plan.report
         moving_ids = {e.run_id for e in report.entries}
         to_register = [r for r in plan.unregistered if r in moving_ids]
@@ -384,16 +406,32 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         report.batch_id = batch_id
         report.status = "in_progress"
         for entry in report.entries:
-            entry.dst = relative_to_yard(settings, settings.run_dir(entry.run_id, batch_id))
+            if store is not None:
+                entry.object_key = stores.run_object_key(store, batch_id, entry.run_id)
+                entry.dst = store.location(entry.object_key)
+            else:
+                entry.dst = relative_to_yard(settings, settings.run_dir(entry.run_id, batch_id))
+        if store is not None:
+            report.store = store.location()
         report_path = batch_dir / ARCHIVE_REPORT_NAME
         # Every tree is hashed before the first move, so the report holds the digest of
         # each run from the start: recovery can verify any copy it finds.
-        threads = movers.move_threads(settings.runs_root, settings.archive_root)
+        threads = (
+            movers.THREADS
+            if store is not None
+            else movers.move_threads(settings.runs_root, settings.archive_root)
+        )
         scans = plan.scans
         # Each entry's metadata digest is in the report before the first move; its
         # sha256 digest replaces it as it moves (a tree is hashed once, as it moves).
         try:
             write_report(report_path, report)  # before the first move
+            if store is not None:  # the bucket alone is enough to restore
+                storemoves.copy_to_store(
+                    store,
+                    stores.batch_object_key(store, batch_id, ARCHIVE_REPORT_NAME),
+                    report_path,
+                )
         except BaseException:
             # Nothing moved: a batch that never started leaves no folder behind.
             _remove_unstarted_batch(batch_dir)
@@ -403,10 +441,19 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         pending = [e for e in report.entries if e.status == "pending"]
 
         with movers.source_remover(threads) as remove:
+            if store is not None:
+                to_store = _StoreBatch(store, storemoves.StoreJournal(batch_dir / JOURNAL_NAME))
 
-            def archive_one(entry: ArchiveEntry) -> None:
-                src, dst = settings.run_dir(entry.run_id), settings.run_dir(entry.run_id, batch_id)
-                _archive_one(journal, entry, src, dst, scans[entry.run_id], remove)
+                def archive_one(entry: ArchiveEntry) -> None:
+                    src = settings.run_dir(entry.run_id)
+                    to_store.archive(journal, entry, src, scans[entry.run_id], remove)
+
+            else:
+
+                def archive_one(entry: ArchiveEntry) -> None:
+                    src = settings.run_dir(entry.run_id)
+                    dst = settings.run_dir(entry.run_id, batch_id)
+                    _archive_one(journal, entry, src, dst, scans[entry.run_id], remove)
 
             for _ in movers.ordered_map(archive_one, pending, threads):
                 pass
@@ -437,7 +484,75 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
             report_path=relative_to_yard(settings, report_path),
             skip_reasons=Counter(r.code for skip in report.skips for r in skip.reasons),
         )
+        if store is not None:
+            _copy_batch_files(yard, store, report, report_path)
         return ArchiveResult(report=report, report_path=report_path, recovered=recovered)
+
+
+def _copy_batch_files(yard: Yard, store: ObjectStore, report: ArchiveReport, path: Path) -> None:
+    """The finished report and the execution log, beside the batch's runs in the bucket.
+    The runs are safe whatever happens here: a copy that fails is a problem the report
+    names (``archive`` and ``recover`` copy the report again next time)."""
+    assert report.batch_id is not None
+    log = yard.settings.logs_dir / LOG_NAME
+    try:
+        key = stores.batch_object_key(store, report.batch_id, ARCHIVE_REPORT_NAME)
+        storemoves.copy_to_store(store, key, path)
+        if log.is_file():
+            key = stores.batch_object_key(store, report.batch_id, stores.EXECUTION_LOG_OBJECT)
+            storemoves.copy_to_store(store, key, log)
+    except RunyardError as exc:
+        report.problems.append(f"the report could not be copied into the store: {exc.message}")
+        write_report(path, report)
+
+
+class _StoreBatch:
+    """The runs of one batch going to a store: once the store stops answering, the runs
+    not yet tried fail at once (each would wait out its retries), stay where they are,
+    and a later ``archive`` takes them."""
+
+    def __init__(self, store: ObjectStore, journal: storemoves.StoreJournal) -> None:
+        self.store, self.journal = store, journal
+        self.down: str | None = None
+
+    def archive(
+        self,
+        journal: Journal,
+        entry: ArchiveEntry,
+        src: Path,
+        scan: fsops.TreeScan,
+        remove: fsops.Remover | None,
+    ) -> None:
+        assert entry.object_key is not None
+        if self.down is not None:
+            with journal.lock:
+                entry.status, entry.error = "failed", f"not tried: {self.down}"
+            return
+        try:
+            crashpoint("archive:entry-moving")
+            links = fsops.symlink_resolution(src, scan.symlinks)
+            verified = storemoves.archive_run(
+                self.store, entry.run_id, src, entry.object_key, scan, self.journal, remove
+            )
+            crashpoint("archive:entry-moved")
+        except StoreUnreachable as exc:
+            self.down = f"the store stopped answering ({exc.message})"
+            with journal.lock:
+                entry.status, entry.error = "failed", exc.message
+            return
+        except RunyardError as exc:
+            with journal.lock:
+                entry.status, entry.error = "failed", exc.message
+            return
+        with journal.lock:
+            entry.method = "store"
+            entry.digest = verified.digest
+            entry.tar_bytes, entry.tar_sha256 = verified.size, verified.sha256
+            entry.symlinks = [
+                SymlinkDoc.of(s["path"], s["target"], s["resolves_after_move"]) for s in links
+            ]
+            entry.status = "moved"
+            journal.moved(entry.run_id)
 
 
 def _remove_unstarted_batch(batch_dir: Path) -> None:

@@ -522,6 +522,12 @@ def _delete_source(src: Path, remove: Remover | None = None) -> None:
     (remove or _remove_one)(tomb)
 
 
+def delete_source(src: Path, remove: Remover | None = None) -> None:
+    """Take ``src`` out of its name in one rename (to its tombstone), then delete it
+    (here, or by ``remove``): the last step of a move once the other copy is safe."""
+    _delete_source(src, remove)
+
+
 def _remove_one(tomb: Path) -> None:
     remove_tombstones([tomb])
 

@@ -10,6 +10,7 @@ and the report are brought in line. ``archive`` and ``restore`` run this first.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runyard.errors import Refused, RunyardError
-from runyard.lifecycle import fsops
+from runyard.lifecycle import fsops, storemoves, stores
 from runyard.lifecycle.execlog import log_execution
 from runyard.lifecycle.lock import yard_lock
 from runyard.lifecycle.report import (
@@ -25,6 +26,7 @@ from runyard.lifecycle.report import (
     ArchiveReport,
     RestoreReport,
     SymlinkDoc,
+    checked_path,
     entry_paths,
     load_report,
     relative_to_yard,
@@ -149,6 +151,10 @@ def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
         raise Refused(f"{path} is not an interrupted archive of this yard")
     changes: list[tuple[str, RunLocation, str | None]] = []
     resolved: dict[Path, Path] = {}
+    if report.store is not None:
+        _settle_store_archive(yard, path, report, result, changes)
+        _finish_archive_report(yard, path, report, result, changes)
+        return
     for entry in report.entries:
         if entry.status not in ("pending", "moving", "moved"):
             continue
@@ -182,6 +188,68 @@ def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
         # in it) was only checked again: it is not news, and not counted twice.
         if was != "moved" or outcome == "settled_both":
             result.settled.append(f"{report.batch_id}/{entry.run_id}: {outcome}")
+    _finish_archive_report(yard, path, report, result, changes)
+
+
+def _settle_store_archive(
+    yard: Yard,
+    path: Path,
+    report: ArchiveReport,
+    result: RecoverResult,
+    changes: list[tuple[str, RunLocation, str | None]],
+) -> None:
+    """``_settle_archive`` for a batch going to an object store: incomplete uploads are
+    aborted, each run settled from its folder, its tombstone, the batch's journal of
+    verified objects and the object itself (``storemoves.settle_archive``)."""
+    settings = yard.settings
+    assert report.batch_id is not None and report.store is not None
+    store = stores.open_batch_store(settings, report.store)
+    store.abort_incomplete_uploads(store.key(report.batch_id) + "/")
+    verified = storemoves.StoreJournal.read(path.parent / storemoves.JOURNAL_NAME)
+    runs_root = settings.runs_root
+    for entry in report.entries:
+        if entry.status not in ("pending", "moving", "moved"):
+            continue
+        active = checked_path(settings, entry.src, runs_root / entry.run_id, runs_root, "src")
+        key = stores.checked_object_key(
+            store, report.batch_id, entry.run_id, entry.object_key, entry.dst
+        )
+        record = verified.get(entry.run_id)
+        if record is None and entry.status == "moved" and entry.tar_sha256 is not None:
+            record = storemoves.VerifiedObject(
+                entry.run_id, key, entry.tar_bytes or 0, entry.tar_sha256, entry.digest or ""
+            )
+        was = entry.status
+        tomb = fsops.tombstone_path(active)
+        if was == "moved" and not os.path.lexists(active) and not os.path.lexists(tomb):
+            continue  # settled before: checked by `runyard check`, not re-read here
+        try:
+            outcome = storemoves.settle_archive(store, active, key, record)
+        except RunyardError as exc:
+            entry.error = exc.message  # status kept: the alarm is raised again next time
+            result.alarms.append(f"{report.batch_id}/{entry.run_id}: {exc.message}")
+            continue
+        entry.error = None
+        if outcome == "moved":
+            assert record is not None
+            entry.status, entry.method = "moved", "store"
+            entry.digest = record.digest or entry.digest
+            entry.tar_bytes, entry.tar_sha256 = record.size, record.sha256
+            changes.append((entry.run_id, RunLocation.archived, report.batch_id))
+        else:
+            entry.status = "not_moved"
+            changes.append((entry.run_id, RunLocation.active, None))
+        if was != "moved":
+            result.settled.append(f"{report.batch_id}/{entry.run_id}: {outcome}")
+
+
+def _finish_archive_report(
+    yard: Yard,
+    path: Path,
+    report: ArchiveReport,
+    result: RecoverResult,
+    changes: list[tuple[str, RunLocation, str | None]],
+) -> None:
     with yard.write() as conn:
         registry.set_locations(conn, changes)
     moved = [e for e in report.entries if e.status == "moved"]
@@ -192,6 +260,18 @@ def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
     report.status = "in_progress" if alarmed else "recovered"  # an alarm is raised again
     report.finished_at = report.updated_at = datetime.now(UTC)
     write_report(path, report)
+    if report.store is not None and report.batch_id is not None:
+        _copy_quietly(yard, report.store, report.batch_id, path)
+
+
+def _copy_quietly(yard: Yard, store_url: str, batch_id: str, path: Path) -> None:
+    """A settled report, copied beside its runs in the bucket (best effort: the local
+    report is the record)."""
+    try:
+        store = stores.open_batch_store(yard.settings, store_url)
+        storemoves.copy_to_store(store, stores.batch_object_key(store, batch_id, path.name), path)
+    except RunyardError:
+        pass
 
 
 def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
@@ -204,18 +284,31 @@ def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
     originals = {e.run_id: e for e in archive.entries}
     changes: list[tuple[str, RunLocation, str | None]] = []
     resolved: dict[Path, Path] = {}
+    store = stores.open_batch_store(settings, archive.store) if archive.store is not None else None
     for entry in report.entries:
         if entry.status not in ("pending", "moving"):
             continue
         original = originals.get(entry.run_id)
         if original is None:
             raise Refused(f"{entry.run_id} is not in the batch's archive report")
-        active, archived = entry_paths(
-            settings, report.batch_id, entry.run_id, original.src, original.dst, resolved
-        )
         try:
-            # A restore moves archived → active.
-            outcome = fsops.finish_interrupted_move(archived, active, digests.get(entry.run_id))
+            if store is not None:  # archived is an object: unpacked into active, or not
+                runs_root = settings.runs_root
+                active = checked_path(
+                    settings, original.src, runs_root / entry.run_id, runs_root, "src"
+                )
+                key = stores.checked_object_key(
+                    store, report.batch_id, entry.run_id, original.object_key, original.dst
+                )
+                outcome: str = storemoves.settle_restore(
+                    store, key, active, digests.get(entry.run_id)
+                )
+            else:
+                active, archived = entry_paths(
+                    settings, report.batch_id, entry.run_id, original.src, original.dst, resolved
+                )
+                # A restore moves archived → active.
+                outcome = fsops.finish_interrupted_move(archived, active, digests.get(entry.run_id))
         except RunyardError as exc:
             entry.error = exc.message  # status kept: the alarm is raised again next time
             result.alarms.append(f"{report.batch_id}/{entry.run_id}: {exc.message}")
@@ -237,3 +330,5 @@ def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
     report.status = "in_progress" if alarmed else "recovered"
     report.finished_at = report.updated_at = datetime.now(UTC)
     write_report(path, report)
+    if archive.store is not None:
+        _copy_quietly(yard, archive.store, report.batch_id, path)

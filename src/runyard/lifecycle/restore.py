@@ -10,21 +10,24 @@ first move and kept current, so ``recover`` can finish an interrupted restore.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runyard.errors import Invalid, Refused, RunyardError
-from runyard.lifecycle import fsops, movers
+from runyard.lifecycle import fsops, movers, storemoves, stores
 from runyard.lifecycle.crashpoints import crashpoint
 from runyard.lifecycle.execlog import log_execution
 from runyard.lifecycle.journal import Journal
 from runyard.lifecycle.lock import yard_lock
 from runyard.lifecycle.report import (
     ARCHIVE_REPORT_NAME,
+    ArchiveEntry,
+    ArchiveReport,
     RestoreEntry,
     RestoreReport,
+    checked_path,
     entry_paths,
     read_archive_report,
     relative_to_yard,
@@ -35,6 +38,7 @@ from runyard.models import RunLocation
 from runyard.registry import lifecycle as registry
 
 if TYPE_CHECKING:
+    from runyard.store.s3 import ObjectStore
     from runyard.yard import Yard
 
 
@@ -43,6 +47,9 @@ class RestorePlan:
     report: RestoreReport
     archive_report_path: Path
     digests: dict[str, str | None]
+    # A batch in an object store: its location, and each run's (key, tar size, SHA-256).
+    store: str | None = None
+    objects: dict[str, tuple[str, int, str]] = field(default_factory=dict)
 
 
 def _now() -> datetime:
@@ -94,6 +101,8 @@ def plan_restore(yard: Yard, report_path: Path, only: Sequence[str] = ()) -> Res
     resolved: dict[Path, Path] = {}
     with yard.read() as conn:
         where = registry.locations(conn, list(dict.fromkeys(chosen)))
+    if archive.store is not None:
+        return _plan_store_restore(yard, path, archive, report, chosen, by_id, where)
     # Check every entry before anything moves: one tampered path refuses the whole restore.
     for run_id in dict.fromkeys(chosen):
         original = by_id[run_id]
@@ -142,6 +151,68 @@ def plan_restore(yard: Yard, report_path: Path, only: Sequence[str] = ()) -> Res
     return RestorePlan(report=report, archive_report_path=path, digests=digests)
 
 
+def _plan_store_restore(
+    yard: Yard,
+    path: Path,
+    archive: ArchiveReport,
+    report: RestoreReport,
+    chosen: Sequence[str],
+    by_id: dict[str, ArchiveEntry],
+    where: dict[str, tuple[str, str | None]],
+) -> RestorePlan:
+    """``plan_restore`` for a batch in an object store: each run's object is looked up
+    with one listing of the batch (not a request per run)."""
+    settings = yard.settings
+    assert archive.batch_id is not None and archive.store is not None
+    store = stores.open_batch_store(settings, archive.store)
+    present = {o.key: o.size for o in store.list_objects(store.key(archive.batch_id) + "/")}
+    plan = RestorePlan(report=report, archive_report_path=path, digests={}, store=archive.store)
+    runs_root = settings.runs_root
+    for run_id in dict.fromkeys(chosen):
+        original = by_id[run_id]
+        active = checked_path(settings, original.src, runs_root / run_id, runs_root, "src")
+        entry = RestoreEntry(
+            run_id=run_id,
+            src=original.dst,
+            dst=relative_to_yard(settings, active),
+            bytes=original.bytes,
+        )
+        location = where.get(run_id, (None, None))[0]
+        if original.status != "moved":
+            entry.status, entry.error = "not_archived", f"its archive entry is {original.status}"
+        else:
+            key = stores.checked_object_key(
+                store, archive.batch_id, run_id, original.object_key, original.dst
+            )
+            if key not in present:
+                already = active.is_dir() and not active.is_symlink()
+                entry.status = "not_archived"
+                if already:
+                    entry.error = "already restored"
+                elif location == RunLocation.purged:
+                    entry.error = "purged: deleted from the store by `runyard purge`"
+                else:
+                    entry.status = "failed"
+                    entry.error = f"missing: no object {original.dst} in the store; not restored"
+            elif original.tar_bytes is None or original.tar_sha256 is None:
+                entry.status, entry.error = "failed", "the report records no tar size or SHA-256"
+            elif present[key] != original.tar_bytes:
+                entry.status = "failed"
+                entry.error = (
+                    f"{original.dst} holds {present[key]} bytes, not the {original.tar_bytes} "
+                    "archived; not restored"
+                )
+            elif active.exists() or active.is_symlink():
+                entry.status, entry.error = "conflict", f"{active} exists; it is never overwritten"
+            else:
+                plan.objects[run_id] = (key, original.tar_bytes, original.tar_sha256)
+        plan.digests[run_id] = original.digest
+        report.entries.append(entry)
+    report.conflicts = sum(1 for e in report.entries if e.status == "conflict")
+    report.failed = sum(1 for e in report.entries if e.status == "failed")
+    return plan
+
+
 def write_restore_dry_run(yard: Yard, plan: RestorePlan) -> Path:
     stamp = plan.report.created_at.strftime("%Y%m%dT%H%M%S%fZ")
     path = yard.settings.logs_dir / f"restore_dryrun_{stamp}.json"
@@ -181,14 +252,25 @@ def run_restore(
             with yard.write() as conn:
                 registry.set_locations(conn, [(r, RunLocation.missing, None) for r in lost])
 
-        threads = movers.move_threads(settings.archive_root, settings.runs_root)
-        with movers.source_remover(threads) as remove:
+        if plan.store is not None:
+            store = stores.open_batch_store(settings, plan.store)
+            store.check_bucket()  # before the first run: a store that is not there says so
 
-            def restore_one(entry: RestoreEntry) -> None:
-                _restore_one(yard, journal, entry, plan.digests.get(entry.run_id), remove)
+            def restore_from_store(entry: RestoreEntry) -> None:
+                _restore_one_from_store(yard, store, journal, entry, plan)
 
-            for _ in movers.ordered_map(restore_one, pending, threads):
+            # Each run is mostly waiting: on the store, then on fsync (runtar).
+            for _ in movers.ordered_map(restore_from_store, pending, movers.THREADS):
                 pass
+        else:
+            threads = movers.move_threads(settings.archive_root, settings.runs_root)
+            with movers.source_remover(threads) as remove:
+
+                def restore_one(entry: RestoreEntry) -> None:
+                    _restore_one(yard, journal, entry, plan.digests.get(entry.run_id), remove)
+
+                for _ in movers.ordered_map(restore_one, pending, threads):
+                    pass
         journal.flush()
         report.restored = sum(1 for e in report.entries if e.status == "restored")
         report.failed = sum(1 for e in report.entries if e.status == "failed")
@@ -196,6 +278,8 @@ def run_restore(
         report.finished_at = report.updated_at = _now()
         write_report(out, report)
         crashpoint("restore:report-complete")
+        if plan.store is not None:
+            _copy_restore_report(yard, plan.store, report, out)
         log_execution(
             yard,
             kind="restore",
@@ -236,3 +320,33 @@ def _restore_one(
     with journal.lock:
         entry.status = "restored"
         journal.moved(entry.run_id)
+
+
+def _restore_one_from_store(
+    yard: Yard, store: ObjectStore, journal: Journal, entry: RestoreEntry, plan: RestorePlan
+) -> None:
+    key, size, sha256 = plan.objects[entry.run_id]
+    active = yard.settings.yard_path / entry.dst
+    try:
+        crashpoint("restore:entry-moving")
+        storemoves.restore_run(store, key, active, size, sha256, plan.digests.get(entry.run_id))
+        crashpoint("restore:entry-moved")
+    except RunyardError as exc:
+        with journal.lock:
+            entry.status, entry.error = "failed", exc.message
+        return
+    with journal.lock:
+        entry.status = "restored"
+        journal.moved(entry.run_id)
+
+
+def _copy_restore_report(yard: Yard, store_url: str, report: RestoreReport, path: Path) -> None:
+    """The restore report beside the batch's runs in the bucket; the restore itself is
+    done whatever happens here."""
+    try:
+        store = stores.open_batch_store(yard.settings, store_url)
+        storemoves.copy_to_store(
+            store, stores.batch_object_key(store, report.batch_id, path.name), path
+        )
+    except RunyardError:
+        pass  # the local report is the record; the next archive or restore copies again

@@ -5,7 +5,7 @@ A batch archived to ``s3://BUCKET/PREFIX`` keeps, in the bucket:
 - ``PREFIX/<batch>/<run_id>.tar``: each run as one PAX tar (``runtar``);
 - ``PREFIX/<batch>/archive_report.json``: a copy of the report (and of each restore
   report, ``restore_report_<stamp>.json``), so the bucket alone is enough to restore;
-- ``PREFIX/<batch>/execution_log.jsonl``: the execution log's lines of the batch.
+- ``PREFIX/<batch>/CLEANUP_LOG.md``: the execution log as it stood when the batch ended.
 
 The report itself stays in ``<archive_root>/<batch>/`` as for a local batch, with
 ``store`` set; the store's endpoint and region come from ``[archive]`` in runyard.toml,
@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from runyard.errors import Refused
 from runyard.store import open_store, parse_store_url
 
 if TYPE_CHECKING:
     from runyard.config import Settings
     from runyard.store.s3 import ObjectStore
 
-EXECUTION_LOG_OBJECT = "execution_log.jsonl"
+EXECUTION_LOG_OBJECT = "CLEANUP_LOG.md"
 
 
 def run_object_key(store: ObjectStore, batch_id: str, run_id: str) -> str:
@@ -42,3 +43,18 @@ def open_batch_store(settings: Settings, store_url: str) -> ObjectStore:
     return open_store(
         parse_store_url(store_url), endpoint_url=section.endpoint_url, region=section.region
     )
+
+
+def checked_object_key(
+    store: ObjectStore, batch_id: str, run_id: str, object_key: str | None, dst: str
+) -> str:
+    """The key of a report entry's object, after checking the report names exactly the
+    place a run of this batch has in this store (a tampered report reaches no other
+    object)."""
+    expected = run_object_key(store, batch_id, run_id)
+    if object_key != expected or dst != store.location(expected):
+        raise Refused(
+            f"report entry {run_id}: its object ({object_key!r}, {dst!r}) is not where a "
+            f"run of batch {batch_id} lives in {store.location()} ({expected!r})"
+        )
+    return expected

@@ -1,0 +1,217 @@
+"""archive → restore → recover with an object store (issue 16), against a real SeaweedFS:
+each run goes up as one tar, verified from the store before its folder goes; restore
+brings back the exact tree; the report and the log are copied beside the runs; a store
+that cannot be used is found before anything moves; a crash is settled by ``recover``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from runyard.lifecycle import fsops, storemoves
+from runyard.lifecycle.fsops import scan_tree
+from tests.conftest import tree_snapshot
+from tests.helpers.seaweed import S3Server
+from tests.test_lifecycle import ws  # noqa: F401  (the video workspace fixture)
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
+def _use_endpoint(ws: dict, s3_server: S3Server, store: str | None = None) -> None:  # noqa: F811
+    toml = ws["root"] / "runyard.toml"
+    lines = ["", "[archive]", f'endpoint_url = "{s3_server.endpoint_url}"']
+    if store is not None:
+        lines.append(f'store = "{store}"')
+    toml.write_text(toml.read_text() + "\n".join(lines) + "\n")
+
+
+def _keys(s3_server: S3Server, bucket: str) -> dict[str, int]:
+    client = s3_server.client("admin")
+    found: dict[str, int] = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        found.update({o["Key"]: o["Size"] for o in page.get("Contents", [])})
+    return found
+
+
+def test_archive_to_a_store_then_restore_is_exact(ws, s3_server, s3_bucket):  # noqa: F811
+    _use_endpoint(ws, s3_server)
+    runs, cli = ws["runs"], ws["cli"]
+    scans = {p.name: scan_tree(p).digest for p in runs.iterdir()}
+    store = f"s3://{s3_bucket}/yard-a"
+    dry = cli.ok("archive", "--all", "--to", store)
+    assert dry["store"] == store and dry["entries"]
+    assert _keys(s3_server, s3_bucket) == {}  # a dry run sends nothing
+
+    doc = cli.ok("archive", "--all", "--to", store, "--run", "--yes", "--reason", "cold")
+    moved = [e for e in doc["entries"] if e["status"] == "moved"]
+    assert moved and doc["status"] == "complete" and doc["store"] == store
+    batch = doc["batch_id"]
+    keys = _keys(s3_server, s3_bucket)
+    for entry in moved:
+        key = f"yard-a/{batch}/{entry['run_id']}.tar"
+        assert entry["method"] == "store" and entry["object_key"] == key
+        assert entry["dst"] == f"s3://{s3_bucket}/{key}"
+        assert keys[key] == entry["tar_bytes"] and len(entry["tar_sha256"]) == 64
+        assert entry["digest"] == scans[entry["run_id"]]
+        assert not (runs / entry["run_id"]).exists()
+        shown = cli.ok("run", "show", entry["run_id"])
+        assert shown["location"] == "archived" and shown["archive_batch_id"] == batch
+    # The bucket alone is enough to restore: the report and the log are beside the runs.
+    assert f"yard-a/{batch}/archive_report.json" in keys
+    assert f"yard-a/{batch}/CLEANUP_LOG.md" in keys
+    copied = s3_server.client("admin").get_object(
+        Bucket=s3_bucket, Key=f"yard-a/{batch}/archive_report.json"
+    )
+    assert json.loads(copied["Body"].read())["status"] == "complete"
+    # The batch's local folder keeps the report (and the journal of verified objects).
+    local = ws["root"] / "video" / "_archive" / batch
+    assert {p.name for p in local.iterdir()} == {"archive_report.json", storemoves.JOURNAL_NAME}
+
+    report = doc["report_path"]
+    dry_restore = cli.ok("restore", "--report", report)
+    assert {e["status"] for e in dry_restore["entries"]} == {"pending"}
+    restored = cli.ok("restore", "--report", report, "--run")
+    assert restored["restored"] == len(moved)
+    for entry in moved:
+        assert scan_tree(runs / entry["run_id"]).digest == scans[entry["run_id"]]
+        assert cli.ok("run", "show", entry["run_id"])["location"] == "active"
+    left = _keys(s3_server, s3_bucket)
+    assert not any(k.endswith(".tar") for k in left)  # restored runs left the bucket
+    assert any(k.startswith(f"yard-a/{batch}/restore_report_") for k in left)
+    assert ws["project"].is_dir()
+
+
+def test_the_configured_store_is_used_and_partial_restore_works(
+    ws,  # noqa: F811
+    s3_server,
+    s3_bucket,
+):
+    _use_endpoint(ws, s3_server, store=f"s3://{s3_bucket}/cfg")
+    cli = ws["cli"]
+    doc = cli.ok("archive", "--all", "--legacy", "--run", "--yes")
+    assert doc["store"] == f"s3://{s3_bucket}/cfg"
+    one = doc["entries"][0]["run_id"]
+    cli.ok("restore", "--run-id", one, "--run")
+    assert (ws["runs"] / one).is_dir()
+    others = [e["run_id"] for e in doc["entries"][1:]]
+    assert all(not (ws["runs"] / r).exists() for r in others)
+    # Never overwritten: a folder in the way is a conflict; the object stays.
+    (ws["runs"] / others[0]).mkdir()
+    again = cli("restore", "--run-id", others[0], "--run", "--json")
+    assert again.exit_code == 4
+    assert f"cfg/{doc['batch_id']}/{others[0]}.tar" in _keys(s3_server, s3_bucket)
+
+
+@pytest.mark.parametrize(
+    "problem, code",
+    [("unreachable", 6), ("missing_bucket", 4), ("wrong_key", 4), ("read_only", 4)],
+)
+def test_a_store_that_cannot_be_used_is_found_before_anything_moves(
+    ws,  # noqa: F811
+    s3_server,
+    s3_bucket,
+    monkeypatch,
+    problem,
+    code,
+):
+    _use_endpoint(ws, s3_server)
+    store = f"s3://{s3_bucket}/p"
+    if problem == "unreachable":
+        toml = ws["root"] / "runyard.toml"
+        toml.write_text(toml.read_text().replace(s3_server.endpoint_url, "http://127.0.0.1:9"))
+    elif problem == "missing_bucket":
+        store = "s3://no-such-bucket-here/p"
+        s3_server.use(monkeypatch, "limited")  # an admin's PUT would make the bucket
+    elif problem == "wrong_key":
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    else:
+        s3_server.use(monkeypatch, "reader")
+    before = tree_snapshot(ws["root"] / "video")
+    done = ws["cli"]("archive", "--all", "--to", store, "--run", "--yes", "--json")
+    assert done.exit_code == code, done.stderr
+    assert "Traceback" not in done.stderr
+    assert tree_snapshot(ws["root"] / "video") == before
+    assert not (ws["root"] / "video" / "_archive").exists() or not any(
+        (ws["root"] / "video" / "_archive").iterdir()
+    )
+
+
+def _runyard(ws: dict, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:  # noqa: F811
+    return subprocess.run(
+        [sys.executable, "-m", "runyard", "--yard", str(ws["root"]), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["archive", "restore"])
+def test_a_killed_store_move_is_settled_by_recover(ws, s3_server, s3_bucket, tmp_path, kind):  # noqa: F811
+    """SIGKILL at each crash point of a store archive (or restore) of the legacy runs,
+    then ``recover``: every run exactly once, in the runs root or verified in the bucket,
+    identical, and the registry agreeing."""
+    _use_endpoint(ws, s3_server, store=f"s3://{s3_bucket}/crash")
+    runs = ws["runs"]
+    legacy = ["192", "CH02-special", "api_upload_1", "jinsei_03"]
+    scans = {r: scan_tree(runs / r).digest for r in legacy}
+    env = {**os.environ}
+    archive_args = ["archive", "--all", "--legacy", "--run", "--yes", "--json"]
+    report = None
+    if kind == "restore":
+        done = _runyard(ws, *archive_args, env=env)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)["report_path"]
+    args = archive_args if kind == "archive" else ["restore", "--report", report, "--run"]
+    pristine = tmp_path / "pristine"
+    subprocess.run(["cp", "-a", str(ws["root"]), str(pristine)], check=True)
+    client = s3_server.client("admin")
+    bucket_then = {
+        key: client.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
+        for key in _keys(s3_server, s3_bucket)
+    }
+
+    def reset_bucket() -> None:  # the bucket as it was, with the yard
+        for key in _keys(s3_server, s3_bucket):
+            client.delete_object(Bucket=s3_bucket, Key=key)
+        for key, body in bucket_then.items():
+            client.put_object(Bucket=s3_bucket, Key=key, Body=body)
+
+    log = tmp_path / "points.log"
+    counted = _runyard(ws, *args, env={**env, "RUNYARD_TEST_CRASH_LOG": str(log)})
+    assert counted.returncode == 0, counted.stderr
+    points = log.read_text().splitlines()
+    assert any("store-" in p for p in points)
+    for n in range(1, len(points) + 1):
+        subprocess.run(["rm", "-rf", str(ws["root"])], check=True)
+        subprocess.run(["cp", "-a", str(pristine), str(ws["root"])], check=True)
+        reset_bucket()
+        killed = _runyard(ws, *args, env={**env, "RUNYARD_TEST_CRASH_AT": str(n)})
+        assert killed.returncode == -9, (n, killed.stderr)
+        settled = _runyard(ws, "recover", "--json", env=env)
+        assert settled.returncode == 0, (n, points[n - 1], settled.stderr)
+        listed = json.loads(
+            _runyard(ws, "run", "list", "--json", "--limit", "1000", env=env).stdout
+        )
+        where = {r["run_id"]: r["location"] for r in listed["items"]}
+        batches = {r["run_id"]: r.get("archive_batch_id") for r in listed["items"]}
+        for run_id in legacy:
+            here = (runs / run_id).is_dir()
+            assert not os.path.lexists(fsops.tombstone_path(runs / run_id)), (n, run_id)
+            if here:
+                assert scan_tree(runs / run_id).digest == scans[run_id], (n, run_id)
+                assert where[run_id] == "active", (n, points[n - 1], run_id)
+            else:
+                assert where[run_id] == "archived", (n, points[n - 1], run_id)
+                key = f"crash/{batches[run_id]}/{run_id}.tar"
+                assert key in _keys(s3_server, s3_bucket), (n, points[n - 1], run_id)
+        # The yard ends consistent: the same command completes.
+        again = _runyard(ws, *args, env=env)
+        assert again.returncode in (0, 4), (n, again.stderr)
+        assert _runyard(ws, "check", env=env).returncode == 0, n
