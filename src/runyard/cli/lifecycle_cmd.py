@@ -118,6 +118,10 @@ def _print_archive(report: _report_lifecycle.ArchiveReport, dry_run: bool) -> No
             f"batch {report.batch_id}: {s.moved} moved ({_size(s.bytes_moved)}), "
             f"{s.failed} failed, {s.skipped} skipped"
         )
+    if report.store is not None and (dry_run or report.batch_id is not None):
+        where = f"{report.store}/{report.batch_id}" if report.batch_id else report.store
+        verb = "would go to" if dry_run else "are in"
+        out.print(f"the runs {verb} {where}/ (one tar object per run, checked from the store)")
 
 
 @handles_errors
