@@ -10,13 +10,16 @@ from rich.text import Text
 from runyard.cli.common import JsonOption, yard_from
 from runyard.cli.lazy import lazy
 from runyard.cli.output import console, handles_errors, print_json, table
+from runyard.errors import Invalid
 
 if TYPE_CHECKING:
     from runyard.db import schema as _schema_db
     from runyard.durability import rebuild as _rebuild_durability
+    from runyard.durability import rebuild_store as _rebuild_store
 else:
     _schema_db = lazy("runyard.db.schema")
     _rebuild_durability = lazy("runyard.durability.rebuild")
+    _rebuild_store = lazy("runyard.durability.rebuild_store")
 
 
 @handles_errors
@@ -25,12 +28,30 @@ def rebuild_command(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Say what would be recreated; change nothing.")
     ] = False,
+    from_store: Annotated[
+        str | None,
+        typer.Option(
+            "--from-store",
+            help="First copy the archive reports of s3://BUCKET/PREFIX into the archive "
+            "root (never over a file that is there), for a yard whose archive root was lost.",
+            metavar="URL",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Recreate the registry from the disk: lineage files, run folders (runs root and every
-    archive batch) and aggregates. Only what is missing is added, and runs found elsewhere
-    than the registry says are relocated; running it twice changes nothing."""
+    archive batch), the reports of batches in an object store, and aggregates. Only what is
+    missing is added, and runs found elsewhere than the registry says are relocated;
+    running it twice changes nothing."""
+    if from_store is not None and dry_run:
+        raise Invalid(
+            "--from-store writes the reports it finds into the archive root: not a dry run",
+            hint="run it without --dry-run (it never overwrites a report that is there)",
+        )
     with yard_from(ctx, check_schema=False) as yard:
+        fetched = None
+        if from_store is not None:
+            fetched = _rebuild_store.fetch_reports(yard.settings, from_store)
         state = _schema_db.inspect_registry(yard.engine)
         empty = False
         if dry_run:
@@ -42,6 +63,8 @@ def rebuild_command(
                 yard.engine, yard.settings.yard_id
             )  # creates a lost registry
         report = _rebuild_durability.rebuild(yard, dry_run=dry_run, registry_empty=empty)
+        if fetched is not None:
+            report.reports_fetched = fetched.copied
     if json_output:
         print_json(report.to_dict())
         return
@@ -50,6 +73,8 @@ def rebuild_command(
 
 def _print(report: _rebuild_durability.RebuildReport) -> None:
     out = console()
+    if report.reports_fetched:
+        out.print(f"{len(report.reports_fetched)} archive reports copied from the store.")
     verb = "would add" if report.dry_run else "added"
     out.print(
         table(

@@ -9,7 +9,9 @@ Sources, all in the yard:
   a legacy run; an unreadable manifest is reported and the folder skipped; the
   ``config.json``/``plan.json``/``scenario.json`` a planning job wrote there fill in
   lineage the ``lineage/`` folder lacks;
-- ``aggregates/<plan_version_id>/<job_id>/aggregate.json``.
+- ``aggregates/<plan_version_id>/<job_id>/aggregate.json``;
+- the reports of batches archived to an object store (``rebuild_store``): their runs
+  have no folder on disk, only an entry ``moved`` in the report and a tar in the bucket.
 
 Only what the registry lacks is inserted, and a known run whose folder is elsewhere than
 the registry says gets its location corrected: running it twice changes nothing the
@@ -32,13 +34,15 @@ from sqlalchemy import Connection, select
 from runyard import canonical, fsutil
 from runyard.db.tables import aggregates, config_versions, plan_versions, runs, scenario_data
 from runyard.db.tables import scenarios as scenario_table
-from runyard.errors import Invalid, ManifestError, NotFound
+from runyard.durability import rebuild_store
+from runyard.errors import Invalid, ManifestError, NotFound, RunyardError
 from runyard.ids import new_id, run_id_problem
 from runyard.manifest import Manifest, read_manifest
-from runyard.models import PlanVersion, RunLocation, Scenario
+from runyard.models import PlanVersion, RunLocation, RunStatus, Scenario
 from runyard.registry.common import to_utc_naive, utcnow
 from runyard.registry.lineage_files import ConfigFile, read_lineage
 from runyard.registry.run_import import import_row
+from runyard.registry.runs import derive_group
 from runyard.registry.search_index import index_inserted
 
 if TYPE_CHECKING:
@@ -56,6 +60,8 @@ class RebuildReport:
     legacy_runs: int = 0  # of the inserted runs, those without a (usable) manifest
     runs_seen: int = 0
     problems: list[str] = field(default_factory=list)
+    # ``rebuild --from-store``: the batches whose report was copied from the bucket.
+    reports_fetched: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -70,6 +76,7 @@ class RebuildReport:
             "legacy_runs": self.legacy_runs,
             "runs_seen": self.runs_seen,
             "problems": self.problems,
+            "reports_fetched": self.reports_fetched,
         }
 
 
@@ -88,15 +95,23 @@ def rebuild(yard: Yard, dry_run: bool = False, registry_empty: bool = False) -> 
     lineage = read_lineage(settings)
     report.problems += lineage.problems
     folders = _run_folders(settings, report)
-    report.runs_seen = len(folders)
+    # A folder on disk wins over a store batch's entry (the run was restored, or a
+    # crash left it in both places and recover keeps the folder).
+    in_store = {
+        run_id: run
+        for run_id, run in rebuild_store.store_runs(settings, report.problems).items()
+        if run_id not in folders
+    }
+    report.runs_seen = len(folders) + len(in_store)
     manifests = _read_manifests(folders, report)
+    _read_store_manifests(settings, in_store, manifests, report)
     _lineage_from_runs(folders, lineage.scenarios, lineage.configs, lineage.plans, report)
     if registry_empty:
-        _plan_rows(settings, lineage, folders, manifests, _Known.empty(), report)
+        _plan_rows(settings, lineage, folders, in_store, manifests, _Known.empty(), report)
         return report
     with yard.read() as conn:
-        known = _Known.read(conn, lineage, folders)
-    rows = _plan_rows(settings, lineage, folders, manifests, known, report)
+        known = _Known.read(conn, lineage, [*folders, *in_store])
+    rows = _plan_rows(settings, lineage, folders, in_store, manifests, known, report)
     if not dry_run and (any(rows.inserts.values()) or rows.relocations):
         with yard.write() as conn:
             for table, values in rows.inserts.items():
@@ -177,6 +192,34 @@ def _read_manifests(
     return out
 
 
+def _read_store_manifests(
+    settings: Settings,
+    in_store: dict[str, rebuild_store.StoreRun],
+    manifests: dict[str, Manifest | None],
+    report: RebuildReport,
+) -> None:
+    """The manifests of the store runs that have one (an entry not legacy), read from
+    their tars; a run whose manifest cannot be read is not registered this time (a later
+    rebuild, once the store answers, takes it) rather than registered without lineage."""
+    opened = rebuild_store.Opened(settings)
+    try:
+        for run_id, run in sorted(in_store.items()):
+            if run.entry.legacy:
+                manifests[run_id] = None
+                continue
+            try:
+                manifests[run_id] = rebuild_store.manifest_of(opened, run)
+            except ManifestError as exc:
+                report.problems.append(f"{run_id}: {exc.message}; not registered")
+            except RunyardError as exc:
+                report.problems.append(
+                    f"{run_id} (batch {run.batch_id}): its run.json could not be read from "
+                    f"{run.store}: {exc.message}; not registered, run rebuild again"
+                )
+    finally:
+        opened.close()
+
+
 def _lineage_from_runs(
     folders: dict[str, _Folder],
     scenarios: dict[str, Scenario],
@@ -251,12 +294,12 @@ class _Known:
         return cls(set(), {}, set(), set(), set(), {}, set())
 
     @classmethod
-    def read(cls, conn: Connection, lineage: Any, folders: dict[str, _Folder]) -> _Known:
+    def read(cls, conn: Connection, lineage: Any, run_ids: Iterable[str]) -> _Known:
         names = dict(
             conn.execute(select(scenario_table.c.name, scenario_table.c.scenario_id)).all()
         )
         known_runs: dict[str, tuple[str, str | None]] = {}
-        for chunk in _chunks(sorted(folders)):
+        for chunk in _chunks(sorted(run_ids)):
             query = select(runs.c.run_id, runs.c.location, runs.c.archive_batch_id).where(
                 runs.c.run_id.in_(chunk)
             )
@@ -291,6 +334,7 @@ def _plan_rows(
     settings: Settings,
     lineage: Any,
     folders: dict[str, _Folder],
+    in_store: dict[str, rebuild_store.StoreRun],
     manifests: dict[str, Manifest | None],
     known: _Known,
     report: RebuildReport,
@@ -413,10 +457,68 @@ def _plan_rows(
         row.update(location=folder.location.value, archive_batch_id=folder.batch_id)
         report.legacy_runs += bool(row["legacy"])
         inserts["runs"].append(row)
+    for run_id, run in sorted(in_store.items()):
+        if run_id not in manifests:
+            continue  # its manifest could not be read, reported
+        if run_id in known.runs:
+            if known.runs[run_id] != (RunLocation.archived.value, run.batch_id):
+                relocations.append((run_id, RunLocation.archived, run.batch_id))
+            continue
+        row = _store_row(settings, run, manifests[run_id], plans_for_runs, now, report)
+        report.legacy_runs += bool(row["legacy"])
+        inserts["runs"].append(row)
     inserts["aggregates"] = _aggregate_rows(settings, plan_ids, known.aggregate_jobs, report)
     report.inserted = {name: len(values) for name, values in inserts.items()}
     report.runs_relocated = len(relocations)
     return _Rows(inserts, relocations)
+
+
+def _store_row(
+    settings: Settings,
+    run: rebuild_store.StoreRun,
+    manifest: Manifest | None,
+    plans: dict[str, Any],
+    now: datetime,
+    report: RebuildReport,
+) -> dict[str, Any]:
+    """The row of a run that is a tar in a store: from its manifest, or (legacy, or a
+    manifest the registry cannot take) from its report entry, dated by the batch."""
+    entry = run.entry
+    row: dict[str, Any] | None = None
+    if manifest is not None:
+        try:  # the folder does not exist: import_row reads its name only
+            row = import_row(
+                settings, settings.run_dir(entry.run_id, run.batch_id), manifest, plans, now
+            )
+        except (Invalid, NotFound) as exc:
+            report.problems.append(f"{entry.run_id}: {exc.message}; registered as a legacy run")
+    if row is None:
+        created = to_utc_naive(run.report.created_at)
+        group = (
+            entry.group if entry.group is not None else derive_group(settings, entry.run_id, None)
+        )
+        row = {
+            "run_id": entry.run_id,
+            "plan_version_id": None,
+            "config_version_id": None,
+            "scenario_id": None,
+            "group_name": group,
+            "status": manifest.status.value if manifest else RunStatus.unknown.value,
+            "legacy": True,
+            "pinned": False,
+            "created_at": created,
+            "started_at": to_utc_naive(manifest.started_at) if manifest else created,
+            "finished_at": None,
+            "summary": "{}",
+            "tags": "{}",
+            "error": None,
+        }
+    row.update(
+        location=RunLocation.archived.value,
+        archive_batch_id=run.batch_id,
+        size_bytes=entry.bytes,
+    )
+    return row
 
 
 def _data_row(settings: Settings, digest: str, report: RebuildReport) -> dict[str, Any] | None:
