@@ -417,7 +417,7 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         # Every tree is hashed before the first move, so the report holds the digest of
         # each run from the start: recovery can verify any copy it finds.
         threads = (
-            movers.THREADS
+            movers.STORE_UPLOADS
             if store is not None
             else movers.move_threads(settings.runs_root, settings.archive_root)
         )

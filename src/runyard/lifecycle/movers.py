@@ -32,6 +32,16 @@ THREADS = min(4, os.cpu_count() or 1)
 """Threads for copying and hashing; the crash tests pin 1 to count steps exactly."""
 
 
+STORE_UPLOADS = 4
+"""Runs uploaded to an object store at once: each waits on the network most of the
+time, and each holds one multipart part (16 MiB) in memory, so four keep the link busy
+and the memory of a batch of large runs under ~100 MB."""
+
+STORE_DOWNLOADS = 8
+"""Runs restored from an object store at once: each waits on the network and on the
+fsyncs of what it unpacked, and holds only a read buffer."""
+
+
 def move_threads(runs_root: Path, archive_root: Path) -> int:
     """1 when both roots share a filesystem (renames), else ``THREADS``."""
     return 1 if fsops.same_filesystem(runs_root, archive_root) else THREADS

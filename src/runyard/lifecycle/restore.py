@@ -260,7 +260,7 @@ def run_restore(
                 _restore_one_from_store(yard, store, journal, entry, plan)
 
             # Each run is mostly waiting: on the store, then on fsync (runtar).
-            for _ in movers.ordered_map(restore_from_store, pending, movers.THREADS):
+            for _ in movers.ordered_map(restore_from_store, pending, movers.STORE_DOWNLOADS):
                 pass
         else:
             threads = movers.move_threads(settings.archive_root, settings.runs_root)

@@ -58,6 +58,7 @@ from typing import BinaryIO, NoReturn, cast
 from runyard.errors import Conflict, Invalid, NotFound, Refused, RunyardError
 from runyard.fsnames import is_utf8, shown
 from runyard.lifecycle import fsops
+from runyard.lifecycle.crashpoints import crashpoint
 from runyard.lifecycle.fsops import CHUNK, Entry, TreeScan
 
 TEMP_PREFIX = ".restoring-"
@@ -680,17 +681,21 @@ def extract_run_tar(
         raise Refused(f"cannot unpack beside {shown(str(target))}: {exc.strerror}") from exc
     reader = _Source(source, expected_size)
     try:
+        crashpoint("runtar:unpacking")
         unpacking = _Unpacking(temp)
         try:
             members = _unpack(reader, unpacking)
             _check_stream(reader, target, expected_sha256, expected_size)
+            crashpoint("runtar:unpacked")
             unpacking.sync_files()
             unpacking.finish_folders()
             scan = unpacking.scan()
         finally:
             unpacking.close()
         _check_tree(temp, scan, target, expected_digest)
+        crashpoint("runtar:synced")
         fsops.rename_noreplace(temp, target)
+        crashpoint("runtar:renamed")
         fsops.fsync_dir(target.parent)
     except BaseException as exc:
         _discard(temp)
