@@ -420,20 +420,10 @@ def test_a_hostile_tar_in_the_bucket_writes_nothing_outside(
         assert not os.path.lexists(place), place
     assert not os.path.lexists(runs / victim["run_id"])
     _no_unpacking_left(runs)
-    if report_too:  # refused while unpacking: the run stays archived
-        assert cli.ok("run", "show", victim["run_id"])["location"] == "archived"
-    # Otherwise the size differs and restore marks the run missing: see
-    # test_an_object_of_another_size_leaves_the_run_archived_and_restorable.
+    # Refused while unpacking, or (the size differs) before: the run stays archived.
+    assert cli.ok("run", "show", victim["run_id"])["location"] == "archived"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="restore.py marks a run `missing` and clears its archive_batch_id when its "
-    "object's size differs from the report (plan_restore: present[key] != tar_bytes, "
-    "then run_restore sets RunLocation.missing for every plan-time failure); the object "
-    "is there, only replaced, and once it is put back `restore --run-id` no longer finds "
-    "the run's batch",
-)
 def test_an_object_of_another_size_leaves_the_run_archived_and_restorable(store_yard, s3_server):
     archived = _archived_three(store_yard)
     victim = archived["doc"]["entries"][0]

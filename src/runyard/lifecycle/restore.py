@@ -50,6 +50,10 @@ class RestorePlan:
     # A batch in an object store: its location, and each run's (key, tar size, SHA-256).
     store: str | None = None
     objects: dict[str, tuple[str, int, str]] = field(default_factory=dict)
+    # Runs that are gone from where the archive put them: the registry says ``missing``.
+    # None: every entry that failed the plan (a local batch's folder is gone or a link).
+    # A store run whose object is there but wrong stays archived: it may be put back.
+    lost: list[str] | None = None
 
 
 def _now() -> datetime:
@@ -166,7 +170,10 @@ def _plan_store_restore(
     assert archive.batch_id is not None and archive.store is not None
     store = stores.open_batch_store(settings, archive.store)
     present = {o.key: o.size for o in store.list_objects(store.key(archive.batch_id) + "/")}
-    plan = RestorePlan(report=report, archive_report_path=path, digests={}, store=archive.store)
+    lost: list[str] = []
+    plan = RestorePlan(
+        report=report, archive_report_path=path, digests={}, store=archive.store, lost=lost
+    )
     runs_root = settings.runs_root
     for run_id in dict.fromkeys(chosen):
         original = by_id[run_id]
@@ -194,6 +201,7 @@ def _plan_store_restore(
                 else:
                     entry.status = "failed"
                     entry.error = f"missing: no object {original.dst} in the store; not restored"
+                    lost.append(run_id)
             elif original.tar_bytes is None or original.tar_sha256 is None:
                 entry.status, entry.error = "failed", "the report records no tar size or SHA-256"
             elif present[key] != original.tar_bytes:
@@ -247,7 +255,11 @@ def run_restore(
         crashpoint("restore:report-written")
         journal = Journal(yard, report, out, RunLocation.active, None)
         pending = [e for e in report.entries if e.status == "pending"]
-        lost = [e.run_id for e in report.entries if e.status == "failed"]
+        lost = (
+            plan.lost
+            if plan.lost is not None
+            else [e.run_id for e in report.entries if e.status == "failed"]
+        )
         if lost:  # the registry never claims a place the run is not in
             with yard.write() as conn:
                 registry.set_locations(conn, [(r, RunLocation.missing, None) for r in lost])
