@@ -154,6 +154,40 @@ def _runyard(ws: dict, *args: str, env: dict[str, str]) -> subprocess.CompletedP
     )
 
 
+def test_retention_archives_to_the_configured_store(ws, s3_server, s3_bucket, monkeypatch):  # noqa: F811
+    _use_endpoint(ws, s3_server, store=f"s3://{s3_bucket}/ret")
+    cli = ws["cli"]
+    active = len(cli.ok("run", "list", "--location", "active", "--limit", "1000")["items"])
+    monkeypatch.setenv("RUNYARD_MAX_RUNS", str(active - 2))
+    done = cli.ok("retention", "--run")
+    moved = [e for e in done["entries"] if e["status"] == "moved"]
+    assert len(moved) == 2 and done["store"] == f"s3://{s3_bucket}/ret"
+    keys = _keys(s3_server, s3_bucket)
+    for entry in moved:
+        assert keys[entry["object_key"]] == entry["tar_bytes"]
+        assert not (ws["runs"] / entry["run_id"]).exists()
+
+
+def test_restore_from_the_ui_works_for_a_store_batch(ws, s3_server, s3_bucket):  # noqa: F811
+    from tests.helpers.ui import post_form, ui_client
+
+    _use_endpoint(ws, s3_server, store=f"s3://{s3_bucket}/ui")
+    runs = ws["runs"]
+    scans = {p.name: scan_tree(p).digest for p in runs.iterdir()}
+    doc = ws["cli"].ok("archive", "--all", "--legacy", "--run", "--yes")
+    batch, chosen = doc["batch_id"], doc["entries"][0]["run_id"]
+    with ui_client(ws["root"]) as client:
+        page = client.get(f"/ui/archives/{batch}").text
+        assert f"s3://{s3_bucket}/ui" in page
+        preview = post_form(client, f"/ui/archives/{batch}/restore/preview", {"run_ids": chosen})
+        assert "1 to restore, 0 conflicts" in preview.text
+        done = post_form(client, f"/ui/archives/{batch}/restore", {"run_ids": chosen})
+        assert done.status_code in (302, 303), done.text
+        assert "restored 1 run" in client.get(done.headers["location"]).text
+    assert scan_tree(runs / chosen).digest == scans[chosen]
+    assert f"ui/{batch}/{chosen}.tar" not in _keys(s3_server, s3_bucket)
+
+
 EXTRA_LEGACY = ("193", "api_upload_2", "jinsei_04")
 
 
