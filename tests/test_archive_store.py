@@ -188,6 +188,30 @@ def test_restore_from_the_ui_works_for_a_store_batch(ws, s3_server, s3_bucket): 
     assert f"ui/{batch}/{chosen}.tar" not in _keys(s3_server, s3_bucket)
 
 
+def test_recover_deletes_objects_a_restore_left_behind(ws, s3_server, s3_bucket):  # noqa: F811
+    """Restored runs' objects are deleted in batches after the runs are back; a crash in
+    between leaves a restore report that says ``restored`` and objects still in the
+    bucket: ``recover`` deletes them (and nothing else)."""
+    _use_endpoint(ws, s3_server, store=f"s3://{s3_bucket}/left")
+    cli, client = ws["cli"], s3_server.client("admin")
+    doc = cli.ok("archive", "--all", "--legacy", "--run", "--yes")
+    first, second = doc["entries"][0], doc["entries"][1]
+    kept = client.get_object(Bucket=s3_bucket, Key=first["object_key"])["Body"].read()
+    done = cli.ok("restore", "--run-id", first["run_id"], "--run")
+    assert first["object_key"] not in _keys(s3_server, s3_bucket)
+    # As if killed after the report said restored, before the objects were deleted:
+    client.put_object(Bucket=s3_bucket, Key=first["object_key"], Body=kept)
+    report = Path(done["report_path"])
+    state = json.loads(report.read_text())
+    state["status"] = "in_progress"
+    report.write_text(json.dumps(state))
+    cli.ok("recover")
+    keys = _keys(s3_server, s3_bucket)
+    assert first["object_key"] not in keys and second["object_key"] in keys
+    assert scan_tree(ws["runs"] / first["run_id"]).digest == first["digest"]
+    assert json.loads(report.read_text())["status"] == "recovered"
+
+
 EXTRA_LEGACY = ("193", "api_upload_2", "jinsei_04")
 
 

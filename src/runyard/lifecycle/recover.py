@@ -285,6 +285,13 @@ def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
     changes: list[tuple[str, RunLocation, str | None]] = []
     resolved: dict[Path, Path] = {}
     store = stores.open_batch_store(settings, archive.store) if archive.store is not None else None
+    if store is not None:  # restored, but their objects not yet deleted when it stopped
+        left = [
+            stores.checked_object_key(store, report.batch_id, e.run_id, o.object_key, o.dst)
+            for e in report.entries
+            if e.status == "restored" and (o := originals.get(e.run_id)) is not None
+        ]
+        storemoves.delete_left_objects(store, left)
     for entry in report.entries:
         if entry.status not in ("pending", "moving"):
             continue

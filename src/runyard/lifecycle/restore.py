@@ -268,12 +268,15 @@ def run_restore(
             store = stores.open_batch_store(settings, plan.store)
             store.check_bucket()  # before the first run: a store that is not there says so
 
-            def restore_from_store(entry: RestoreEntry) -> None:
-                _restore_one_from_store(yard, store, journal, entry, plan)
+            restored = storemoves.RestoredObjects(store)
 
-            # Each run is mostly waiting: on the store, then on fsync (runtar).
+            def restore_from_store(entry: RestoreEntry) -> None:
+                _restore_one_from_store(yard, store, journal, entry, plan, restored)
+
+            # Each run waits on the store, then on fsync (runtar), then on the CPU.
             for _ in movers.ordered_map(restore_from_store, pending, movers.STORE_DOWNLOADS):
                 pass
+            restored.flush()  # before the report says complete: recover deletes the rest
         else:
             threads = movers.move_threads(settings.archive_root, settings.runs_root)
             with movers.source_remover(threads) as remove:
@@ -335,7 +338,12 @@ def _restore_one(
 
 
 def _restore_one_from_store(
-    yard: Yard, store: ObjectStore, journal: Journal, entry: RestoreEntry, plan: RestorePlan
+    yard: Yard,
+    store: ObjectStore,
+    journal: Journal,
+    entry: RestoreEntry,
+    plan: RestorePlan,
+    restored: storemoves.RestoredObjects,
 ) -> None:
     key, size, sha256 = plan.objects[entry.run_id]
     active = yard.settings.yard_path / entry.dst
@@ -350,6 +358,7 @@ def _restore_one_from_store(
     with journal.lock:
         entry.status = "restored"
         journal.moved(entry.run_id)
+    restored.add(key)
 
 
 def _copy_restore_report(yard: Yard, store_url: str, report: RestoreReport, path: Path) -> None:

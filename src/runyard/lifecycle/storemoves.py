@@ -139,7 +139,8 @@ def restore_run(
     store: ObjectStore, key: str, target: Path, size: int, sha256: str, digest: str | None
 ) -> None:
     """Unpack the object at ``key`` into ``target`` (which must not exist), checked
-    against the recorded size, SHA-256 and tree digest; then delete the object."""
+    against the recorded size, SHA-256 and tree digest. The object stays: the caller
+    deletes restored objects in batches (``RestoredObjects``)."""
     crashpoint("store-restore:downloading")
     with store.open_read(key) as reader:
         runtar.extract_run_tar(
@@ -150,7 +151,38 @@ def restore_run(
             expected_digest=digest,
         )
     crashpoint("store-restore:unpacked")
-    store.delete([key])
+
+
+class RestoredObjects:
+    """The objects of restored runs, deleted a thousand at a time (one DeleteObjects
+    request) rather than one request per run: a request costs about as much as
+    unpacking a small run. Until deleted, a restored run's object is a redundant copy;
+    ``settle_restore`` (recover) deletes any that a crash left."""
+
+    BATCH = 1000
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self._keys: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            self._keys.append(key)
+            if len(self._keys) < self.BATCH:
+                return
+            keys, self._keys = self._keys, []
+        self._delete(keys)
+
+    def flush(self) -> None:
+        with self._lock:
+            keys, self._keys = self._keys, []
+        self._delete(keys)
+
+    def _delete(self, keys: list[str]) -> None:
+        if keys:
+            crashpoint("store-restore:objects-deleting")
+            self.store.delete(keys)
 
 
 def settle_archive(
@@ -195,6 +227,19 @@ def settle_archive(
     return "moved"
 
 
+def delete_left_objects(store: ObjectStore, keys: list[str]) -> int:
+    """Delete the objects of runs a restore report says are restored but that a crash
+    left in the bucket (between the report's flush and ``RestoredObjects``); how many
+    there were."""
+    if not keys:
+        return 0
+    wanted = set(keys)
+    prefix = keys[0].rsplit("/", 1)[0] + "/"
+    found = [o.key for o in store.list_objects(prefix) if o.key in wanted]
+    store.delete(found)
+    return len(found)
+
+
 def settle_restore(store: ObjectStore, key: str, target: Path, digest: str | None) -> Settled:
     """Finish or undo a restore of one run from a store that a crash interrupted:
     half-unpacked folders beside ``target`` are removed; a ``target`` that is the
@@ -226,10 +271,12 @@ def copy_to_store(store: ObjectStore, key: str, path: Path) -> None:
 
 __all__ = [
     "JOURNAL_NAME",
+    "RestoredObjects",
     "StoreJournal",
     "VerifiedObject",
     "archive_run",
     "copy_to_store",
+    "delete_left_objects",
     "restore_run",
     "settle_archive",
     "settle_restore",
