@@ -261,17 +261,7 @@ def _finish_archive_report(
     report.finished_at = report.updated_at = datetime.now(UTC)
     write_report(path, report)
     if report.store is not None and report.batch_id is not None:
-        _copy_quietly(yard, report.store, report.batch_id, path)
-
-
-def _copy_quietly(yard: Yard, store_url: str, batch_id: str, path: Path) -> None:
-    """A settled report, copied beside its runs in the bucket (best effort: the local
-    report is the record)."""
-    try:
-        store = stores.open_batch_store(yard.settings, store_url)
-        storemoves.copy_to_store(store, stores.batch_object_key(store, batch_id, path.name), path)
-    except RunyardError:
-        pass
+        stores.copy_report_quietly(yard.settings, report.store, report.batch_id, path)
 
 
 def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
@@ -338,4 +328,4 @@ def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
     report.finished_at = report.updated_at = datetime.now(UTC)
     write_report(path, report)
     if archive.store is not None:
-        _copy_quietly(yard, archive.store, report.batch_id, path)
+        stores.copy_report_quietly(yard.settings, archive.store, report.batch_id, path)

@@ -294,7 +294,7 @@ def run_restore(
         write_report(out, report)
         crashpoint("restore:report-complete")
         if plan.store is not None:
-            _copy_restore_report(yard, plan.store, report, out)
+            stores.copy_report_quietly(settings, plan.store, report.batch_id, out)
         log_execution(
             yard,
             kind="restore",
@@ -359,15 +359,3 @@ def _restore_one_from_store(
         entry.status = "restored"
         journal.moved(entry.run_id)
     restored.add(key)
-
-
-def _copy_restore_report(yard: Yard, store_url: str, report: RestoreReport, path: Path) -> None:
-    """The restore report beside the batch's runs in the bucket; the restore itself is
-    done whatever happens here."""
-    try:
-        store = stores.open_batch_store(yard.settings, store_url)
-        storemoves.copy_to_store(
-            store, stores.batch_object_key(store, report.batch_id, path.name), path
-        )
-    except RunyardError:
-        pass  # the local report is the record; the next archive or restore copies again

@@ -14,6 +14,7 @@ the credentials from the standard AWS variables or profile, never from a report.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runyard.errors import Refused
@@ -58,3 +59,16 @@ def checked_object_key(
             f"run of batch {batch_id} lives in {store.location()} ({expected!r})"
         )
     return expected
+
+
+def copy_report_quietly(settings: Settings, store_url: str, batch_id: str, path: Path) -> None:
+    """A report (restore, or a settled archive) copied beside its batch's runs in the
+    bucket, best effort: the local report is the record, and the next archive, restore
+    or recover copies again."""
+    from runyard.errors import RunyardError
+
+    try:
+        store = open_batch_store(settings, store_url)
+        store.put_bytes(batch_object_key(store, batch_id, path.name), path.read_bytes())
+    except RunyardError:
+        pass
