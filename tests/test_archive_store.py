@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from runyard.registry import lifecycle as registry
 from tests.conftest import tree_snapshot
 from tests.helpers.seaweed import S3Server
 from tests.test_lifecycle import OLD, ws  # noqa: F401  (the video workspace fixture)
+from tests.test_lifecycle_crash import runner  # noqa: F401  (the fork server)
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
@@ -143,17 +143,6 @@ def test_a_store_that_cannot_be_used_is_found_before_anything_moves(
     )
 
 
-def _runyard(ws: dict, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:  # noqa: F811
-    return subprocess.run(
-        [sys.executable, "-m", "runyard", "--yard", str(ws["root"]), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_retention_archives_to_the_configured_store(ws, s3_server, s3_bucket, monkeypatch):  # noqa: F811
     _use_endpoint(ws, s3_server, store=f"s3://{s3_bucket}/ret")
     cli = ws["cli"]
@@ -222,11 +211,22 @@ def _locations(root: Path, run_ids: list[str]) -> dict[str, tuple[str, str | Non
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["archive", "restore"])
-def test_a_killed_store_move_is_settled_by_recover(ws, s3_server, s3_bucket, tmp_path, kind):  # noqa: F811
+def test_a_killed_store_move_is_settled_by_recover(
+    ws,  # noqa: F811
+    s3_server,
+    s3_bucket,
+    tmp_path,
+    kind,
+    runner,  # noqa: F811
+):
     """SIGKILL at every crash point (more than 50) of a store archive, or restore, of
     seven runs, then ``recover``: every run exactly once, in the runs root or verified in
     the bucket (never both, never neither), identical, and the registry agreeing; every
-    few points, the same command then completes and ``check`` is clean."""
+    few points, the same command then completes and ``check`` is clean.
+
+    The commands are forked from the crash tests' fork server (real processes, killed
+    with SIGKILL, without a ``python -m runyard`` start-up each); the last point is also
+    killed in a ``python -m runyard``."""
     _use_endpoint(ws, s3_server, store=f"s3://{s3_bucket}/crash")
     runs = ws["runs"]
     for name in EXTRA_LEGACY:  # seven runs: more than 50 crash points each way
@@ -238,16 +238,17 @@ def test_a_killed_store_move_is_settled_by_recover(ws, s3_server, s3_bucket, tmp
             os.utime(path, (OLD, OLD), follow_symlinks=False)
     legacy = ["192", "CH02-special", "api_upload_1", "jinsei_03", *EXTRA_LEGACY]
     scans = {r: scan_tree(runs / r).digest for r in legacy}
-    env = {**os.environ}
-    archive_args = ["archive", "--all", "--legacy", "--run", "--yes", "--json"]
+    yard = ["--yard", str(ws["root"])]
+    archive_args = [*yard, "archive", "--all", "--legacy", "--run", "--yes", "--json"]
+    scratch = tmp_path / "out"
     report = None
     if kind == "restore":
-        done = _runyard(ws, *archive_args, env=env)
+        done = runner(archive_args, scratch, "archive")
         assert done.returncode == 0, done.stderr
-        report = json.loads(done.stdout)["report_path"]
-    args = archive_args if kind == "archive" else ["restore", "--report", report, "--run"]
+        report = done.json()["report_path"]
+    args = archive_args if kind == "archive" else [*yard, "restore", "--report", report, "--run"]
     pristine = tmp_path / "pristine"
-    subprocess.run(["cp", "-a", str(ws["root"]), str(pristine)], check=True)
+    shutil.copytree(ws["root"], pristine, symlinks=True)
     client = s3_server.client("admin")
     bucket_then = {
         key: client.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
@@ -260,18 +261,18 @@ def test_a_killed_store_move_is_settled_by_recover(ws, s3_server, s3_bucket, tmp
         for key, body in bucket_then.items():
             client.put_object(Bucket=s3_bucket, Key=key, Body=body)
 
-    log = tmp_path / "points.log"
-    counted = _runyard(ws, *args, env={**env, "RUNYARD_TEST_CRASH_LOG": str(log)})
+    counted = runner(args, scratch, "count", log=True)
     assert counted.returncode == 0, counted.stderr
-    points = log.read_text().splitlines()
+    points = counted.points
     assert len(points) > 50 and any("store-" in p for p in points)
     for n in range(1, len(points) + 1):
-        subprocess.run(["rm", "-rf", str(ws["root"])], check=True)
-        subprocess.run(["cp", "-a", str(pristine), str(ws["root"])], check=True)
+        shutil.rmtree(ws["root"])
+        shutil.copytree(pristine, ws["root"], symlinks=True)
         reset_bucket()
-        killed = _runyard(ws, *args, env={**env, "RUNYARD_TEST_CRASH_AT": str(n)})
+        real = n == len(points)
+        killed = runner(args, scratch, f"kill-{n}", crash_at=n, real=real)
         assert killed.returncode == -9, (n, killed.stderr)
-        settled = _runyard(ws, "recover", "--json", env=env)
+        settled = runner([*yard, "recover", "--json"], scratch, f"recover-{n}", real=real)
         assert settled.returncode == 0, (n, points[n - 1], settled.stderr)
         where = _locations(ws["root"], legacy)
         keys = _keys(s3_server, s3_bucket)
@@ -289,6 +290,6 @@ def test_a_killed_store_move_is_settled_by_recover(ws, s3_server, s3_bucket, tmp
             else:
                 assert location == "archived" and in_bucket, at
         if n % 6 == 0 or n == len(points):  # the yard ends consistent
-            again = _runyard(ws, *args, env=env)
+            again = runner(args, scratch, f"again-{n}")
             assert again.returncode in (0, 4), (n, again.stderr)
-            assert _runyard(ws, "check", env=env).returncode == 0, n
+            assert runner([*yard, "check"], scratch, f"check-{n}").returncode == 0, n

@@ -440,9 +440,12 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
         journal = Journal(yard, report, report_path, RunLocation.archived, batch_id)
         pending = [e for e in report.entries if e.status == "pending"]
 
-        with movers.source_remover(threads) as remove:
+        with (
+            movers.source_remover(threads) as remove,
+            storemoves.StoreJournal(batch_dir / JOURNAL_NAME) as store_journal,
+        ):
             if store is not None:
-                to_store = _StoreBatch(store, storemoves.StoreJournal(batch_dir / JOURNAL_NAME))
+                to_store = _StoreBatch(store, store_journal)
 
                 def archive_one(entry: ArchiveEntry) -> None:
                     src = settings.run_dir(entry.run_id)
