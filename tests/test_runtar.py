@@ -13,6 +13,7 @@ import errno
 import hashlib
 import io
 import os
+import random
 import stat
 import tarfile
 import tempfile
@@ -666,6 +667,46 @@ def test_a_download_that_breaks_leaves_nothing(
     source = _Failing(data, 40_000, error)
     with pytest.raises((Refused, KeyboardInterrupt)):
         extract_run_tar(source, tmp_path / "back")  # type: ignore[arg-type]
+    nothing_left(tmp_path / "back")
+
+
+class _Dribble:
+    """A stream that answers each read with a few hundred bytes at most, as a socket
+    may: the unpacker asks again until it has what it needs."""
+
+    def __init__(self, data: bytes, seed: int) -> None:
+        self.data, self.pos = data, 0
+        self.rng = random.Random(seed)
+
+    def read(self, size: int = -1) -> bytes:
+        size = len(self.data) if size < 0 else size
+        chunk = self.data[self.pos : self.pos + min(size, self.rng.randint(1, 700))]
+        self.pos += len(chunk)
+        return chunk
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_stream_that_answers_in_dribbles_unpacks_exactly(
+    tmp_path: Path, sample: tuple[bytes, TarWritten], seed: int
+) -> None:
+    data, written = sample
+    done = extract_run_tar(
+        _Dribble(data, seed),  # type: ignore[arg-type]
+        tmp_path / "back",
+        expected_sha256=written.sha256,
+        expected_size=written.size,
+        expected_digest=written.scan.digest,
+    )
+    assert (done.size, done.sha256) == (written.size, written.sha256)
+    assert scan_tree(tmp_path / "back").digest == written.scan.digest
+
+
+def test_a_header_record_too_big_to_be_runyards_is_refused(tmp_path: Path) -> None:
+    """A PAX record of megabytes (names and attributes are never that long) is refused
+    before it is read into memory."""
+    huge = _info("x", pax={"comment": "a" * (2 << 20)})
+    with pytest.raises(TarMismatch, match="header record"):
+        extract(hand_tar([(huge, b"x")]), tmp_path / "back")
     nothing_left(tmp_path / "back")
 
 

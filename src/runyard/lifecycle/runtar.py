@@ -296,9 +296,18 @@ def _scan_of(entries: list[Entry]) -> TreeScan:
 
 
 class _Source:
-    """The stream as tarfile reads it: hashed and counted as it goes, refused as soon as
-    it passes ``limit``, with its last few chunks kept to look at what follows the
-    archive's end (tarfile stops at the first zero block and says nothing of the rest)."""
+    """The stream as tarfile reads it, hashed and counted as it goes, refused as soon as
+    it passes ``limit``.
+
+    tarfile reads it in its plain ``"r"`` mode, which asks for ``tell()`` and, to skip
+    a member's padding, ``seek()`` forward; member contents are read past tarfile, by
+    :meth:`content`, straight into the files (tarfile's stream mode copied every byte
+    through its buffer three or four times with the GIL held). A seek backwards, or a
+    single header record over :data:`MAX_RECORD`, refuses the tar. The last few chunks
+    are kept to look at what follows the archive's end (tarfile stops at the first zero
+    block and says nothing of the rest)."""
+
+    MAX_RECORD = 1 << 20  # a PAX or GNU long-name record: names and xattrs, not data
 
     def __init__(self, source: BinaryIO, limit: int | None) -> None:
         self.source = source
@@ -308,8 +317,9 @@ class _Source:
         self.recent: collections.deque[tuple[int, bytes]] = collections.deque()
         self.recent_bytes = 0
 
-    def read(self, size: int = -1) -> bytes:
-        data = self.source.read(size if size >= 0 else CHUNK)
+    def _some(self, size: int) -> bytes:
+        """Up to ``size`` bytes (fewer only at the end of the stream or of a read)."""
+        data = self.source.read(size)
         if not data:
             return b""
         self.sha256.update(data)
@@ -321,6 +331,47 @@ class _Source:
         if self.limit is not None and self.count > self.limit:
             raise TarMismatch(f"the stream is longer than the expected {self.limit} bytes")
         return data
+
+    def read(self, size: int = -1) -> bytes:
+        """tarfile's reads (headers and their records): exactly ``size`` bytes, fewer
+        only at the end of the stream."""
+        if size < 0 or size > self.MAX_RECORD:
+            raise TarMismatch(
+                f"a tar header record of {size} bytes (over {self.MAX_RECORD}) is not one "
+                "runyard writes; nothing was restored"
+            )
+        data = self._some(size)
+        if len(data) == size or not data:
+            return data
+        pieces = [data]
+        got = len(data)
+        while got < size and (more := self._some(size - got)):
+            pieces.append(more)
+            got += len(more)
+        return b"".join(pieces)
+
+    def tell(self) -> int:
+        return self.count
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        """Forward only: the bytes skipped are read (and hashed) like any other."""
+        if whence != os.SEEK_SET or offset < self.count:
+            raise TarMismatch("the tar asks to read back (not a tar runyard writes)")
+        while self.count < offset:
+            if not self._some(min(CHUNK, offset - self.count)):
+                break  # the stream ended: tarfile's next read sees it
+        return self.count
+
+    def content(self, offset: int, size: int) -> Iterator[bytes]:
+        """The ``size`` bytes of a member's content, which start at ``offset``."""
+        self.seek(offset)
+        left = size
+        while left:
+            data = self._some(min(CHUNK, left))
+            if not data:
+                raise TarMismatch("the stream ends inside a file (cut short?); nothing restored")
+            left -= len(data)
+            yield data
 
     def since(self, offset: int) -> bytes:
         """The bytes read from ``offset`` on (which must be among the recent ones)."""
@@ -389,7 +440,7 @@ class _Unpacking:
             self._parent = (folder, self.open_folder(folder))
         return self._parent[1], base
 
-    def add(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def add(self, source: _Source, member: tarfile.TarInfo) -> None:
         name = _member_name(member)
         if name in self.seen:
             _unsafe(name, "it appears twice")
@@ -410,7 +461,7 @@ class _Unpacking:
                 _unsafe(name, "it is a sparse file, which runyard never writes")
             fd, base = self.parent_of(name)
             entry = Entry(name, "file", mode, member.size, mtime_ns)
-            entry = self._write_file(tar, member, fd, base, entry, xattrs)
+            entry = self._write_file(source, member, fd, base, entry, xattrs)
             self.files[name] = entry
             self.entries.append(entry)
             self.content_bytes += member.size
@@ -433,7 +484,7 @@ class _Unpacking:
 
     def _write_file(
         self,
-        tar: tarfile.TarFile,
+        source: _Source,
         member: tarfile.TarInfo,
         folder_fd: int,
         base: str,
@@ -443,9 +494,7 @@ class _Unpacking:
         digest = hashlib.sha256()
         fd = os.open(base, _NEW_FILE_FLAGS, 0o600, dir_fd=folder_fd)
         try:
-            content = tar.extractfile(member)
-            assert content is not None  # a regular member always has content
-            while data := content.read(CHUNK):
+            for data in source.content(member.offset_data, member.size):
                 digest.update(data)
                 view = memoryview(data)
                 while view:
@@ -714,7 +763,7 @@ def extract_run_tar(
 
 def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     while (member := tar.next()) is not None:
-        # A stream-mode TarFile keeps every member it read; runs can have many.
+        # A TarFile keeps every member it read; runs can have many.
         tar.members.clear()  # type: ignore[attr-defined]
         yield member
 
@@ -725,14 +774,13 @@ def _unpack(reader: _Source, unpacking: _Unpacking) -> int:
     count = 0
     try:
         with tarfile.open(
-            fileobj=cast(BinaryIO, reader),  # read() is all that stream mode calls
-            mode="r|",
-            bufsize=CHUNK,
+            fileobj=cast(BinaryIO, reader),  # read, tell and forward seeks: see _Source
+            mode="r:",
             encoding="utf-8",
             errors="surrogateescape",
         ) as tar:
             for member in _members(tar):
-                unpacking.add(tar, member)
+                unpacking.add(reader, member)
                 count += 1
             end = tar.offset
     except tarfile.TarError as exc:

@@ -32,9 +32,11 @@ MAX_PARTS = 10_000  # S3's limit per upload
 # Every this many parts the part size grows by the starting size, so that 10,000 parts
 # of a 16 MiB start reach 880 GiB while small objects keep small parts.
 PARTS_PER_STEP = 1_000
-# S3 copies an object onto itself (to set its metadata) only up to 5 GiB.
-MAX_COPY_BYTES = 5 * 1024**3
-SHA256_METADATA = "sha256"  # x-amz-meta-sha256, for people browsing the bucket
+# x-amz-meta-sha256 of an object sent whole, for people browsing the bucket. A multipart
+# upload starts before its digest is known, and setting it afterwards would mean copying
+# the object onto itself (the whole object again, and a second version on a versioned
+# bucket): those objects carry none. The report, not the metadata, is the record.
+SHA256_METADATA = "sha256"
 
 
 class PutResult(NamedTuple):
@@ -112,7 +114,7 @@ class StreamUpload:
             else:
                 if self._buffer:
                     self._send_part()
-                etag = self._complete(digest)
+                etag = self._complete()
         except BaseException:
             self._abort_quietly()
             raise
@@ -201,7 +203,7 @@ class StreamUpload:
         counters.bytes_sent.add(len(body))
         return _etag(answer.get("ETag"))
 
-    def _complete(self, digest: str) -> str:
+    def _complete(self) -> str:
         answer = self.store.call(
             "write",
             self.location,
@@ -211,28 +213,7 @@ class StreamUpload:
             MultipartUpload={"Parts": self._parts},
         )
         self._upload_id = None  # complete: nothing left to abort
-        etag = _etag(answer.get("ETag"))
-        if self.size <= MAX_COPY_BYTES:
-            etag = self._record_sha256(digest) or etag
-        return etag
-
-    def _record_sha256(self, digest: str) -> str | None:
-        """Copy the object onto itself with its SHA-256 in the metadata (a multipart
-        upload starts before the digest is known). For people only: the object is
-        complete either way, so a failure here is not the upload's failure."""
-        try:
-            answer = self.store.call(
-                "write",
-                self.location,
-                "copy_object",
-                Key=self.key,
-                CopySource={"Bucket": self.store.bucket, "Key": self.key},
-                Metadata={**self.metadata, SHA256_METADATA: digest},
-                MetadataDirective="REPLACE",
-            )
-        except StoreError:
-            return None
-        return _etag((answer.get("CopyObjectResult") or {}).get("ETag"))
+        return _etag(answer.get("ETag"))
 
     def _abort_quietly(self) -> None:
         # Called while another error is on its way out: that one is what gets reported;
