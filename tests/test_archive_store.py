@@ -293,3 +293,50 @@ def test_a_killed_store_move_is_settled_by_recover(
             again = runner(args, scratch, f"again-{n}")
             assert again.returncode in (0, 4), (n, again.stderr)
             assert runner([*yard, "check"], scratch, f"check-{n}").returncode == 0, n
+
+
+def test_recover_aborts_the_multipart_upload_of_a_killed_archive(
+    ws,  # noqa: F811
+    s3_server,
+    s3_bucket,
+    tmp_path,
+    runner,  # noqa: F811
+):
+    """A run bigger than a part goes up as a multipart upload; an archive SIGKILLed with
+    its parts sent but the upload not completed leaves an incomplete upload (invisible
+    in listings, but stored and billed): ``recover`` aborts it, and the run stays whole
+    in the runs root, active, with no object."""
+    _use_endpoint(ws, s3_server, store=f"s3://{s3_bucket}/multi")
+    run_id = "192"  # a legacy run of the workspace
+    big = ws["runs"] / run_id / "render.bin"
+    big.write_bytes(os.urandom(20 << 20))  # more than one 16 MiB part
+    os.utime(big, (OLD, OLD))
+    os.utime(big.parent, (OLD, OLD))
+    scan = scan_tree(ws["runs"] / run_id).digest
+    yard = ["--yard", str(ws["root"])]
+    args = [*yard, "archive", "--run-id", run_id, "--run", "--json"]
+    dry = runner([*yard, "archive", "--run-id", run_id, "--json"], tmp_path, "dry")
+    assert [e["run_id"] for e in dry.json()["entries"]] == [run_id], dry.stdout
+    pristine = tmp_path / "pristine"
+    shutil.copytree(ws["root"], pristine, symlinks=True)
+    counted = runner(args, tmp_path, "count", log=True)
+    assert counted.returncode == 0, counted.stderr
+    labels = [p.split(" ", 1)[1] for p in counted.points]
+    shutil.rmtree(ws["root"])
+    shutil.copytree(pristine, ws["root"], symlinks=True)
+    client = s3_server.client("admin")
+    for key in _keys(s3_server, s3_bucket):
+        client.delete_object(Bucket=s3_bucket, Key=key)
+
+    at = labels.index("store-archive:tar-sent") + 1  # parts sent, not completed
+    killed = runner(args, tmp_path, "killed", crash_at=at)
+    assert killed.returncode == -9, killed.stderr
+    pending = client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads") or []
+    assert [u["Key"].rsplit("/", 1)[1] for u in pending] == [f"{run_id}.tar"]
+
+    settled = runner([*yard, "recover", "--json"], tmp_path, "recover")
+    assert settled.returncode == 0, settled.stderr
+    assert not client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads")
+    assert not any(k.endswith(f"/{run_id}.tar") for k in _keys(s3_server, s3_bucket))
+    assert scan_tree(ws["runs"] / run_id).digest == scan
+    assert _locations(ws["root"], [run_id])[run_id][0] == "active"

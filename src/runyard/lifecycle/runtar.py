@@ -31,8 +31,11 @@ rather than through ``tarfile.open("w|")``, whose buffer appends each 16 KiB pie
 a file to a growing ``bytes`` (quadratic copying with a large buffer, 10 KiB sink
 calls with the default). The bytes are what ``w|`` would write.
 
-Unpacking never uses ``extractall``: its ``data`` filter refuses absolute link
-targets, which runs hold. Each member is checked and made here, under folders this
+Reading is the other way round: ``tarfile`` parses the headers (its plain ``"r"``
+reader, over a source that only seeks forward) and each file's content goes from the
+stream straight into its file, never through tarfile's stream buffer. Unpacking never
+uses ``extractall``: its ``data`` filter refuses absolute link targets, which runs
+hold. Each member is checked and made here, under folders this
 unpacking made itself, reached with ``O_NOFOLLOW`` at every step. Files are fsynced
 once the whole stream has checked out, folders as they get their metadata, then the
 folder is renamed into place. Nothing here is shared between calls: several runs can
