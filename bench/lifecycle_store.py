@@ -189,7 +189,8 @@ def bench_workload(
             console.print(
                 f"  trial {trial + 1}: upload {sent / 1e6 / up:,.0f} MB/s, run_archive "
                 f"{archived_bytes / 1e6 / times['archive'][-1]:,.0f} MB/s; download "
-                f"{sent / 1e6 / times['down'][-1]:,.0f} MB/s, run_restore "
+                f"{sent / 1e6 / times['down'][-1]:,.0f} MB/s (to files "
+                f"{sent / 1e6 / times['down_files'][-1]:,.0f}), run_restore "
                 f"{archived_bytes / 1e6 / times['restore'][-1]:,.0f} MB/s"
             )
         store.close()
