@@ -528,8 +528,7 @@ class _StoreBatch:
     ) -> None:
         assert entry.object_key is not None
         if self.down is not None:
-            with journal.lock:
-                entry.status, entry.error = "failed", f"not tried: {self.down}"
+            journal.failed(entry, f"not tried: {self.down}")
             return
         try:
             crashpoint("archive:entry-moving")
@@ -540,12 +539,10 @@ class _StoreBatch:
             crashpoint("archive:entry-moved")
         except StoreUnreachable as exc:
             self.down = f"the store stopped answering ({exc.message})"
-            with journal.lock:
-                entry.status, entry.error = "failed", exc.message
+            journal.failed(entry, exc.message)
             return
         except RunyardError as exc:
-            with journal.lock:
-                entry.status, entry.error = "failed", exc.message
+            journal.failed(entry, exc.message)
             return
         with journal.lock:
             entry.method = "store"
@@ -584,8 +581,7 @@ def _archive_one(
         result = fsops.move_tree(src, dst, expected=scan, remove_source=remove)
         crashpoint("archive:entry-moved")
     except RunyardError as exc:
-        with journal.lock:
-            entry.status, entry.error = "failed", exc.message
+        journal.failed(entry, exc.message)
         return
     with journal.lock:
         entry.method = result.method

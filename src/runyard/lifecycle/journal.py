@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runyard.lifecycle.crashpoints import crashpoint
-from runyard.lifecycle.report import ArchiveReport, RestoreReport, write_report
+from runyard.lifecycle.report import (
+    ArchiveEntry,
+    ArchiveReport,
+    RestoreEntry,
+    RestoreReport,
+    write_report,
+)
 from runyard.models import RunLocation
 from runyard.registry import lifecycle as registry
 
@@ -46,6 +52,11 @@ class Journal:
         # Held by whoever changes an entry of the report or flushes it: moves may run in
         # several threads (``movers``), and a flush must never write a half-updated entry.
         self.lock = threading.RLock()
+
+    def failed(self, entry: ArchiveEntry | RestoreEntry, message: str) -> None:
+        """Mark an entry failed: its run stayed where it was (the next flush says so)."""
+        with self.lock:
+            entry.status, entry.error = "failed", message
 
     def moved(self, run_id: str) -> None:
         with self.lock:

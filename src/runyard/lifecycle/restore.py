@@ -329,8 +329,7 @@ def _restore_one(
         fsops.move_tree(archived, active, expected=digest, remove_source=remove)
         crashpoint("restore:entry-moved")
     except RunyardError as exc:
-        with journal.lock:
-            entry.status, entry.error = "failed", exc.message
+        journal.failed(entry, exc.message)
         return
     with journal.lock:
         entry.status = "restored"
@@ -352,8 +351,7 @@ def _restore_one_from_store(
         storemoves.restore_run(store, key, active, size, sha256, plan.digests.get(entry.run_id))
         crashpoint("restore:entry-moved")
     except RunyardError as exc:
-        with journal.lock:
-            entry.status, entry.error = "failed", exc.message
+        journal.failed(entry, exc.message)
         return
     with journal.lock:
         entry.status = "restored"
