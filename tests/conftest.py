@@ -181,6 +181,19 @@ def lineage(cli: Cli, tmp_path: Path) -> dict[str, str]:
     }
 
 
+def video_plan(cli: Cli, folder: Path) -> str:
+    """The "episodes" scenario, a ``{"fps": 30}`` config version (its file written in
+    ``folder``) and a plan version of the two, in the yard ``cli`` drives; the plan's id."""
+    cli.ok("scenario", "add", "episodes")
+    cfg = folder / "cfg.json"
+    cfg.write_text('{"fps": 30}')
+    cfg_id = cli.ok("config", "add", str(cfg))["config_version_id"]
+    plan_id: str = cli.ok("plan", "create", "--scenario", "episodes", "--config", cfg_id)[
+        "plan_version_id"
+    ]
+    return plan_id
+
+
 def tree_snapshot(root: Path) -> dict[str, bytes]:
     """Every file under ``root`` (but the SQLite registry files) with its content."""
     out: dict[str, bytes] = {}

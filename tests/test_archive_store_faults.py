@@ -25,7 +25,7 @@ import runyard
 from runyard.config import load_settings
 from runyard.lifecycle import fsops, runtar
 from runyard.lifecycle.fsops import scan_tree
-from tests.conftest import Cli
+from tests.conftest import Cli, video_plan
 from tests.helpers.seaweed import (
     AWS_VARIABLES,
     S3Server,
@@ -64,13 +64,9 @@ def _yard(tmp_path: Path, endpoint: str, store: str) -> dict[str, Any]:
         toml.read_text() + f'\n[archive]\nendpoint_url = "{endpoint}"\nstore = "{store}"\n'
     )
     cli = Cli(root)
-    cli.ok("scenario", "add", "episodes")
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text('{"fps": 30}')
-    cfg_id = cli.ok("config", "add", str(cfg))["config_version_id"]
-    plan = cli.ok("plan", "create", "--scenario", "episodes", "--config", cfg_id)
+    plan_id = video_plan(cli, tmp_path)
     settings_ = load_settings(root)
-    return {"root": root, "cli": cli, "runs": settings_.runs_root, "plan": plan["plan_version_id"]}
+    return {"root": root, "cli": cli, "runs": settings_.runs_root, "plan": plan_id}
 
 
 def _legacy_runs(yard: dict[str, Any], count: int, size: int) -> dict[str, str]:

@@ -13,7 +13,7 @@ import pytest
 
 import runyard
 from runyard.lifecycle.fsops import scan_tree
-from tests.conftest import Cli, tree_snapshot
+from tests.conftest import Cli, tree_snapshot, video_plan
 
 OLD = time.time() - 3 * 86400
 
@@ -38,11 +38,7 @@ def ws(tmp_path: Path, db_url: str | None, monkeypatch: pytest.MonkeyPatch) -> d
     (project / "draft.json").write_text("{}")
     runyard.init_yard(root, preset="video")
     cli = Cli(root)
-    cli.ok("scenario", "add", "episodes")
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text('{"fps": 30}')
-    cfg_id = cli.ok("config", "add", str(cfg))["config_version_id"]
-    plan = cli.ok("plan", "create", "--scenario", "episodes", "--config", cfg_id)
+    plan_id = video_plan(cli, tmp_path)
     runs_root = root / "video" / "runs"
     for ch in ("CH01", "CH02"):
         for ep in ("001", "002"):
@@ -52,7 +48,7 @@ def ws(tmp_path: Path, db_url: str | None, monkeypatch: pytest.MonkeyPatch) -> d
                     "run",
                     "start",
                     "--plan",
-                    plan["plan_version_id"],
+                    plan_id,
                     "--run-id",
                     run_id,
                     "--group",
@@ -72,16 +68,16 @@ def ws(tmp_path: Path, db_url: str | None, monkeypatch: pytest.MonkeyPatch) -> d
     for legacy in ("192", "api_upload_1", "jinsei_03", "CH02-special"):
         (runs_root / legacy).mkdir()
         (runs_root / legacy / "out.txt").write_text(legacy)
-    running = cli.ok("run", "start", "--plan", plan["plan_version_id"], "--run-id", "misc-running")
-    pinned = cli.ok("run", "start", "--plan", plan["plan_version_id"], "--run-id", "misc-pinned")
+    running = cli.ok("run", "start", "--plan", plan_id, "--run-id", "misc-running")
+    pinned = cli.ok("run", "start", "--plan", plan_id, "--run-id", "misc-pinned")
     cli.ok("run", "finish", pinned["run_id"], "--status", "succeeded")
     cli.ok("run", "pin", pinned["run_id"])
-    kept = cli.ok("run", "start", "--plan", plan["plan_version_id"], "--run-id", "misc-kept")
+    kept = cli.ok("run", "start", "--plan", plan_id, "--run-id", "misc-kept")
     cli.ok("run", "finish", kept["run_id"], "--status", "failed")
     (runs_root / "misc-kept" / ".keep").write_text("")
-    recent = cli.ok("run", "start", "--plan", plan["plan_version_id"], "--run-id", "misc-recent")
+    recent = cli.ok("run", "start", "--plan", plan_id, "--run-id", "misc-recent")
     cli.ok("run", "finish", recent["run_id"], "--status", "succeeded")
-    old = cli.ok("run", "start", "--plan", plan["plan_version_id"], "--run-id", "misc-old")
+    old = cli.ok("run", "start", "--plan", plan_id, "--run-id", "misc-old")
     cli.ok("run", "finish", old["run_id"], "--status", "succeeded")
     _age(runs_root)
     os.utime(runs_root / "misc-recent" / "run.json")  # changed just now

@@ -18,7 +18,7 @@ import runyard
 from runyard.config import load_settings
 from runyard.lifecycle import report as report_module
 from runyard.lifecycle.fsops import same_filesystem
-from tests.conftest import Cli
+from tests.conftest import Cli, video_plan
 from tests.trees import exact_state, remove
 
 SHM = Path("/dev/shm")
@@ -33,13 +33,9 @@ def yard(tmp_path: Path, db_url: str | None, monkeypatch: pytest.MonkeyPatch) ->
     root = tmp_path / "yard"
     runyard.init_yard(root, preset="video")
     cli = Cli(root)
-    cli.ok("scenario", "add", "episodes")
-    cfg = tmp_path / "cfg.json"
-    cfg.write_text('{"fps": 30}')
-    cfg_id = cli.ok("config", "add", str(cfg))["config_version_id"]
-    plan = cli.ok("plan", "create", "--scenario", "episodes", "--config", cfg_id)
+    plan_id = video_plan(cli, tmp_path)
     settings = load_settings(root)
-    return {"cli": cli, "root": root, "plan": plan["plan_version_id"], "settings": settings}
+    return {"cli": cli, "root": root, "plan": plan_id, "settings": settings}
 
 
 def _run(ws: dict[str, Any], run_id: str, group: str | None = None) -> Path:

@@ -64,12 +64,18 @@ def _check_rebuilt(ws: dict, doc: dict, restored: str, before: dict, digests: di
     assert ws["cli"]("check", "--json").exit_code == 0
 
 
-def test_rebuild_takes_the_runs_of_a_store_batch_from_its_report(ws, s3_server, s3_bucket):  # noqa: F811
+def _archived_then_registry_lost(ws, s3_server, s3_bucket):  # noqa: F811
+    """The runs' digests, a store batch (one run restored since), what the registry
+    showed of its runs, and then the registry lost."""
     digests = {p.name: scan_tree(p).digest for p in ws["runs"].iterdir()}
     doc, restored = _archive_then_restore_one(ws, s3_server, s3_bucket)
-    run_ids = [e["run_id"] for e in doc["entries"]]
-    before = _shown(ws, run_ids)
+    before = _shown(ws, [e["run_id"] for e in doc["entries"]])
     _lose_registry(ws)
+    return digests, doc, restored, before
+
+
+def test_rebuild_takes_the_runs_of_a_store_batch_from_its_report(ws, s3_server, s3_bucket):  # noqa: F811
+    digests, doc, restored, before = _archived_then_registry_lost(ws, s3_server, s3_bucket)
     rebuilt = ws["cli"].ok("rebuild")
     assert rebuilt["inserted"]["runs"] > 0 and rebuilt["reports_fetched"] == []
     _check_rebuilt(ws, doc, restored, before, digests)
@@ -78,11 +84,7 @@ def test_rebuild_takes_the_runs_of_a_store_batch_from_its_report(ws, s3_server, 
 
 
 def test_rebuild_from_store_brings_the_reports_back(ws, s3_server, s3_bucket):  # noqa: F811
-    digests = {p.name: scan_tree(p).digest for p in ws["runs"].iterdir()}
-    doc, restored = _archive_then_restore_one(ws, s3_server, s3_bucket)
-    run_ids = [e["run_id"] for e in doc["entries"]]
-    before = _shown(ws, run_ids)
-    _lose_registry(ws)
+    digests, doc, restored, before = _archived_then_registry_lost(ws, s3_server, s3_bucket)
     shutil.rmtree(ws["root"] / "video" / "_archive")
     # Without the reports the store's runs are unknown: nothing says they exist.
     bare = ws["cli"].ok("rebuild", "--dry-run")

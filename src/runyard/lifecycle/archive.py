@@ -380,11 +380,11 @@ def run_archive(yard: Yard, options: ArchiveOptions) -> ArchiveResult:
     from runyard.lifecycle.recover import recover_locked
 
     settings = yard.settings
-    store_url = options.store or settings.file.archive.store
     with yard_lock(settings.yard_path, "archive"):
         recovered = recover_locked(yard, options.command)
         plan = plan_archive(yard, options)
         store = None
+        store_url = plan.report.store  # --to, else [archive] store, as the plan parsed it
         if store_url is not None and plan.report.entries:
             # An unreachable endpoint, refused credentials, a missing bucket or one
             # without write permission is found here, before the first run moves.
@@ -514,8 +514,8 @@ class _StoreBatch:
     not yet tried fail at once (each would wait out its retries), stay where they are,
     and a later ``archive`` takes them."""
 
-    def __init__(self, store: ObjectStore, journal: storemoves.StoreJournal) -> None:
-        self.store, self.journal = store, journal
+    def __init__(self, store: ObjectStore, store_journal: storemoves.StoreJournal) -> None:
+        self.store, self.store_journal = store, store_journal
         self.down: str | None = None
 
     def archive(
@@ -534,7 +534,7 @@ class _StoreBatch:
             crashpoint("archive:entry-moving")
             links = fsops.symlink_resolution(src, scan.symlinks)
             verified = storemoves.archive_run(
-                self.store, entry.run_id, src, entry.object_key, scan, self.journal, remove
+                self.store, entry.run_id, src, entry.object_key, scan, self.store_journal, remove
             )
             crashpoint("archive:entry-moved")
         except StoreUnreachable as exc:

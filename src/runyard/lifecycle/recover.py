@@ -37,6 +37,7 @@ from runyard.models import RunLocation
 from runyard.registry import lifecycle as registry
 
 if TYPE_CHECKING:
+    from runyard.store.s3 import ObjectStore
     from runyard.yard import Yard
 
 
@@ -152,8 +153,10 @@ def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
     changes: list[tuple[str, RunLocation, str | None]] = []
     resolved: dict[Path, Path] = {}
     if report.store is not None:
-        _settle_store_archive(yard, path, report, result, changes)
-        _finish_archive_report(yard, path, report, result, changes)
+        with stores.open_batch_store(settings, report.store) as store:
+            _settle_store_archive(yard, store, path, report, result, changes)
+            _finish_archive_report(yard, path, report, result, changes)
+            stores.copy_report_quietly(store, report.batch_id, path)
         return
     for entry in report.entries:
         if entry.status not in ("pending", "moving", "moved"):
@@ -193,6 +196,7 @@ def _settle_archive(yard: Yard, path: Path, result: RecoverResult) -> None:
 
 def _settle_store_archive(
     yard: Yard,
+    store: ObjectStore,
     path: Path,
     report: ArchiveReport,
     result: RecoverResult,
@@ -203,7 +207,6 @@ def _settle_store_archive(
     verified objects and the object itself (``storemoves.settle_archive``)."""
     settings = yard.settings
     assert report.batch_id is not None and report.store is not None
-    store = stores.open_batch_store(settings, report.store)
     store.abort_incomplete_uploads(store.key(report.batch_id) + "/")
     verified = storemoves.StoreJournal.read(path.parent / storemoves.JOURNAL_NAME)
     runs_root = settings.runs_root
@@ -260,8 +263,6 @@ def _finish_archive_report(
     report.status = "in_progress" if alarmed else "recovered"  # an alarm is raised again
     report.finished_at = report.updated_at = datetime.now(UTC)
     write_report(path, report)
-    if report.store is not None and report.batch_id is not None:
-        stores.copy_report_quietly(yard.settings, report.store, report.batch_id, path)
 
 
 def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
@@ -270,11 +271,29 @@ def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
     if report.yard_id != settings.yard_id:
         raise Refused(f"{path} is not an interrupted restore of this yard")
     archive = load_report(path.parent / ARCHIVE_REPORT_NAME, ArchiveReport)
+    if archive.store is None:
+        _settle_restore_from(yard, path, report, archive, result, None)
+        return
+    with stores.open_batch_store(settings, archive.store) as store:
+        _settle_restore_from(yard, path, report, archive, result, store)
+        stores.copy_report_quietly(store, report.batch_id, path)
+
+
+def _settle_restore_from(
+    yard: Yard,
+    path: Path,
+    report: RestoreReport,
+    archive: ArchiveReport,
+    result: RecoverResult,
+    store: ObjectStore | None,
+) -> None:
+    """Settle each entry of an interrupted restore from ``archive``'s batch (in
+    ``store`` when the batch is in one)."""
+    settings = yard.settings
     digests = {e.run_id: e.digest for e in archive.entries}
     originals = {e.run_id: e for e in archive.entries}
     changes: list[tuple[str, RunLocation, str | None]] = []
     resolved: dict[Path, Path] = {}
-    store = stores.open_batch_store(settings, archive.store) if archive.store is not None else None
     if store is not None:  # restored, but their objects not yet deleted when it stopped
         left = [
             stores.checked_object_key(store, report.batch_id, e.run_id, o.object_key, o.dst)
@@ -327,5 +346,3 @@ def _settle_restore(yard: Yard, path: Path, result: RecoverResult) -> None:
     report.status = "in_progress" if alarmed else "recovered"
     report.finished_at = report.updated_at = datetime.now(UTC)
     write_report(path, report)
-    if archive.store is not None:
-        stores.copy_report_quietly(yard.settings, archive.store, report.batch_id, path)

@@ -47,8 +47,9 @@ class RestorePlan:
     report: RestoreReport
     archive_report_path: Path
     digests: dict[str, str | None]
-    # A batch in an object store: its location, and each run's (key, tar size, SHA-256).
-    store: str | None = None
+    # A batch in an object store: the store as the plan opened it (to list the batch;
+    # the restore goes on with it), and each run's (key, tar size, SHA-256).
+    store: ObjectStore | None = None
     objects: dict[str, tuple[str, int, str]] = field(default_factory=dict)
     # Runs that are gone from where the archive put them: the registry says ``missing``.
     # None: every entry that failed the plan (a local batch's folder is gone or a link).
@@ -172,7 +173,11 @@ def _plan_store_restore(
     present = {o.key: o.size for o in store.list_objects(store.key(archive.batch_id) + "/")}
     lost: list[str] = []
     plan = RestorePlan(
-        report=report, archive_report_path=path, digests={}, store=archive.store, lost=lost
+        report=report,
+        archive_report_path=path,
+        digests={},
+        store=store,
+        lost=lost,
     )
     runs_root = settings.runs_root
     for run_id in dict.fromkeys(chosen):
@@ -264,8 +269,8 @@ def run_restore(
             with yard.write() as conn:
                 registry.set_locations(conn, [(r, RunLocation.missing, None) for r in lost])
 
-        if plan.store is not None:
-            store = stores.open_batch_store(settings, plan.store)
+        store = plan.store
+        if store is not None:
             store.check_bucket()  # before the first run: a store that is not there says so
 
             restored = storemoves.RestoredObjects(store)
@@ -293,8 +298,9 @@ def run_restore(
         report.finished_at = report.updated_at = _now()
         write_report(out, report)
         crashpoint("restore:report-complete")
-        if plan.store is not None:
-            stores.copy_report_quietly(settings, plan.store, report.batch_id, out)
+        if store is not None:
+            stores.copy_report_quietly(store, report.batch_id, out)
+            store.close()
         log_execution(
             yard,
             kind="restore",

@@ -14,10 +14,11 @@ the credentials from the standard AWS variables or profile, never from a report.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runyard.errors import Refused
+from runyard.errors import Refused, RunyardError
 from runyard.store import open_store, parse_store_url
 
 if TYPE_CHECKING:
@@ -61,14 +62,9 @@ def checked_object_key(
     return expected
 
 
-def copy_report_quietly(settings: Settings, store_url: str, batch_id: str, path: Path) -> None:
+def copy_report_quietly(store: ObjectStore, batch_id: str, path: Path) -> None:
     """A report (restore, or a settled archive) copied beside its batch's runs in the
     bucket, best effort: the local report is the record, and the next archive, restore
     or recover copies again."""
-    from runyard.errors import RunyardError
-
-    try:
-        store = open_batch_store(settings, store_url)
+    with contextlib.suppress(RunyardError):
         store.put_bytes(batch_object_key(store, batch_id, path.name), path.read_bytes())
-    except RunyardError:
-        pass
